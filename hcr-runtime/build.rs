@@ -1,0 +1,7 @@
+//! Tells the integration tests which target they are built for, so they can
+//! build their fixture modules for the same one.
+fn main() {
+    let target = std::env::var("TARGET").expect("cargo sets TARGET");
+    println!("cargo:rustc-env=HCR_TEST_TARGET={target}");
+    println!("cargo:rerun-if-changed=build.rs");
+}

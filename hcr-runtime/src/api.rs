@@ -1,0 +1,151 @@
+//! The `extern "C"` entry points of [`HostApi`] that module inits call.
+//!
+//! Each entry turns its raw arguments into references, runs the matching
+//! [`Session`] method and converts the outcome into a [`Status`]. A panic in
+//! the runtime is caught here and reported as [`Status::INTERNAL`]: nothing
+//! unwinds into module code.
+
+use std::ffi::c_void;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use hcr_abi::{
+    ABI_MAJOR, ABI_MINOR, GlobalDesc, GlobalImport, GlobalSlot, HandlerFn, HostApi, Phase, ProcDesc, ProcImport,
+    Status, Str,
+};
+
+use crate::error::Error;
+use crate::runtime::Session;
+
+/// Builds the table for one init call. The table (and `session`) must
+/// outlive the call and nothing else may touch `session` during it.
+pub(crate) fn host_api(session: &mut Session<'_>) -> HostApi {
+    HostApi {
+        size: size_of::<HostApi>() as u32,
+        abi_major: ABI_MAJOR,
+        abi_minor: ABI_MINOR,
+        ctx: (session as *mut Session<'_>).cast(),
+        register_proc,
+        get_proc,
+        register_global,
+        get_global,
+        add_handler,
+        report_error,
+    }
+}
+
+/// The status a module sees for an error the runtime records.
+fn status_of(error: &Error) -> Status {
+    match error {
+        Error::DuplicateProc { .. } | Error::DuplicateGlobal { .. } => Status::DUPLICATE,
+        Error::GlobalLayoutMismatch { .. } => Status::LAYOUT_MISMATCH,
+        Error::UnknownGlobal { .. } | Error::UnknownModule { .. } => Status::NOT_FOUND,
+        Error::CapacityExhausted { .. } => Status::CAPACITY_EXHAUSTED,
+        Error::InvalidArgument { .. } => Status::INVALID_ARGUMENT,
+        _ => Status::INTERNAL,
+    }
+}
+
+/// Runs `f` on the session behind `ctx`, recording an error and catching
+/// panics.
+///
+/// # Safety
+///
+/// `ctx` must be the `ctx` of a table made by [`host_api`] whose init call is
+/// running on this thread.
+unsafe fn with_session(ctx: *mut c_void, f: impl FnOnce(&mut Session<'_>) -> Result<(), Error>) -> Status {
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: by the contract above, `ctx` is a live, exclusively
+        // borrowed `Session` for the duration of this call.
+        let session = unsafe { &mut *ctx.cast::<Session<'_>>() };
+        match f(session) {
+            Ok(()) => Status::OK,
+            Err(error) => {
+                let status = status_of(&error);
+                session.record(error);
+                status
+            }
+        }
+    }));
+    outcome.unwrap_or(Status::INTERNAL)
+}
+
+/// Reads a pointer argument that must not be null.
+///
+/// # Safety
+///
+/// A non-null `ptr` must point at a valid `T` for the duration of the call.
+unsafe fn arg<'a, T>(ptr: *const T, what: &str) -> Result<&'a T, String> {
+    // SAFETY: forwarded from the caller.
+    unsafe { ptr.as_ref() }.ok_or_else(|| format!("{what} is a null pointer"))
+}
+
+unsafe extern "C" fn register_proc(ctx: *mut c_void, proc_: *const ProcDesc) -> Status {
+    // SAFETY: `ctx` comes from `host_api` (module contract); `proc_` is
+    // checked for null and otherwise valid by the module contract.
+    unsafe {
+        with_session(ctx, |s| {
+            let desc = arg(proc_, "the proc descriptor").map_err(|r| s.invalid(r))?;
+            s.register_proc(desc)
+        })
+    }
+}
+
+unsafe extern "C" fn get_proc(ctx: *mut c_void, import: *const ProcImport, out: *mut *const c_void) -> Status {
+    // SAFETY: as for `register_proc`; `out` is checked for null.
+    unsafe {
+        with_session(ctx, |s| {
+            let import = arg(import, "the proc import").map_err(|r| s.invalid(r))?;
+            if out.is_null() {
+                return Err(s.invalid("the output pointer is null".into()));
+            }
+            let stub = s.get_proc(import)?;
+            out.write(stub);
+            Ok(())
+        })
+    }
+}
+
+unsafe extern "C" fn register_global(ctx: *mut c_void, global: *const GlobalDesc, out: *mut GlobalSlot) -> Status {
+    // SAFETY: as for `register_proc`; `out` is checked for null.
+    unsafe {
+        with_session(ctx, |s| {
+            let desc = arg(global, "the global descriptor").map_err(|r| s.invalid(r))?;
+            if out.is_null() {
+                return Err(s.invalid("the output pointer is null".into()));
+            }
+            let slot = s.register_global(desc)?;
+            out.write(slot);
+            Ok(())
+        })
+    }
+}
+
+unsafe extern "C" fn get_global(ctx: *mut c_void, import: *const GlobalImport, out: *mut *mut c_void) -> Status {
+    // SAFETY: as for `register_proc`; `out` is checked for null.
+    unsafe {
+        with_session(ctx, |s| {
+            let import = arg(import, "the global import").map_err(|r| s.invalid(r))?;
+            if out.is_null() {
+                return Err(s.invalid("the output pointer is null".into()));
+            }
+            let ptr = s.get_global(import)?;
+            out.write(ptr);
+            Ok(())
+        })
+    }
+}
+
+unsafe extern "C" fn add_handler(ctx: *mut c_void, phase: Phase, handler: HandlerFn, user: *mut c_void) -> Status {
+    // SAFETY: as for `register_proc`.
+    unsafe { with_session(ctx, |s| s.add_handler(phase, handler, user)) }
+}
+
+unsafe extern "C" fn report_error(ctx: *mut c_void, message: Str) {
+    // SAFETY: as for `register_proc`; `message` is valid for the call.
+    let _ = unsafe {
+        with_session(ctx, |s| {
+            s.report(message);
+            Ok(())
+        })
+    };
+}

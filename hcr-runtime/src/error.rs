@@ -1,0 +1,319 @@
+//! The runtime's error type.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// A boxed cause from another library, kept out of the public signature.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything that can go wrong in the runtime.
+///
+/// No error leaves the program in a half-reloaded state: a failed load or
+/// reload rolls back, and the code and globals that were current before it
+/// stay current.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A configuration value (set in code or in an environment variable) is
+    /// not acceptable.
+    #[error("invalid configuration {name} = {value:?}: {reason}")]
+    InvalidConfig {
+        /// The setting or environment variable.
+        name: &'static str,
+        /// The value given.
+        value: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+
+    /// The address space for the stub table could not be reserved.
+    #[error("cannot reserve {size} bytes of address space for the stub table")]
+    Reserve {
+        /// Bytes requested.
+        size: usize,
+        /// The system's error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// Pages of the stub table could not be committed or protected.
+    #[error("cannot change the protection of stub table pages")]
+    Protect {
+        /// The system's error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// Every stub of the table is in use.
+    #[error("the stub table is full: all {capacity} stubs are in use (raise HCR_STUB_CAPACITY)")]
+    CapacityExhausted {
+        /// The configured capacity.
+        capacity: usize,
+    },
+
+    /// The private directory for module copies could not be created.
+    #[error("cannot create the private module directory {}", path.display())]
+    PrivateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The system's error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// A module file could not be read.
+    #[error("cannot read module file {}", path.display())]
+    ReadModule {
+        /// The module file.
+        path: PathBuf,
+        /// The system's error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// A module file could not be copied into the private directory.
+    #[error("cannot copy module file {} to {}", path.display(), copy.display())]
+    CopyModule {
+        /// The module file.
+        path: PathBuf,
+        /// The private copy being written.
+        copy: PathBuf,
+        /// The system's error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The file is not a dynamic library this process can load: not an object
+    /// file, truncated, corrupt, or refused by the system loader.
+    #[error("{} is not a loadable library: {reason}", path.display())]
+    NotLoadable {
+        /// The module file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+        /// The loader's or parser's error, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// The file is a library for another CPU architecture.
+    #[error("{} is built for {found}, but this process runs on {expected}", path.display())]
+    WrongArchitecture {
+        /// The module file.
+        path: PathBuf,
+        /// The file's architecture.
+        found: String,
+        /// This process's architecture.
+        expected: &'static str,
+    },
+
+    /// The library does not carry a valid hcr module descriptor.
+    #[error("{} is not an hcr module: {reason}", path.display())]
+    NotAModule {
+        /// The module file.
+        path: PathBuf,
+        /// What is missing or malformed.
+        reason: String,
+    },
+
+    /// The module was built against another major version of the hcr ABI.
+    #[error(
+        "{} was built for hcr ABI {found_major}.{found_minor}, but this runtime speaks ABI {}.x",
+        path.display(),
+        hcr_abi::ABI_MAJOR
+    )]
+    AbiMismatch {
+        /// The module file.
+        path: PathBuf,
+        /// The module's major version.
+        found_major: u16,
+        /// The module's minor version.
+        found_minor: u16,
+    },
+
+    /// The module's init entry reported failure (or panicked and caught it).
+    #[error("init of module `{module}` ({}) failed: {message}", path.display())]
+    InitFailed {
+        /// The module.
+        module: String,
+        /// The module file.
+        path: PathBuf,
+        /// What the module reported, or the status it returned.
+        message: String,
+        /// The first registration error, when one caused the failure.
+        #[source]
+        cause: Option<Box<Error>>,
+    },
+
+    /// A module registered the same proc name twice in one init.
+    #[error("module `{module}` registered proc `{name}` twice")]
+    DuplicateProc {
+        /// The module.
+        module: String,
+        /// The proc.
+        name: String,
+    },
+
+    /// A module registered the same global name twice in one init.
+    #[error("module `{module}` registered global `{name}` twice")]
+    DuplicateGlobal {
+        /// The module.
+        module: String,
+        /// The global.
+        name: String,
+    },
+
+    /// A global was registered or requested with a layout that differs from
+    /// the one it has.
+    #[error("global `{module}::{name}` has layout {existing}, but {requested} was asked for")]
+    GlobalLayoutMismatch {
+        /// The module that owns the global.
+        module: String,
+        /// The global.
+        name: String,
+        /// The layout the global has.
+        existing: GlobalLayout,
+        /// The layout in the new registration or request.
+        requested: GlobalLayout,
+    },
+
+    /// A module passed an argument the runtime cannot accept.
+    #[error("module `{module}` passed an invalid argument: {reason}")]
+    InvalidArgument {
+        /// The module.
+        module: String,
+        /// What was wrong.
+        reason: String,
+    },
+
+    /// A module imports a module whose file was not found.
+    #[error("module `{importer}` imports `{import}`, which was not found (looked at {})", paths(searched))]
+    ImportNotFound {
+        /// The importing module.
+        importer: String,
+        /// The missing module.
+        import: String,
+        /// Every path that was tried.
+        searched: Vec<PathBuf>,
+    },
+
+    /// Modules import each other in a cycle.
+    #[error("import cycle: {}", cycle.join(" -> "))]
+    ImportCycle {
+        /// The modules on the cycle, the first repeated at the end.
+        cycle: Vec<String>,
+    },
+
+    /// A file that was loaded as one module now holds another.
+    #[error("{} now holds module `{found}`, but it was loaded as `{expected}`", path.display())]
+    ModuleNameMismatch {
+        /// The module file.
+        path: PathBuf,
+        /// The name it had.
+        expected: String,
+        /// The name it has now.
+        found: String,
+    },
+
+    /// A module of the same name is already loaded from another file.
+    #[error("module `{name}` is already loaded from {}; refusing {}", existing.display(), path.display())]
+    DuplicateModule {
+        /// The module.
+        name: String,
+        /// Where the loaded one came from.
+        existing: PathBuf,
+        /// The file that was refused.
+        path: PathBuf,
+    },
+
+    /// No module of that name is loaded.
+    #[error("no module named `{name}` is loaded")]
+    UnknownModule {
+        /// The name asked for.
+        name: String,
+    },
+
+    /// No global of that name is registered.
+    #[error("no global `{module}::{name}` is registered")]
+    UnknownGlobal {
+        /// The module asked for.
+        module: String,
+        /// The global asked for.
+        name: String,
+    },
+
+    /// A load or reload failed and was rolled back: the code and globals that
+    /// were current before it are still current.
+    #[error("reload failed and was rolled back, the old code keeps running: {}", summary(first, rest))]
+    ReloadFailed {
+        /// The first failure.
+        #[source]
+        first: Box<Error>,
+        /// Further failures, one entry per cause.
+        rest: Vec<Error>,
+    },
+
+    /// A load, unload or reload was started from inside a reload handler or a
+    /// module's init, or a runtime method was called from a module's init.
+    #[error("the runtime was re-entered from a reload handler or module init; this is not allowed")]
+    Reentrant,
+}
+
+impl Error {
+    /// The individual failures: those of a [`Error::ReloadFailed`], or the
+    /// error itself.
+    pub fn failures(&self) -> Vec<&Error> {
+        match self {
+            Error::ReloadFailed { first, rest } => std::iter::once(&**first).chain(rest).collect(),
+            other => vec![other],
+        }
+    }
+
+    /// Wraps a non-empty list of failures; `None` when there are none.
+    pub(crate) fn rolled_back(mut failures: Vec<Error>) -> Option<Error> {
+        if failures.is_empty() {
+            return None;
+        }
+        let first = Box::new(failures.remove(0));
+        Some(Error::ReloadFailed { first, rest: failures })
+    }
+}
+
+/// Size, alignment and layout hash of a global, with the layout as text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GlobalLayout {
+    /// Size in bytes.
+    pub size: usize,
+    /// Alignment in bytes.
+    pub align: usize,
+    /// Layout hash; `0` when unknown.
+    pub hash: u64,
+    /// The layout as text, when the module provided it.
+    pub text: String,
+}
+
+impl fmt::Display for GlobalLayout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.text.is_empty() {
+            write!(f, "`{}` ", self.text)?;
+        }
+        write!(f, "(size {}, align {}, hash {:#018x})", self.size, self.align, self.hash)
+    }
+}
+
+fn paths(list: &[PathBuf]) -> String {
+    let shown: Vec<String> = list.iter().map(|p| p.display().to_string()).collect();
+    shown.join(", ")
+}
+
+fn summary(first: &Error, rest: &[Error]) -> String {
+    if rest.is_empty() {
+        return first.to_string();
+    }
+    let items: Vec<String> = std::iter::once(first).chain(rest).map(|e| format!("({e})")).collect();
+    format!("{} failures: {}", rest.len() + 1, items.join("; "))
+}
+
+/// The runtime's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

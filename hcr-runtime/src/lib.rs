@@ -1,0 +1,65 @@
+//! hcr: hot code reloading for Rust, with a stable jump table.
+//!
+//! The runtime is linked into the host program and never reloaded. It
+//! reserves executable memory (near `0x1000_0000` by default) and hands out
+//! one jump *stub* per registered function, plus runtime-owned storage for
+//! globals. Reloadable modules are dynamic libraries (`cdylib`s) that export
+//! an [`hcr_abi::ModuleDescriptor`]. When a new build of a module is loaded it
+//! registers again, and its stubs are re-pointed in place: every function
+//! pointer anyone holds stays valid and every global keeps its value.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), hcr_runtime::Error> {
+//! let runtime = hcr_runtime::Runtime::new()?;
+//! runtime.load("target/debug/libgame.so")?;
+//! let update = runtime.get_proc("game", "update")?;
+//! // SAFETY: `game::update` is an `extern "C" fn(f32)`.
+//! let update: extern "C" fn(f32) = unsafe { update.cast() };
+//! loop {
+//!     if runtime.reload_needed() {
+//!         match runtime.perform_reload() {
+//!             Ok(report) => println!("reloaded {:?} in {}", report.reloaded, report.timings),
+//!             Err(e) => eprintln!("{e}"), // the old code keeps running
+//!         }
+//!     }
+//!     update(1.0 / 60.0); // always the current code
+//! }
+//! # }
+//! ```
+//!
+//! # Guarantees
+//!
+//! * Stub code pages are written once and then read+execute; targets live in
+//!   separate read+write pages and are patched with one atomic store. No page
+//!   is ever writable and executable at the same time.
+//! * A load or reload is a transaction: if anything fails (the file, the
+//!   loader, the descriptor, the ABI version, the module's init, a
+//!   registration), nothing is patched and everything the attempt allocated
+//!   is released.
+//! * Calling a function that is not (or no longer) registered prints
+//!   `hcr: call to unbound function <module>::<name>` and aborts, instead of
+//!   jumping into unmapped memory.
+//!
+//! See `docs/` in the repository for the design and the exact safety edges.
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod api;
+mod arch;
+mod config;
+mod encode;
+mod error;
+mod loader;
+mod os;
+mod registry;
+mod runtime;
+mod table;
+
+pub use config::{Config, DEFAULT_STUB_BASE, DEFAULT_STUB_CAPACITY, MAX_STUB_CAPACITY, UnloadPolicy};
+pub use error::{Error, GlobalLayout, Result};
+pub use runtime::{
+    GlobalRef, Inspection, ModuleInfo, Proc, ReloadEvent, ReloadReport, ReloadStage, ReloadTimings, Runtime, Stats,
+    StubInfo, StubState,
+};
+
+/// The ABI crate, re-exported for hosts that also speak to modules directly.
+pub use hcr_abi as abi;

@@ -1,0 +1,94 @@
+//! Windows implementation of [`crate::os`]. Written against the same crates as
+//! the Unix one and not tested: no Windows machine is available to the
+//! project yet.
+
+use std::fs::{File, Metadata, OpenOptions};
+use std::io;
+use std::path::Path;
+
+use windows_sys::Win32::System::Memory::{
+    MEM_COMMIT, MEM_RELEASE, MEM_RESERVE, PAGE_NOACCESS, PAGE_READWRITE, VirtualAlloc, VirtualFree,
+};
+use windows_sys::Win32::System::Threading::FlushProcessWriteBuffers;
+
+/// Reserves `len` bytes of address space, preferably at `hint`.
+pub(crate) fn reserve(hint: usize, len: usize) -> io::Result<*mut u8> {
+    // SAFETY: MEM_RESERVE only claims free address space; it never replaces an
+    // existing allocation (it fails instead, and we retry anywhere).
+    let mut ptr = unsafe { VirtualAlloc(hint as *const _, len, MEM_RESERVE, PAGE_NOACCESS) };
+    if ptr.is_null() && hint != 0 {
+        // SAFETY: as above, with the system choosing the address.
+        ptr = unsafe { VirtualAlloc(std::ptr::null(), len, MEM_RESERVE, PAGE_NOACCESS) };
+    }
+    if ptr.is_null() {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ptr.cast())
+}
+
+/// Returns a reservation made by [`reserve`] to the system.
+///
+/// # Safety
+///
+/// `ptr` must be the base of a live reservation from [`reserve`], and nothing
+/// may use memory in it afterwards.
+pub(crate) unsafe fn release(ptr: *mut u8, _len: usize) -> io::Result<()> {
+    // SAFETY: the caller guarantees the reservation is ours and unused.
+    if unsafe { VirtualFree(ptr.cast(), 0, MEM_RELEASE) } == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Commits pages of a reservation as read+write.
+///
+/// # Safety
+///
+/// The range must lie inside a live reservation and be page-aligned.
+pub(crate) unsafe fn make_read_write(ptr: *mut u8, len: usize) -> io::Result<()> {
+    // SAFETY: committing pages of our own reservation.
+    if unsafe { VirtualAlloc(ptr.cast(), len, MEM_COMMIT, PAGE_READWRITE) }.is_null() {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Makes committed pages read+execute (and no longer writable).
+///
+/// # Safety
+///
+/// The range must lie inside a live reservation, be committed and hold the
+/// finished code.
+pub(crate) unsafe fn make_read_execute(ptr: *mut u8, len: usize) -> io::Result<()> {
+    // SAFETY: forwarded from the caller.
+    unsafe { region::protect(ptr, len, region::Protection::READ_EXECUTE) }.map_err(io::Error::other)
+}
+
+/// Makes every thread of the process execute a full memory barrier.
+pub(crate) fn process_barrier() {
+    // SAFETY: takes no arguments.
+    unsafe { FlushProcessWriteBuffers() }
+}
+
+/// Creates `path` as a new directory. It lives in the user's temporary
+/// directory, whose access list already limits it to the user.
+pub(crate) fn create_private_dir(path: &Path) -> io::Result<()> {
+    std::fs::create_dir(path)
+}
+
+/// Creates a new file for writing; fails if anything exists at `path`.
+pub(crate) fn create_exclusive(path: &Path) -> io::Result<File> {
+    OpenOptions::new().write(true).create_new(true).open(path)
+}
+
+/// Windows has no inode in `std`'s metadata; the other stamp fields and the
+/// content hash decide.
+pub(crate) fn file_id(_meta: &Metadata) -> u64 {
+    0
+}
+
+/// Opens a dynamic library.
+pub(crate) fn open_library(path: &Path) -> Result<libloading::Library, libloading::Error> {
+    // SAFETY: loading runs the library's initialisers; see the Unix version.
+    unsafe { libloading::Library::new(path) }
+}
