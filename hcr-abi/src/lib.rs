@@ -83,10 +83,7 @@ impl Str {
 
     /// Borrows a Rust string.
     pub const fn new(s: &str) -> Str {
-        Str {
-            ptr: s.as_ptr(),
-            len: s.len(),
-        }
+        Str { ptr: s.as_ptr(), len: s.len() }
     }
 
     /// Views the string's bytes.
@@ -268,30 +265,17 @@ pub type HandlerFn = unsafe extern "C" fn(user: *mut c_void, event: *const Reloa
 /// Entry `register_proc`: register a proc of the module being initialised.
 pub type RegisterProcFn = unsafe extern "C" fn(ctx: *mut c_void, proc_: *const ProcDesc) -> Status;
 /// Entry `get_proc`: write the stub address of a proc to `out`.
-pub type GetProcFn = unsafe extern "C" fn(
-    ctx: *mut c_void,
-    import: *const ProcImport,
-    out: *mut *const c_void,
-) -> Status;
+pub type GetProcFn =
+    unsafe extern "C" fn(ctx: *mut c_void, import: *const ProcImport, out: *mut *const c_void) -> Status;
 /// Entry `register_global`: register a global and receive its slot.
-pub type RegisterGlobalFn = unsafe extern "C" fn(
-    ctx: *mut c_void,
-    global: *const GlobalDesc,
-    out: *mut GlobalSlot,
-) -> Status;
+pub type RegisterGlobalFn =
+    unsafe extern "C" fn(ctx: *mut c_void, global: *const GlobalDesc, out: *mut GlobalSlot) -> Status;
 /// Entry `get_global`: write the address of another module's global to `out`.
-pub type GetGlobalFn = unsafe extern "C" fn(
-    ctx: *mut c_void,
-    import: *const GlobalImport,
-    out: *mut *mut c_void,
-) -> Status;
+pub type GetGlobalFn =
+    unsafe extern "C" fn(ctx: *mut c_void, import: *const GlobalImport, out: *mut *mut c_void) -> Status;
 /// Entry `add_handler`: register a reload handler for `phase`.
-pub type AddHandlerFn = unsafe extern "C" fn(
-    ctx: *mut c_void,
-    phase: Phase,
-    handler: HandlerFn,
-    user: *mut c_void,
-) -> Status;
+pub type AddHandlerFn =
+    unsafe extern "C" fn(ctx: *mut c_void, phase: Phase, handler: HandlerFn, user: *mut c_void) -> Status;
 /// Entry `report_error`: attach a message to the module's failure.
 pub type ReportErrorFn = unsafe extern "C" fn(ctx: *mut c_void, message: Str);
 
@@ -584,12 +568,7 @@ mod tests {
 
     #[test]
     fn wrappers_refuse_entries_beyond_the_table_size() {
-        let desc = ProcDesc {
-            name: Str::new("f"),
-            addr: core::ptr::null(),
-            signature_hash: 0,
-            signature: Str::EMPTY,
-        };
+        let desc = ProcDesc { name: Str::new("f"), addr: core::ptr::null(), signature_hash: 0, signature: Str::EMPTY };
         let full = table(size_of::<HostApi>() as u32);
         // SAFETY: the table's entries are the test functions above, which
         // ignore their arguments.

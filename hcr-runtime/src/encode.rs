@@ -136,10 +136,7 @@ pub(crate) mod aarch64 {
             ; ldr x16, slot_distance
             ; br x16
         );
-        ops.finalize()
-            .expect("AArch64 stub has no relocations")
-            .try_into()
-            .expect("an AArch64 stub is 8 bytes")
+        ops.finalize().expect("AArch64 stub has no relocations").try_into().expect("an AArch64 stub is 8 bytes")
     }
 
     /// A full code page of stubs whose slots are one page further on.
@@ -197,10 +194,7 @@ mod tests {
     }
 
     fn words(bytes: &[u8]) -> Vec<u32> {
-        bytes
-            .chunks_exact(4)
-            .map(|w| u32::from_le_bytes(w.try_into().unwrap()))
-            .collect()
+        bytes.chunks_exact(4).map(|w| u32::from_le_bytes(w.try_into().unwrap())).collect()
     }
 
     // AArch64 encodings from the Arm ARM, computed without dynasm.
@@ -314,10 +308,7 @@ mod tests {
         let bytes = aarch64::pad_page(page, ctx, handler);
         assert_eq!(bytes.len(), page);
         let w = words(&bytes[..16]);
-        assert_eq!(
-            w,
-            vec![A64_MOV_X1_X30, a64_ldr_literal(0, 12), a64_ldr_literal(16, 16), a64_br(16)]
-        );
+        assert_eq!(w, vec![A64_MOV_X1_X30, a64_ldr_literal(0, 12), a64_ldr_literal(16, 16), a64_br(16)]);
         assert_eq!(&bytes[16..24], &ctx.to_le_bytes());
         assert_eq!(&bytes[24..32], &handler.to_le_bytes());
         let pads = page / STUB_SIZE;

@@ -173,9 +173,9 @@ pub enum Error {
         /// The global.
         name: String,
         /// The layout the global has.
-        existing: GlobalLayout,
+        existing: Box<GlobalLayout>,
         /// The layout in the new registration or request.
-        requested: GlobalLayout,
+        requested: Box<GlobalLayout>,
     },
 
     /// A module passed an argument the runtime cannot accept.

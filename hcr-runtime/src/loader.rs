@@ -21,20 +21,12 @@ pub(crate) enum Quick {
     /// The file does not exist or cannot be examined.
     Missing,
     /// Length, modification time and inode-like identity.
-    Present {
-        len: u64,
-        modified: Option<SystemTime>,
-        id: u64,
-    },
+    Present { len: u64, modified: Option<SystemTime>, id: u64 },
 }
 
 impl Quick {
     fn of(meta: &std::fs::Metadata) -> Quick {
-        Quick::Present {
-            len: meta.len(),
-            modified: meta.modified().ok(),
-            id: os::file_id(meta),
-        }
+        Quick::Present { len: meta.len(), modified: meta.modified().ok(), id: os::file_id(meta) }
     }
 
     /// Examines `path` without reading it.
@@ -52,10 +44,7 @@ pub(crate) struct Stamp {
 
 /// Reads `path` and hashes it.
 pub(crate) fn stamp_file(path: &Path) -> Result<Stamp> {
-    let read_err = |source| Error::ReadModule {
-        path: path.to_owned(),
-        source,
-    };
+    let read_err = |source| Error::ReadModule { path: path.to_owned(), source };
     let mut file = File::open(path).map_err(read_err)?;
     let quick = Quick::of(&file.metadata().map_err(read_err)?);
     let mut hasher = Xxh3::new();
@@ -64,10 +53,7 @@ pub(crate) fn stamp_file(path: &Path) -> Result<Stamp> {
         Ok(())
     })
     .map_err(read_err)?;
-    Ok(Stamp {
-        quick,
-        hash: hasher.digest128(),
-    })
+    Ok(Stamp { quick, hash: hasher.digest128() })
 }
 
 /// Feeds `input` to `sink` in chunks. The file is read, never mapped: the
@@ -115,28 +101,16 @@ impl PrivateDir {
 
     /// Copies `source` under a name used once, hashing it on the way.
     pub(crate) fn copy_in(&mut self, source: &Path) -> Result<PrivateCopy> {
-        let read_err = |source_err| Error::ReadModule {
-            path: source.to_owned(),
-            source: source_err,
-        };
+        let read_err = |source_err| Error::ReadModule { path: source.to_owned(), source: source_err };
         let mut input = File::open(source).map_err(read_err)?;
         let quick = Quick::of(&input.metadata().map_err(read_err)?);
-        let file_name = source
-            .file_name()
-            .map_or_else(|| "module".into(), |n| n.to_string_lossy().into_owned());
+        let file_name = source.file_name().map_or_else(|| "module".into(), |n| n.to_string_lossy().into_owned());
         let dest = self.path.join(format!("{:05}-{file_name}", self.next));
         self.next += 1;
-        let copy_err = |e| Error::CopyModule {
-            path: source.to_owned(),
-            copy: dest.clone(),
-            source: e,
-        };
+        let copy_err = |e| Error::CopyModule { path: source.to_owned(), copy: dest.clone(), source: e };
         let mut output = os::create_exclusive(&dest).map_err(copy_err)?;
         // From here on the copy is ours: delete it on any failure.
-        let mut copy = PrivateCopy {
-            path: dest.clone(),
-            stamp: Stamp { quick, hash: 0 },
-        };
+        let mut copy = PrivateCopy { path: dest.clone(), stamp: Stamp { quick, hash: 0 } };
         let mut hasher = Xxh3::new();
         let mut write_failed = None;
         let read = stream(&mut input, |chunk| {
@@ -196,27 +170,16 @@ fn inspect(copy: &Path, source: &Path) -> Result<()> {
         reason,
         source: err,
     };
-    let file = File::open(copy).map_err(|e| Error::ReadModule {
-        path: copy.to_owned(),
-        source: e,
-    })?;
-    let len = file
-        .metadata()
-        .map_err(|e| Error::ReadModule {
-            path: copy.to_owned(),
-            source: e,
-        })?
-        .len();
+    let file = File::open(copy).map_err(|e| Error::ReadModule { path: copy.to_owned(), source: e })?;
+    let len = file.metadata().map_err(|e| Error::ReadModule { path: copy.to_owned(), source: e })?.len();
     if len == 0 {
         return Err(not_loadable("the file is empty".into(), None));
     }
     // SAFETY: the copy lives in the runtime's private directory (mode 0700),
     // was written completely before this call and is never written again, so
     // the mapping cannot change or shrink underneath us.
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::ReadModule {
-        path: copy.to_owned(),
-        source: e,
-    })?;
+    let map =
+        unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::ReadModule { path: copy.to_owned(), source: e })?;
     let data: &[u8] = &map;
     let obj = object::File::parse(data)
         .map_err(|e| not_loadable("it is not an object file the runtime can read".into(), Some(Box::new(e))))?;
@@ -252,9 +215,7 @@ fn inspect(copy: &Path, source: &Path) -> Result<()> {
             reason: format!("it does not export `{DESCRIPTOR_SYMBOL}`"),
         });
     };
-    let header = obj
-        .sections()
-        .find_map(|s| s.data_range(address, 16).ok().flatten());
+    let header = obj.sections().find_map(|s| s.data_range(address, 16).ok().flatten());
     let Some(header) = header else {
         return Err(Error::NotAModule {
             path: source.to_owned(),
@@ -275,11 +236,7 @@ fn check_header(header: &[u8], source: &Path) -> Result<()> {
     let major = u16::from_ne_bytes([header[8], header[9]]);
     let minor = u16::from_ne_bytes([header[10], header[11]]);
     if major != ABI_MAJOR {
-        return Err(Error::AbiMismatch {
-            path: source.to_owned(),
-            found_major: major,
-            found_minor: minor,
-        });
+        return Err(Error::AbiMismatch { path: source.to_owned(), found_major: major, found_minor: minor });
     }
     Ok(())
 }
@@ -292,10 +249,8 @@ fn check_elf_segments(data: &[u8]) -> std::result::Result<(), String> {
     }
     let elf = ElfFile64::<object::Endianness>::parse(data).map_err(|e| format!("its ELF headers are corrupt: {e}"))?;
     let endian = elf.endian();
-    let headers = elf
-        .elf_header()
-        .program_headers(endian, data)
-        .map_err(|e| format!("its program headers are corrupt: {e}"))?;
+    let headers =
+        elf.elf_header().program_headers(endian, data).map_err(|e| format!("its program headers are corrupt: {e}"))?;
     for ph in headers {
         if ph.p_type(endian) != object::elf::PT_LOAD {
             continue;
@@ -339,20 +294,14 @@ impl ModuleLibrary {
             reason: "the system loader refused it".into(),
             source: Some(Box::new(e)),
         })?;
-        let module = ModuleLibrary {
-            library: Some(library),
-            _copy: copy,
-        };
+        let module = ModuleLibrary { library: Some(library), _copy: copy };
         let descriptor = module.read_descriptor(source)?;
         Ok((module, descriptor))
     }
 
     fn read_descriptor(&self, source: &Path) -> Result<Descriptor> {
         let library = self.library.as_ref().expect("open library");
-        let not_a_module = |reason: String| Error::NotAModule {
-            path: source.to_owned(),
-            reason,
-        };
+        let not_a_module = |reason: String| Error::NotAModule { path: source.to_owned(), reason };
         // SAFETY: we only take the symbol's address; nothing is called.
         let symbol = unsafe { library.get::<*const ModuleDescriptor>(DESCRIPTOR_SYMBOL_NUL) }
             .map_err(|e| not_a_module(format!("`{DESCRIPTOR_SYMBOL}` cannot be resolved: {e}")))?;
@@ -387,13 +336,7 @@ impl ModuleLibrary {
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(&not_a_module)?;
         let init = d.init.ok_or_else(|| not_a_module("its init entry is null".into()))?;
-        Ok(Descriptor {
-            name,
-            build_id,
-            abi_minor: d.abi_minor,
-            imports,
-            init,
-        })
+        Ok(Descriptor { name, build_id, abi_minor: d.abi_minor, imports, init })
     }
 
     /// Closes the library now, reporting a failure of the system loader.
@@ -416,9 +359,7 @@ pub(crate) fn read_str(s: Str, max: usize, what: &str) -> std::result::Result<St
     }
     // SAFETY: module contract: `ptr` points at `len` bytes valid for the call.
     let bytes = unsafe { s.as_bytes() };
-    std::str::from_utf8(bytes)
-        .map(str::to_owned)
-        .map_err(|_| format!("its {what} is not UTF-8"))
+    std::str::from_utf8(bytes).map(str::to_owned).map_err(|_| format!("its {what} is not UTF-8"))
 }
 
 /// A module name: also a file-name stem, so restricted to a safe alphabet.
@@ -426,9 +367,7 @@ fn module_name(s: Str, what: &str) -> std::result::Result<String, String> {
     let name = read_str(s, 255, what)?;
     let valid = !name.is_empty()
         && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
     if !valid {
         return Err(format!("its {what} `{name}` is not a valid module name"));
     }

@@ -61,10 +61,7 @@ impl ProcRegistry {
     }
 
     pub(crate) fn insert(&mut self, module: Arc<str>, name: &str, stub: u32) {
-        self.by_name
-            .entry(module.clone())
-            .or_default()
-            .insert(name.into(), stub);
+        self.by_name.entry(module.clone()).or_default().insert(name.into(), stub);
         self.by_stub.insert(
             stub,
             ProcEntry {
@@ -152,26 +149,17 @@ impl GlobalRegistry {
 
     /// Allocates a new zeroed global. The caller has checked it does not exist.
     pub(crate) fn allocate(&mut self, module: Arc<str>, name: &str, layout: GlobalLayout) -> Result<*mut u8> {
-        let invalid = |reason: String| Error::InvalidArgument {
-            module: module.to_string(),
-            reason,
-        };
+        let invalid = |reason: String| Error::InvalidArgument { module: module.to_string(), reason };
         if !layout.align.is_power_of_two() {
             return Err(invalid(format!("global `{name}` has alignment {}, not a power of two", layout.align)));
         }
-        if layout.size > MAX_GLOBAL_SIZE || layout.size % layout.align != 0 {
-            return Err(invalid(format!(
-                "global `{name}` has size {} with alignment {}",
-                layout.size, layout.align
-            )));
+        if layout.size > MAX_GLOBAL_SIZE || !layout.size.is_multiple_of(layout.align) {
+            return Err(invalid(format!("global `{name}` has size {} with alignment {}", layout.size, layout.align)));
         }
         let slot = GlobalBox::new_zeroed(layout.size, layout.align)
             .ok_or_else(|| invalid(format!("cannot allocate {} bytes for global `{name}`", layout.size)))?;
         let ptr = slot.as_ptr();
-        self.by_name
-            .entry(module)
-            .or_default()
-            .insert(name.into(), GlobalEntry { slot, layout });
+        self.by_name.entry(module).or_default().insert(name.into(), GlobalEntry { slot, layout });
         Ok(ptr)
     }
 

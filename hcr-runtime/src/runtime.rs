@@ -85,11 +85,7 @@ impl ModuleRecord {
     }
 
     fn info(&self, procs: &ProcRegistry, globals: &GlobalRegistry) -> ModuleInfo {
-        let bound = self
-            .procs
-            .iter()
-            .filter(|&&s| procs.get(s).state == ProcState::Bound)
-            .count();
+        let bound = self.procs.iter().filter(|&&s| procs.get(s).state == ProcState::Bound).count();
         ModuleInfo {
             name: self.name.to_string(),
             path: self.source.clone(),
@@ -98,11 +94,7 @@ impl ModuleRecord {
             imports: self.imports.iter().map(|i| i.to_string()).collect(),
             root: self.root,
             procs: bound,
-            globals: self
-                .globals
-                .iter()
-                .filter(|g| globals.get(&self.name, g).is_some())
-                .count(),
+            globals: self.globals.iter().filter(|g| globals.get(&self.name, g).is_some()).count(),
             generation: self.generation,
         }
     }
@@ -146,14 +138,14 @@ struct Txn {
 }
 
 /// How a module enters a transaction.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 enum Role {
     /// Loaded by the host.
     Root,
     /// Imported by another module.
     Import,
-    /// A new build of a loaded module.
-    Replace { root: bool },
+    /// A new build of the loaded module `expected`.
+    Replace { root: bool, expected: Arc<str> },
 }
 
 /// What a commit changed.
@@ -184,12 +176,7 @@ impl State {
 
     /// Module indices, every module after the modules it imports.
     fn topo_order(&self) -> Vec<usize> {
-        let index: HashMap<&str, usize> = self
-            .modules
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (&*m.name, i))
-            .collect();
+        let index: HashMap<&str, usize> = self.modules.iter().enumerate().map(|(i, m)| (&*m.name, i)).collect();
         let mut visited = vec![false; self.modules.len()];
         let mut order = Vec::with_capacity(self.modules.len());
         fn visit(
@@ -259,11 +246,7 @@ impl State {
             }
             searched.push(candidate);
         }
-        Err(Error::ImportNotFound {
-            importer: importer.to_owned(),
-            import: import.to_owned(),
-            searched,
-        })
+        Err(Error::ImportNotFound { importer: importer.to_owned(), import: import.to_owned(), searched })
     }
 
     /// Opens a private copy, loads the imports it needs that are not loaded,
@@ -285,14 +268,12 @@ impl State {
 
         let loaded = self.module_index(name);
         let staged = txn.staged.iter().any(|s| &*s.name == name);
-        match role {
-            Role::Replace { .. } => {
-                let index = loaded.expect("replacing a loaded module");
-                let expected = &self.modules[index];
-                if *expected.name != *name {
+        match &role {
+            Role::Replace { expected, .. } => {
+                if **expected != *name {
                     return Err(vec![Error::ModuleNameMismatch {
                         path: source,
-                        expected: expected.name.to_string(),
+                        expected: expected.to_string(),
                         found: name.to_owned(),
                     }]);
                 }
@@ -352,7 +333,7 @@ impl State {
             root: match role {
                 Role::Root => true,
                 Role::Import => false,
-                Role::Replace { root } => root,
+                Role::Replace { root, .. } => root,
             },
             procs: Vec::new(),
             proc_names: HashSet::new(),
@@ -400,11 +381,8 @@ impl State {
 
     /// Refuses a module graph with a cycle, as it would be after `txn`.
     fn check_graph(&self, txn: &Txn) -> Result<()> {
-        let mut graph: HashMap<&str, &[Arc<str>]> = self
-            .modules
-            .iter()
-            .map(|m| (&*m.name, m.imports.as_slice()))
-            .collect();
+        let mut graph: HashMap<&str, &[Arc<str>]> =
+            self.modules.iter().map(|m| (&*m.name, m.imports.as_slice())).collect();
         for s in &txn.staged {
             graph.insert(&s.name, &s.imports);
         }
@@ -495,12 +473,8 @@ impl State {
             }
         }
         let order = self.topo_order();
-        let doomed: Vec<Arc<str>> = order
-            .iter()
-            .rev()
-            .map(|&i| self.modules[i].name.clone())
-            .filter(|n| !reachable.contains(n))
-            .collect();
+        let doomed: Vec<Arc<str>> =
+            order.iter().rev().map(|&i| self.modules[i].name.clone()).filter(|n| !reachable.contains(n)).collect();
         for name in doomed {
             let index = self.module_index(&name).expect("module is loaded");
             let record = self.modules.remove(index);
@@ -592,10 +566,7 @@ impl Session<'_> {
 
     /// An invalid-argument error for this module.
     pub(crate) fn invalid(&self, reason: String) -> Error {
-        Error::InvalidArgument {
-            module: self.module().to_string(),
-            reason,
-        }
+        Error::InvalidArgument { module: self.module().to_string(), reason }
     }
 
     fn text(&self, s: Str, max: usize, what: &str) -> Result<String> {
@@ -618,14 +589,9 @@ impl Session<'_> {
         }
         let signature = self.text(desc.signature, 4096, "signature")?;
         if !self.txn.staged[self.index].proc_names.insert(name.as_str().into()) {
-            return Err(Error::DuplicateProc {
-                module: module.to_string(),
-                name,
-            });
+            return Err(Error::DuplicateProc { module: module.to_string(), name });
         }
-        let stub = self
-            .state
-            .proc_stub(&module, &name, Some(&mut self.txn.created_procs))?;
+        let stub = self.state.proc_stub(&module, &name, Some(&mut self.txn.created_procs))?;
         self.txn.staged[self.index].procs.push(StagedProc {
             stub,
             addr: desc.addr as usize,
@@ -638,9 +604,7 @@ impl Session<'_> {
     pub(crate) fn get_proc(&mut self, import: &ProcImport) -> Result<*const c_void> {
         let module: Arc<str> = self.name(import.module, "module name")?.into();
         let name = self.name(import.name, "proc name")?;
-        let stub = self
-            .state
-            .proc_stub(&module, &name, Some(&mut self.txn.created_procs))?;
+        let stub = self.state.proc_stub(&module, &name, Some(&mut self.txn.created_procs))?;
         Ok(self.state.publish(stub) as *const c_void)
     }
 
@@ -655,34 +619,25 @@ impl Session<'_> {
         };
         let staged = &mut self.txn.staged[self.index];
         if staged.globals.iter().any(|g| **g == *name) {
-            return Err(Error::DuplicateGlobal {
-                module: module.to_string(),
-                name,
-            });
+            return Err(Error::DuplicateGlobal { module: module.to_string(), name });
         }
         if let Some(existing) = self.state.globals.get(&module, &name) {
             if !same_layout(&existing.layout, &requested) {
                 return Err(Error::GlobalLayoutMismatch {
                     module: module.to_string(),
                     name,
-                    existing: existing.layout.clone(),
-                    requested,
+                    existing: Box::new(existing.layout.clone()),
+                    requested: Box::new(requested),
                 });
             }
             let ptr = existing.slot.as_ptr();
             self.txn.staged[self.index].globals.push(name.into());
-            return Ok(GlobalSlot {
-                ptr: ptr.cast(),
-                initialize: 0,
-            });
+            return Ok(GlobalSlot { ptr: ptr.cast(), initialize: 0 });
         }
         let ptr = self.state.globals.allocate(module.clone(), &name, requested)?;
         self.txn.created_globals.push((module, name.as_str().into()));
         self.txn.staged[self.index].globals.push(name.into());
-        Ok(GlobalSlot {
-            ptr: ptr.cast(),
-            initialize: 1,
-        })
+        Ok(GlobalSlot { ptr: ptr.cast(), initialize: 1 })
     }
 
     pub(crate) fn get_global(&mut self, import: &GlobalImport) -> Result<*mut c_void> {
@@ -704,8 +659,8 @@ impl Session<'_> {
             return Err(Error::GlobalLayoutMismatch {
                 module,
                 name,
-                existing: existing.layout.clone(),
-                requested,
+                existing: Box::new(existing.layout.clone()),
+                requested: Box::new(requested),
             });
         }
         Ok(existing.slot.as_ptr().cast())
@@ -715,11 +670,7 @@ impl Session<'_> {
         if phase != Phase::BEFORE_RELOAD && phase != Phase::AFTER_RELOAD {
             return Err(self.invalid(format!("handler phase {} is unknown", phase.0)));
         }
-        self.txn.staged[self.index].handlers.push(Handler {
-            phase,
-            f,
-            user: user as usize,
-        });
+        self.txn.staged[self.index].handlers.push(Handler { phase, f, user: user as usize });
         Ok(())
     }
 
@@ -813,9 +764,7 @@ pub struct Runtime {
 
 impl fmt::Debug for Runtime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Runtime")
-            .field("generation", &self.generation())
-            .finish_non_exhaustive()
+        f.debug_struct("Runtime").field("generation", &self.generation()).finish_non_exhaustive()
     }
 }
 
@@ -896,10 +845,8 @@ impl Runtime {
     /// [`Error::ImportNotFound`], [`Error::ImportCycle`], a registration
     /// error...). Nothing of the failed load remains.
     pub fn load(&self, path: impl AsRef<Path>) -> Result<ModuleInfo> {
-        let source = std::path::absolute(path.as_ref()).map_err(|e| Error::ReadModule {
-            path: path.as_ref().to_owned(),
-            source: e,
-        })?;
+        let source = std::path::absolute(path.as_ref())
+            .map_err(|e| Error::ReadModule { path: path.as_ref().to_owned(), source: e })?;
         let _exclusive = self.exclusive()?;
         let mut state = self.state()?;
         if let Some(index) = state.modules.iter().position(|m| m.source == source) {
@@ -975,10 +922,7 @@ impl Runtime {
     /// file's timestamp changed, in which case its content is hashed.
     pub fn reload_needed(&self) -> bool {
         let Ok(mut state) = self.state() else { return false };
-        state
-            .modules
-            .iter_mut()
-            .any(|m| m.file_status() == FileStatus::Changed)
+        state.modules.iter_mut().any(|m| m.file_status() == FileStatus::Changed)
     }
 
     /// Whether the file of module `name` differs from the code that is loaded.
@@ -1080,9 +1024,7 @@ impl Runtime {
         let mut failures = Vec::new();
         let attempted: Vec<(usize, Quick)> = prepared.iter().map(|(i, c)| (*i, c.stamp.quick)).collect();
         for (i, copy) in prepared {
-            let role = Role::Replace {
-                root: state.modules[i].root,
-            };
+            let role = Role::Replace { root: state.modules[i].root, expected: state.modules[i].name.clone() };
             let source = state.modules[i].source.clone();
             if let Err(errors) = state.stage(&mut txn, copy, source, role, &mut Vec::new()) {
                 failures.extend(errors);
@@ -1210,24 +1152,17 @@ impl Runtime {
     /// [`Error::UnknownGlobal`], or [`Error::Reentrant`] from a module init.
     pub fn get_global(&self, module: &str, name: &str) -> Result<GlobalRef> {
         let state = self.state()?;
-        let entry = state.globals.get(module, name).ok_or_else(|| Error::UnknownGlobal {
-            module: module.to_owned(),
-            name: name.to_owned(),
-        })?;
-        Ok(GlobalRef {
-            addr: entry.slot.as_ptr() as usize,
-            layout: entry.layout.clone(),
-        })
+        let entry = state
+            .globals
+            .get(module, name)
+            .ok_or_else(|| Error::UnknownGlobal { module: module.to_owned(), name: name.to_owned() })?;
+        Ok(GlobalRef { addr: entry.slot.as_ptr() as usize, layout: entry.layout.clone() })
     }
 
     /// The loaded modules, imports before their importers.
     pub fn modules(&self) -> Vec<ModuleInfo> {
         let Ok(state) = self.state() else { return Vec::new() };
-        state
-            .topo_order()
-            .into_iter()
-            .map(|i| state.modules[i].info(&state.procs, &state.globals))
-            .collect()
+        state.topo_order().into_iter().map(|i| state.modules[i].info(&state.procs, &state.globals)).collect()
     }
 
     /// A listing of every stub, for debugging: index, module, proc, target
@@ -1248,6 +1183,7 @@ impl Runtime {
                 StubInfo {
                     index: entry.stub,
                     address,
+                    slot: state.table.slot_address(entry.stub),
                     module: entry.module.to_string(),
                     name: entry.name.to_string(),
                     state: match entry.state {
@@ -1273,10 +1209,7 @@ impl Runtime {
     pub fn stats(&self) -> Stats {
         let unloads = self.unloads.load(Ordering::Relaxed);
         let Ok(state) = self.state() else {
-            return Stats {
-                unloads,
-                ..Stats::default()
-            };
+            return Stats { unloads, ..Stats::default() };
         };
         Stats {
             modules: state.modules.len(),
@@ -1457,11 +1390,7 @@ pub struct ReloadReport {
 
 impl ReloadReport {
     fn unchanged(generation: u64, timings: ReloadTimings) -> ReloadReport {
-        ReloadReport {
-            generation,
-            timings,
-            ..ReloadReport::default()
-        }
+        ReloadReport { generation, timings, ..ReloadReport::default() }
     }
 
     /// Whether nothing was reloaded, loaded or unloaded.
@@ -1506,6 +1435,8 @@ pub struct StubInfo {
     pub index: u32,
     /// The stub's address.
     pub address: usize,
+    /// The address of the 8-byte slot holding the stub's target.
+    pub slot: usize,
     /// The module the proc belongs to.
     pub module: String,
     /// The proc's name.

@@ -79,7 +79,7 @@ impl Geometry {
         }
         let block = offset / self.block_bytes();
         let within = (offset % self.block_bytes()).checked_sub(2 * self.page + PAD_HEADER + arch::CALL_LEN)?;
-        if within % arch::PAD_STRIDE != 0 || within / arch::PAD_STRIDE >= self.per_block {
+        if !within.is_multiple_of(arch::PAD_STRIDE) || within / arch::PAD_STRIDE >= self.per_block {
             return None;
         }
         u32::try_from(block * self.per_block + within / arch::PAD_STRIDE).ok()
@@ -100,10 +100,7 @@ impl Unbound {
             return format!("hcr: call to unbound function <unknown> (return address {ret:#x})\n");
         };
         // Never block forever here: the process is about to abort anyway.
-        let label = self
-            .labels
-            .try_lock_for(Duration::from_millis(500))
-            .and_then(|labels| labels.get(&index).cloned());
+        let label = self.labels.try_lock_for(Duration::from_millis(500)).and_then(|labels| labels.get(&index).cloned());
         match label {
             Some(label) => format!("hcr: call to unbound function {label}\n"),
             None => format!("hcr: call to unbound function <stub #{index}>\n"),
@@ -159,21 +156,18 @@ impl StubTable {
     /// Reserves room for `capacity` stubs, at `hint` if that range is free.
     pub(crate) fn new(hint: usize, capacity: usize) -> Result<StubTable> {
         let page = os::page_size();
-        if hint % page != 0 {
+        if !hint.is_multiple_of(page) {
             return Err(Error::InvalidConfig {
                 name: "stub_base",
                 value: format!("{hint:#x}"),
                 reason: "not a multiple of the page size",
             });
         }
-        let capacity = u32::try_from(capacity)
-            .ok()
-            .filter(|&c| c > 0)
-            .ok_or_else(|| Error::InvalidConfig {
-                name: "stub_capacity",
-                value: capacity.to_string(),
-                reason: "must be between 1 and 2^32 - 1",
-            })?;
+        let capacity = u32::try_from(capacity).ok().filter(|&c| c > 0).ok_or_else(|| Error::InvalidConfig {
+            name: "stub_capacity",
+            value: capacity.to_string(),
+            reason: "must be between 1 and 2^32 - 1",
+        })?;
         let per_block = page / STUB_SIZE;
         let blocks = (capacity as usize).div_ceil(per_block);
         let len = blocks * 3 * page;
@@ -188,12 +182,7 @@ impl StubTable {
         } else {
             tracing::debug!(base = format_args!("{base:#x}"), len, capacity, "stub table reserved");
         }
-        let geometry = Geometry {
-            base,
-            page,
-            per_block,
-            blocks,
-        };
+        let geometry = Geometry { base, page, per_block, blocks };
         Ok(StubTable {
             geometry,
             capacity,
@@ -201,10 +190,7 @@ impl StubTable {
             free: Vec::new(),
             committed_blocks: 0,
             pad_pages: vec![false; blocks],
-            unbound: Arc::new(Unbound {
-                geometry,
-                labels: Mutex::new(HashMap::new()),
-            }),
+            unbound: Arc::new(Unbound { geometry, labels: Mutex::new(HashMap::new()) }),
         })
     }
 
@@ -230,9 +216,7 @@ impl StubTable {
             return Ok(index);
         }
         if self.next >= self.capacity {
-            return Err(Error::CapacityExhausted {
-                capacity: self.capacity(),
-            });
+            return Err(Error::CapacityExhausted { capacity: self.capacity() });
         }
         let index = self.next;
         let (block, _) = self.geometry.split(index);
@@ -272,19 +256,23 @@ impl StubTable {
             && let Err(e) = self.commit_pad_page(block)
         {
             tracing::error!(error = %e, label, "cannot commit a pad page; the stub reports without its name");
-            self.slot(index)
-                .store(on_unbound_call_unnamed as *const () as u64, Ordering::Release);
+            self.slot(index).store(on_unbound_call_unnamed as *const () as u64, Ordering::Release);
             return;
         }
         self.unbound.labels.lock().insert(index, label.into());
-        self.slot(index)
-            .store(self.geometry.pad(index) as u64, Ordering::Release);
+        self.slot(index).store(self.geometry.pad(index) as u64, Ordering::Release);
     }
 
     /// The address callers use.
     pub(crate) fn stub_address(&self, index: u32) -> usize {
         self.assert_allocated(index);
         self.geometry.stub(index)
+    }
+
+    /// Where the stub's target is stored.
+    pub(crate) fn slot_address(&self, index: u32) -> usize {
+        self.assert_allocated(index);
+        self.geometry.slot(index)
     }
 
     /// What the stub jumps to now.

@@ -16,6 +16,5 @@ mod imp;
 compile_error!("hcr-runtime supports x86-64 and AArch64");
 
 pub(crate) use imp::{
-    CALL_LEN, FILE_ARCHITECTURE, NAME, PAD_STRIDE, WEAKLY_ORDERED, describe_stub, flush_icache, pad_page,
-    stub_page,
+    CALL_LEN, FILE_ARCHITECTURE, NAME, PAD_STRIDE, WEAKLY_ORDERED, describe_stub, flush_icache, pad_page, stub_page,
 };

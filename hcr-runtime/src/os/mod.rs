@@ -16,8 +16,8 @@ mod imp;
 compile_error!("hcr-runtime supports Unix-like systems and Windows");
 
 pub(crate) use imp::{
-    create_exclusive, create_private_dir, file_id, make_read_execute, make_read_write, open_library,
-    process_barrier, release, reserve,
+    create_exclusive, create_private_dir, file_id, make_read_execute, make_read_write, open_library, process_barrier,
+    release, reserve,
 };
 
 /// The size of a virtual-memory page.
