@@ -31,6 +31,13 @@
 //! [`Status::UNSUPPORTED`] (instead of undefined behaviour) from an entry the
 //! runtime does not have.
 //!
+//! # Rust helpers
+//!
+//! Besides the C contract, this crate has the two types that generated Rust
+//! code uses (see `hcr-build`): [`Global`], a module's handle on a
+//! runtime-owned global, and [`ProcCell`], a cached stub address used by
+//! generated bindings.
+//!
 //! # Lifetimes
 //!
 //! The [`HostApi`] table and its `ctx` are valid only during the call of the
@@ -38,6 +45,10 @@
 //! copied before the call returns. Reload handlers stay registered until the
 //! module is reloaded or unloaded.
 #![no_std]
+
+mod helpers;
+
+pub use helpers::{Global, ProcCell};
 
 use core::ffi::c_void;
 use core::mem::{offset_of, size_of};
@@ -138,6 +149,15 @@ impl Status {
     /// Whether this is [`Status::OK`].
     pub const fn is_ok(self) -> bool {
         self.0 == 0
+    }
+
+    /// `Ok(())` for [`Status::OK`], `Err(self)` otherwise, for `?`.
+    ///
+    /// # Errors
+    ///
+    /// Any status other than [`Status::OK`].
+    pub const fn ok(self) -> Result<(), Status> {
+        if self.is_ok() { Ok(()) } else { Err(self) }
     }
 }
 

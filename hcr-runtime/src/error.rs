@@ -254,6 +254,10 @@ pub enum Error {
         rest: Vec<Error>,
     },
 
+    /// A runtime was already installed for this process.
+    #[error("a runtime is already installed for this process")]
+    AlreadyInstalled,
+
     /// A load, unload or reload was started from inside a reload handler or a
     /// module's init, or a runtime method was called from a module's init.
     #[error("the runtime was re-entered from a reload handler or module init; this is not allowed")]

@@ -48,6 +48,7 @@ mod arch;
 mod config;
 mod encode;
 mod error;
+mod host;
 mod loader;
 mod os;
 mod registry;
@@ -56,6 +57,7 @@ mod table;
 
 pub use config::{Config, DEFAULT_STUB_BASE, DEFAULT_STUB_CAPACITY, MAX_STUB_CAPACITY, UnloadPolicy};
 pub use error::{Error, GlobalLayout, Result};
+pub use host::ModuleBindings;
 pub use runtime::{
     GlobalRef, Inspection, ModuleInfo, Proc, ReloadEvent, ReloadReport, ReloadStage, ReloadTimings, Runtime, Stats,
     StubInfo, StubState,

@@ -1388,6 +1388,22 @@ pub struct ReloadReport {
     pub timings: ReloadTimings,
 }
 
+impl fmt::Display for ReloadReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_empty() {
+            return write!(f, "nothing changed");
+        }
+        write!(f, "generation {}: reloaded [{}]", self.generation, self.reloaded.join(", "))?;
+        if !self.loaded.is_empty() {
+            write!(f, ", loaded [{}]", self.loaded.join(", "))?;
+        }
+        if !self.unloaded.is_empty() {
+            write!(f, ", unloaded [{}]", self.unloaded.join(", "))?;
+        }
+        write!(f, " in {}", self.timings)
+    }
+}
+
 impl ReloadReport {
     fn unchanged(generation: u64, timings: ReloadTimings) -> ReloadReport {
         ReloadReport { generation, timings, ..ReloadReport::default() }

@@ -1,0 +1,407 @@
+//! Build-script code generation for hcr.
+//!
+//! # In a module crate
+//!
+//! A module is a `cdylib` (add `rlib` to use the static switch of a host).
+//! Mark what is reloadable:
+//!
+//! * **procs**: free functions declared `#[unsafe(no_mangle)] pub extern "C" fn`;
+//! * **globals**: `static NAME: hcr_abi::Global<T> = Global::new(|| value);`.
+//!
+//! Then, in `build.rs`:
+//!
+//! ```no_run
+//! fn main() {
+//!     hcr_build::Module::new().build();
+//! }
+//! ```
+//!
+//! and once, at the crate root:
+//!
+//! ```ignore
+//! include!(concat!(env!("OUT_DIR"), "/hcr_module.rs"));
+//! ```
+//!
+//! The generated file holds the module's descriptor and its init, which
+//! registers every global (with a layout hash) and every proc (with a
+//! signature hash) and catches panics so that nothing unwinds into the
+//! runtime. A module that calls another module lists it with
+//! [`Module::import`]; its bindings then appear next to the include, as
+//! `<module>::<proc>(...)`, calling through the other module's stubs.
+//!
+//! # In a host crate
+//!
+//! Depend on the module crates (so that cargo builds them) and on
+//! `hcr-runtime`, then in `build.rs`:
+//!
+//! ```no_run
+//! fn main() {
+//!     hcr_build::Host::new().module("../game").build();
+//! }
+//! ```
+//!
+//! and include the bindings, e.g. `mod hcr { include!(concat!(env!("OUT_DIR"), "/hcr.rs")); }`.
+//! For every module there is a module of bindings with one function per proc
+//! (`game::update(dt)`) and a `_ptr` accessor that returns the proc's stable
+//! stub as a typed `extern "C" fn` (`game::update_ptr()`), plus an `Hcr`
+//! facade: `Hcr::start()` loads and binds everything, `hcr.update()`
+//! reloads when a module changed.
+//!
+//! With the host feature `static` enabled (see [`Host::static_feature`]) the
+//! same bindings call straight into the module crates, linked in as rlibs,
+//! and `Hcr` does nothing: the same host source builds both ways.
+//!
+//! # Errors
+//!
+//! What cannot be reloaded is refused with an error that names the file and
+//! line: generic reloadable functions, non-`extern "C"` ones, duplicate
+//! names, globals whose type cannot outlive the code that created it
+//! (references, trait objects, unsized types), and signatures that use types
+//! the callers cannot name.
+
+mod cfg;
+mod error;
+mod generate;
+mod hash;
+mod manifest;
+mod scan;
+mod types;
+
+use std::path::{Path, PathBuf};
+
+pub use cfg::Cfg;
+pub use error::{Error, Location};
+
+use generate::ModuleSource;
+
+/// The file a module's build script writes into `OUT_DIR`.
+pub const MODULE_FILE: &str = "hcr_module.rs";
+
+/// The file a host's build script writes into `OUT_DIR`.
+pub const HOST_FILE: &str = "hcr.rs";
+
+/// Generated source and what it was made from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Generated {
+    /// The Rust source.
+    pub source: String,
+    /// Every file it depends on (sources and manifests).
+    pub inputs: Vec<PathBuf>,
+    /// Things that are probably mistakes but not errors.
+    pub warnings: Vec<String>,
+}
+
+fn env_path(name: &'static str) -> Result<PathBuf, Error> {
+    std::env::var_os(name).map(PathBuf::from).ok_or(Error::Env { name })
+}
+
+/// Reads and scans a module crate, with the given features on top of the
+/// target's configuration.
+fn load_module(dir: &Path, cfg: &Cfg, use_default_features: bool) -> Result<ModuleSource, Error> {
+    let info = manifest::read(dir)?;
+    let mut cfg = cfg.clone();
+    if use_default_features {
+        for feature in &info.default_features {
+            cfg = cfg.with_feature(feature);
+        }
+    }
+    let scanned = scan::scan(&info.dir, &info.root, &cfg)?;
+    Ok(ModuleSource { info, scanned })
+}
+
+/// The target-only part of the build script's configuration: what another
+/// crate's sources see, apart from their own features.
+fn target_cfg() -> Cfg {
+    let mut cfg = Cfg::empty();
+    for (key, value) in std::env::vars() {
+        let Some(name) = key.strip_prefix("CARGO_CFG_") else { continue };
+        let name = name.to_ascii_lowercase();
+        if value.is_empty() {
+            cfg = cfg.with_flag(&name);
+        } else {
+            for v in value.split(',') {
+                cfg = cfg.with_value(&name, v);
+            }
+        }
+    }
+    cfg
+}
+
+fn inputs(sources: &[&ModuleSource]) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for s in sources {
+        files.push(s.info.manifest.clone());
+        files.extend(s.scanned.files.iter().cloned());
+    }
+    files
+}
+
+/// Writes `source` to `path` unless it already holds exactly that, so that
+/// an unchanged result does not trigger a rebuild.
+fn write_if_changed(path: &Path, source: &str) -> Result<(), Error> {
+    if std::fs::read_to_string(path).is_ok_and(|old| old == source) {
+        return Ok(());
+    }
+    std::fs::write(path, source).map_err(|source| Error::Io { path: path.to_owned(), source })
+}
+
+/// Prints the errors for cargo, each on its own line with its location, and
+/// exits the build script.
+fn fail(error: &Error) -> ! {
+    for e in error.errors() {
+        for line in e.to_string().lines() {
+            println!("cargo::error={line}");
+        }
+    }
+    std::process::exit(1)
+}
+
+/// Code generation for a module crate (from its `build.rs`).
+#[derive(Clone, Debug, Default)]
+pub struct Module {
+    crate_dir: Option<PathBuf>,
+    out_dir: Option<PathBuf>,
+    cfg: Option<Cfg>,
+    imports: Vec<PathBuf>,
+}
+
+impl Module {
+    /// For the crate whose build script is running.
+    pub fn new() -> Module {
+        Module::default()
+    }
+
+    /// The crate to scan, instead of `CARGO_MANIFEST_DIR`.
+    pub fn crate_dir(mut self, dir: impl Into<PathBuf>) -> Module {
+        self.crate_dir = Some(dir.into());
+        self
+    }
+
+    /// Where to write, instead of `OUT_DIR`.
+    pub fn out_dir(mut self, dir: impl Into<PathBuf>) -> Module {
+        self.out_dir = Some(dir.into());
+        self
+    }
+
+    /// The configuration to evaluate `#[cfg]` with, instead of what cargo
+    /// tells the build script.
+    pub fn cfg(mut self, cfg: Cfg) -> Module {
+        self.cfg = Some(cfg);
+        self
+    }
+
+    /// Another module (its crate directory, relative to this crate) whose
+    /// procs this module calls. The module imports it (the runtime loads it
+    /// first) and gets bindings to it.
+    pub fn import(mut self, crate_dir: impl Into<PathBuf>) -> Module {
+        self.imports.push(crate_dir.into());
+        self
+    }
+
+    /// Generates the registration source without writing it.
+    ///
+    /// # Errors
+    ///
+    /// Every problem found, with file and line; see [`Error`].
+    pub fn render(&self) -> Result<Generated, Error> {
+        let dir = match &self.crate_dir {
+            Some(dir) => dir.clone(),
+            None => env_path("CARGO_MANIFEST_DIR")?,
+        };
+        let cfg = self.cfg.clone().unwrap_or_else(Cfg::from_env);
+        let this = load_module(&dir, &cfg, false)?;
+        let import_cfg = if self.cfg.is_some() { cfg.clone() } else { target_cfg() };
+        let imports =
+            self.imports.iter().map(|d| load_module(&dir.join(d), &import_cfg, true)).collect::<Result<Vec<_>, _>>()?;
+        let source = generate::module_file(&this, &imports)?;
+        let mut warnings = Vec::new();
+        if !this.info.crate_types.iter().any(|t| t == "cdylib") {
+            warnings.push(format!(
+                "module crate `{}` is not a cdylib: add `crate-type = [\"cdylib\", \"rlib\"]` to its [lib] section",
+                this.info.package
+            ));
+        }
+        let mut all = vec![&this];
+        all.extend(imports.iter());
+        Ok(Generated { source, inputs: inputs(&all), warnings })
+    }
+
+    /// Writes [`MODULE_FILE`] into the output directory and tells cargo when
+    /// to run the build script again. Returns the file's path.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Module::render`], and [`Error::Io`] if the file cannot be
+    /// written.
+    pub fn generate(&self) -> Result<PathBuf, Error> {
+        let generated = self.render()?;
+        let out = match &self.out_dir {
+            Some(dir) => dir.clone(),
+            None => env_path("OUT_DIR")?,
+        };
+        let path = out.join(MODULE_FILE);
+        write_if_changed(&path, &generated.source)?;
+        for warning in &generated.warnings {
+            println!("cargo:warning={warning}");
+        }
+        for input in &generated.inputs {
+            println!("cargo:rerun-if-changed={}", input.display());
+        }
+        Ok(path)
+    }
+
+    /// [`Module::generate`], reporting errors to cargo (with file and line)
+    /// and failing the build. For `build.rs`.
+    pub fn build(self) {
+        if let Err(e) = self.generate() {
+            fail(&e)
+        }
+    }
+}
+
+/// Code generation for a host crate (from its `build.rs`): typed bindings to
+/// its modules and the `Hcr` facade.
+#[derive(Clone, Debug)]
+pub struct Host {
+    crate_dir: Option<PathBuf>,
+    out_dir: Option<PathBuf>,
+    cfg: Option<Cfg>,
+    modules: Vec<PathBuf>,
+    static_feature: Option<String>,
+}
+
+impl Default for Host {
+    fn default() -> Host {
+        Host { crate_dir: None, out_dir: None, cfg: None, modules: Vec::new(), static_feature: Some("static".into()) }
+    }
+}
+
+impl Host {
+    /// For the crate whose build script is running, with the static switch
+    /// on feature `static`.
+    pub fn new() -> Host {
+        Host::default()
+    }
+
+    /// The host crate, instead of `CARGO_MANIFEST_DIR`.
+    pub fn crate_dir(mut self, dir: impl Into<PathBuf>) -> Host {
+        self.crate_dir = Some(dir.into());
+        self
+    }
+
+    /// Where to write, instead of `OUT_DIR`. Module libraries are expected in
+    /// `deps/` of the profile directory three levels above it.
+    pub fn out_dir(mut self, dir: impl Into<PathBuf>) -> Host {
+        self.out_dir = Some(dir.into());
+        self
+    }
+
+    /// The configuration to evaluate the modules' `#[cfg]` with, instead of
+    /// the target's configuration and each module's default features.
+    pub fn cfg(mut self, cfg: Cfg) -> Host {
+        self.cfg = Some(cfg);
+        self
+    }
+
+    /// A module crate (its directory, relative to the host crate).
+    pub fn module(mut self, crate_dir: impl Into<PathBuf>) -> Host {
+        self.modules.push(crate_dir.into());
+        self
+    }
+
+    /// The host feature that turns bindings into direct calls, or `None` for
+    /// a host without a static build.
+    pub fn static_feature(mut self, feature: Option<&str>) -> Host {
+        self.static_feature = feature.map(str::to_owned);
+        self
+    }
+
+    /// Generates the bindings without writing them.
+    ///
+    /// # Errors
+    ///
+    /// Every problem found, with file and line; see [`Error`].
+    pub fn render(&self) -> Result<Generated, Error> {
+        let dir = match &self.crate_dir {
+            Some(dir) => dir.clone(),
+            None => env_path("CARGO_MANIFEST_DIR")?,
+        };
+        let out = match &self.out_dir {
+            Some(dir) => dir.clone(),
+            None => env_path("OUT_DIR")?,
+        };
+        let (cfg, defaults) = match &self.cfg {
+            Some(cfg) => (cfg.clone(), false),
+            None => (target_cfg(), true),
+        };
+        let modules =
+            self.modules.iter().map(|d| load_module(&dir.join(d), &cfg, defaults)).collect::<Result<Vec<_>, _>>()?;
+        // OUT_DIR is <profile>/build/<package>-<hash>/out.
+        let profile = out.ancestors().nth(3).unwrap_or(&out);
+        let source =
+            generate::host_file(&modules, self.static_feature.as_deref(), &profile.join("deps"), dll_affixes())?;
+        let mut all: Vec<&ModuleSource> = modules.iter().collect();
+        all.sort_by(|a, b| a.info.lib_name.cmp(&b.info.lib_name));
+        let mut generated_inputs = inputs(&all);
+        generated_inputs.push(dir.join("Cargo.toml"));
+        Ok(Generated { source, inputs: generated_inputs, warnings: Vec::new() })
+    }
+
+    /// Writes [`HOST_FILE`] into the output directory and tells cargo when to
+    /// run the build script again. Warns (through cargo) about a module the
+    /// host does not depend on, which cargo would then not build.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Host::render`], and [`Error::Io`] if the file cannot be
+    /// written.
+    pub fn generate(&self) -> Result<PathBuf, Error> {
+        let generated = self.render()?;
+        let dir = match &self.crate_dir {
+            Some(dir) => dir.clone(),
+            None => env_path("CARGO_MANIFEST_DIR")?,
+        };
+        if let Ok(host) = manifest::read(&dir) {
+            for module in &self.modules {
+                if let Ok(m) = manifest::read(&dir.join(module))
+                    && !host.dependencies.contains(&m.package)
+                    && !host.dependencies.contains(&m.lib_name)
+                {
+                    println!(
+                        "cargo:warning=host `{}` does not depend on module crate `{}`: cargo will not build it with the host",
+                        host.package, m.package
+                    );
+                }
+            }
+        }
+        let out = match &self.out_dir {
+            Some(dir) => dir.clone(),
+            None => env_path("OUT_DIR")?,
+        };
+        let path = out.join(HOST_FILE);
+        write_if_changed(&path, &generated.source)?;
+        for input in &generated.inputs {
+            println!("cargo:rerun-if-changed={}", input.display());
+        }
+        Ok(path)
+    }
+
+    /// [`Host::generate`], reporting errors to cargo (with file and line) and
+    /// failing the build. For `build.rs`.
+    pub fn build(self) {
+        if let Err(e) = self.generate() {
+            fail(&e)
+        }
+    }
+}
+
+/// File-name prefix and suffix of dynamic libraries for the target being
+/// built (cargo tells build scripts the target OS).
+fn dll_affixes() -> (&'static str, &'static str) {
+    match std::env::var("CARGO_CFG_TARGET_OS").as_deref() {
+        Ok("windows") => ("", ".dll"),
+        Ok("macos" | "ios") => ("lib", ".dylib"),
+        Ok(_) => ("lib", ".so"),
+        Err(_) => (std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX),
+    }
+}

@@ -1,0 +1,176 @@
+//! Every kind of item code generation refuses, with the file and line in the
+//! message.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use hcr_build::{Cfg, Error, Host, Module};
+
+/// A throw-away crate made of `files` (path, content).
+struct TempCrate(PathBuf);
+
+impl TempCrate {
+    fn new(files: &[(&str, &str)]) -> TempCrate {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "hcr-build-errors-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let manifest = "[package]\nname = \"broken\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[lib]\ncrate-type = [\"cdylib\", \"rlib\"]\n";
+        write(&dir.join("Cargo.toml"), manifest);
+        for (path, content) in files {
+            write(&dir.join(path), content);
+        }
+        TempCrate(dir)
+    }
+
+    fn module_error(&self) -> String {
+        let err = Module::new().crate_dir(&self.0).cfg(Cfg::empty()).render().expect_err("generation must fail");
+        err.to_string()
+    }
+}
+
+impl Drop for TempCrate {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn write(path: &Path, content: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, content).unwrap();
+}
+
+fn assert_mentions(message: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(message.contains(part), "missing {part:?} in:\n{message}");
+    }
+}
+
+#[test]
+fn a_generic_reloadable_function_is_refused() {
+    let c =
+        TempCrate::new(&[("src/lib.rs", "\n#[unsafe(no_mangle)]\npub extern \"C\" fn id<T: Copy>(x: T) -> T { x }\n")]);
+    assert_mentions(&c.module_error(), &["src/lib.rs:3:21", "`id` is generic"]);
+}
+
+#[test]
+fn a_reloadable_function_with_the_rust_abi_is_refused() {
+    let c = TempCrate::new(&[("src/lib.rs", "#[unsafe(no_mangle)]\npub fn tick(x: u64) -> u64 { x }\n")]);
+    assert_mentions(&c.module_error(), &["src/lib.rs:2:8", "`tick` must be `extern \"C\"`", "Rust ABI"]);
+}
+
+#[test]
+fn a_reloadable_function_with_another_abi_is_refused() {
+    let c = TempCrate::new(&[("src/lib.rs", "#[no_mangle]\npub extern \"system\" fn tick() {}\n")]);
+    assert_mentions(&c.module_error(), &["src/lib.rs:2:12", "not `extern \"system\"`"]);
+}
+
+#[test]
+fn duplicate_names_across_files_are_refused() {
+    let c = TempCrate::new(&[
+        ("src/lib.rs", "mod a;\nmod b;\n"),
+        ("src/a.rs", "#[unsafe(no_mangle)]\npub extern \"C\" fn update() {}\n"),
+        ("src/b.rs", "\n\n#[unsafe(no_mangle)]\npub extern \"C\" fn update() {}\n"),
+    ]);
+    assert_mentions(&c.module_error(), &["src/b.rs:4:19", "`update` is already declared at src/a.rs:2:19"]);
+}
+
+#[test]
+fn duplicate_global_names_are_refused() {
+    let c = TempCrate::new(&[(
+        "src/lib.rs",
+        "use hcr_abi::Global;\nstatic A: Global<u64> = Global::new(|| 0);\npub(crate) mod m {\n    pub(crate) static A: hcr_abi::Global<u32> = hcr_abi::Global::new(|| 0);\n}\n",
+    )]);
+    assert_mentions(&c.module_error(), &["src/lib.rs:4:23", "`A` is already declared at src/lib.rs:2:8"]);
+}
+
+#[test]
+fn globals_whose_type_cannot_be_registered_are_refused() {
+    let cases = [
+        ("static NAME: Global<&'static str> = Global::new(|| \"\");", "references cannot be kept across reloads"),
+        ("static HOOK: Global<Box<dyn Fn()>> = Global::new(|| Box::new(|| {}));", "trait objects keep a vtable"),
+        ("static S: Global<str> = todo!();", "`str` is unsized"),
+        ("static mut M: Global<u64> = Global::new(|| 0);", "cannot be `static mut`"),
+    ];
+    for (item, expected) in cases {
+        let c = TempCrate::new(&[("src/lib.rs", &format!("use hcr_abi::Global;\n{item}\n"))]);
+        assert_mentions(&c.module_error(), &["src/lib.rs:2:", expected]);
+    }
+}
+
+#[test]
+fn a_global_that_the_registration_cannot_reach_is_refused() {
+    let c = TempCrate::new(&[
+        ("src/lib.rs", "mod outer;\n"),
+        (
+            "src/outer.rs",
+            "mod inner {\n    pub(crate) static G: hcr_abi::Global<u64> = hcr_abi::Global::new(|| 0);\n}\n",
+        ),
+    ]);
+    assert_mentions(&c.module_error(), &["src/outer.rs:2:23", "must be visible from the crate root"]);
+}
+
+#[test]
+fn async_and_impl_trait_functions_are_refused() {
+    let c = TempCrate::new(&[(
+        "src/lib.rs",
+        "#[unsafe(no_mangle)]\npub async extern \"C\" fn a() {}\n#[unsafe(no_mangle)]\npub extern \"C\" fn b(x: impl Copy) {}\n",
+    )]);
+    let message = c.module_error();
+    assert_mentions(&message, &["src/lib.rs:2:25", "cannot be `async`", "src/lib.rs:4:24", "`impl Trait`"]);
+}
+
+#[test]
+fn a_file_that_does_not_parse_is_reported_where_it_stops() {
+    let c = TempCrate::new(&[("src/lib.rs", "mod ok;\n"), ("src/ok.rs", "pub fn f( {\n")]);
+    assert_mentions(&c.module_error(), &["src/ok.rs:1:", "cannot parse"]);
+}
+
+#[test]
+fn a_missing_module_file_is_reported_at_its_declaration() {
+    let c = TempCrate::new(&[("src/lib.rs", "\nmod missing;\n")]);
+    assert_mentions(&c.module_error(), &["src/lib.rs:2:5", "cannot read module file", "missing"]);
+}
+
+#[test]
+fn a_type_local_to_the_module_is_refused_in_host_bindings() {
+    let c = TempCrate::new(&[(
+        "src/lib.rs",
+        "pub struct State { x: u32 }\n#[unsafe(no_mangle)]\npub extern \"C\" fn read(s: *const State) -> u32 { unsafe { (*s).x } }\n",
+    )]);
+    // Registering the module itself is fine ...
+    Module::new().crate_dir(&c.0).cfg(Cfg::empty()).render().unwrap();
+    // ... but a host cannot name `State`.
+    let host = TempCrate::new(&[("src/main.rs", "fn main() {}\n")]);
+    let err = Host::new()
+        .crate_dir(&host.0)
+        .out_dir(host.0.join("target/debug/build/h-0/out"))
+        .cfg(Cfg::empty())
+        .module(&c.0)
+        .render()
+        .unwrap_err();
+    assert_mentions(&err.to_string(), &["src/lib.rs:3:19", "uses type `State`", "defined in module crate `broken`"]);
+}
+
+#[test]
+fn every_error_is_reported_not_just_the_first() {
+    let c =
+        TempCrate::new(&[("src/lib.rs", "#[unsafe(no_mangle)]\npub fn a() {}\n#[unsafe(no_mangle)]\npub fn b() {}\n")]);
+    let err = Module::new().crate_dir(&c.0).cfg(Cfg::empty()).render().unwrap_err();
+    assert!(matches!(err, Error::Multiple(ref all) if all.len() == 2), "{err}");
+}
+
+#[test]
+fn items_behind_a_disabled_cfg_are_not_checked_or_registered() {
+    let c = TempCrate::new(&[(
+        "src/lib.rs",
+        "#[cfg(feature = \"experimental\")]\n#[unsafe(no_mangle)]\npub fn broken() {}\n#[unsafe(no_mangle)]\npub extern \"C\" fn fine() {}\n",
+    )]);
+    let generated = Module::new().crate_dir(&c.0).cfg(Cfg::empty()).render().unwrap();
+    assert!(generated.source.contains("procs::fine") && !generated.source.contains("procs::broken"));
+    let err = Module::new().crate_dir(&c.0).cfg(Cfg::empty().with_feature("experimental")).render().unwrap_err();
+    assert_mentions(&err.to_string(), &["src/lib.rs:3:8", "`broken` must be `extern \"C\"`"]);
+}
