@@ -25,13 +25,23 @@ impl ModuleSource {
 
 /// Where bindings are generated, which decides how their cells get bound
 /// and whether a static switch exists.
+///
+/// In both, `static_feature` (when the crate declares one) switches the
+/// bindings to direct calls into the module crate, linked in.
 #[derive(Clone, Copy)]
 pub(crate) enum Ctx<'a> {
     /// Inside a module, for one of its imports: bound by the module's init.
-    Module,
-    /// Inside a host: bound by the runtime; `static_feature` switches to
-    /// direct calls into the module crate.
+    Module { static_feature: Option<&'a str> },
+    /// Inside a host: bound by the runtime.
     Host { static_feature: Option<&'a str> },
+}
+
+/// `#[cfg]` attributes selecting the hot and the static variant.
+fn variant_cfgs(static_feature: Option<&str>) -> (TokenStream, TokenStream) {
+    match static_feature {
+        Some(feature) => (quote!(#[cfg(not(feature = #feature))]), quote!(#[cfg(feature = #feature)])),
+        None => (quote!(), quote!()),
+    }
 }
 
 fn header(what: &str) -> String {
@@ -92,8 +102,15 @@ fn count(n: usize) -> proc_macro2::Literal {
 }
 
 /// The registration file of a module: descriptor, init, and bindings to the
-/// modules it imports.
-pub(crate) fn module_file(this: &ModuleSource, imports: &[ModuleSource]) -> Result<String, Error> {
+/// modules it imports. With `static_feature` (a feature the module declares),
+/// the registration is compiled out when the feature is on, so that several
+/// modules can be linked into one binary, and the bindings call directly.
+pub(crate) fn module_file(
+    this: &ModuleSource,
+    imports: &[ModuleSource],
+    static_feature: Option<&str>,
+) -> Result<String, Error> {
+    let (hot_cfg, _) = variant_cfgs(static_feature);
     let name = this.name();
     let locals = &this.scanned.local_types;
     let build_id = format!("{}-{:016x}", this.info.package, this.scanned.content_hash);
@@ -139,7 +156,7 @@ pub(crate) fn module_file(this: &ModuleSource, imports: &[ModuleSource]) -> Resu
     let mut errors = Vec::new();
     let mut import_modules = Vec::new();
     for import in imports {
-        match bindings(import, Ctx::Module) {
+        match bindings(import, Ctx::Module { static_feature }) {
             Ok(tokens) => import_modules.push(tokens),
             Err(e) => errors.extend(e),
         }
@@ -159,6 +176,7 @@ pub(crate) fn module_file(this: &ModuleSource, imports: &[ModuleSource]) -> Resu
     );
     let tokens = quote! {
         #[doc(hidden)]
+        #hot_cfg
         #[allow(unused_unsafe, clippy::all)]
         pub mod __hcr_module {
             use ::hcr_abi as abi;
@@ -263,13 +281,10 @@ pub(crate) fn bindings(m: &ModuleSource, ctx: Ctx<'_>) -> Result<TokenStream, Ve
     let name = m.name();
     let module_ident = format_ident!("{}", name);
     let (abi, static_feature) = match ctx {
-        Ctx::Module => (quote!(::hcr_abi), None),
+        Ctx::Module { static_feature } => (quote!(::hcr_abi), static_feature),
         Ctx::Host { static_feature } => (quote!(::hcr_runtime::abi), static_feature),
     };
-    let (hot_cfg, static_cfg) = match static_feature {
-        Some(feature) => (quote!(#[cfg(not(feature = #feature))]), quote!(#[cfg(feature = #feature)])),
-        None => (quote!(), quote!()),
-    };
+    let (hot_cfg, static_cfg) = variant_cfgs(static_feature);
 
     let used = m
         .scanned
@@ -322,7 +337,7 @@ pub(crate) fn bindings(m: &ModuleSource, ctx: Ctx<'_>) -> Result<TokenStream, Ve
     });
 
     let bind = match ctx {
-        Ctx::Module => {
+        Ctx::Module { .. } => {
             let bind_safety = safety("forwarded from the caller.");
             let binds = m.scanned.procs.iter().map(|p| {
                 let ident = format_ident!("{}", p.name);
@@ -335,6 +350,7 @@ pub(crate) fn bindings(m: &ModuleSource, ctx: Ctx<'_>) -> Result<TokenStream, Ve
                 ///
                 /// `api` is the table of the running init.
                 #[doc(hidden)]
+                #hot_cfg
                 pub(crate) unsafe fn __hcr_bind(api: &::hcr_abi::HostApi) -> ::core::result::Result<(), ::hcr_abi::Status> {
                     #bind_safety
                     unsafe {
@@ -499,10 +515,7 @@ pub(crate) fn host_file(
     if let Some(error) = Error::collect(errors) {
         return Err(error);
     }
-    let (hot_cfg, static_cfg) = match static_feature {
-        Some(feature) => (quote!(#[cfg(not(feature = #feature))]), quote!(#[cfg(feature = #feature)])),
-        None => (quote!(), quote!()),
-    };
+    let (hot_cfg, static_cfg) = variant_cfgs(static_feature);
     let count = count(modules.len());
     let names: Vec<&str> = modules.iter().map(ModuleSource::name).collect();
     let entries = modules.iter().map(|m| {
@@ -510,7 +523,7 @@ pub(crate) fn host_file(
         let ident = format_ident!("{}", name);
         let path = deps_dir.join(format!("{}{name}{}", dll.0, dll.1)).to_string_lossy().into_owned();
         quote! {
-            ::hcr_runtime::ModuleBindings { name: #name, default_path: #path, procs: &#ident::__HCR_PROCS }
+            ::hcr_runtime::ModuleBindings { name: #name, default_path: #path, procs: &self::#ident::__HCR_PROCS }
         }
     });
 

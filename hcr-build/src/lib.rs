@@ -31,7 +31,8 @@
 //!
 //! # In a host crate
 //!
-//! Depend on the module crates (so that cargo builds them) and on
+//! List the module crates under `[build-dependencies]` (so that cargo builds
+//! their libraries with the host, without linking them into it) and depend on
 //! `hcr-runtime`, then in `build.rs`:
 //!
 //! ```no_run
@@ -49,7 +50,26 @@
 //!
 //! With the host feature `static` enabled (see [`Host::static_feature`]) the
 //! same bindings call straight into the module crates, linked in as rlibs,
-//! and `Hcr` does nothing: the same host source builds both ways.
+//! and `Hcr` does nothing: the same host source builds both ways. For that,
+//! the host also depends on each module crate (optionally, enabled by
+//! `static`), the module crates declare a `static` feature (which compiles
+//! their registration out, so that several can be linked into one binary),
+//! and the host's `static` feature enables it:
+//!
+//! ```toml
+//! [dependencies]
+//! hcr-runtime = { version = "0.1", optional = true }
+//! game = { path = "../game", optional = true }
+//!
+//! [build-dependencies]
+//! hcr-build = "0.1"
+//! game = { path = "../game" }
+//!
+//! [features]
+//! default = ["hot"]
+//! hot = ["dep:hcr-runtime"]
+//! static = ["dep:game", "game/static"]
+//! ```
 //!
 //! # Errors
 //!
@@ -157,18 +177,34 @@ fn fail(error: &Error) -> ! {
 }
 
 /// Code generation for a module crate (from its `build.rs`).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Module {
     crate_dir: Option<PathBuf>,
     out_dir: Option<PathBuf>,
     cfg: Option<Cfg>,
     imports: Vec<PathBuf>,
+    static_feature: Option<String>,
+}
+
+impl Default for Module {
+    fn default() -> Module {
+        Module { crate_dir: None, out_dir: None, cfg: None, imports: Vec::new(), static_feature: Some("static".into()) }
+    }
 }
 
 impl Module {
-    /// For the crate whose build script is running.
+    /// For the crate whose build script is running. If the crate declares a
+    /// feature `static`, the registration is compiled out when that feature
+    /// is on (for hosts that link modules in, see [`Host::static_feature`]).
     pub fn new() -> Module {
         Module::default()
+    }
+
+    /// The module feature that marks a static build, or `None`. It only has
+    /// an effect if the crate declares the feature.
+    pub fn static_feature(mut self, feature: Option<&str>) -> Module {
+        self.static_feature = feature.map(str::to_owned);
+        self
     }
 
     /// The crate to scan, instead of `CARGO_MANIFEST_DIR`.
@@ -213,7 +249,8 @@ impl Module {
         let import_cfg = if self.cfg.is_some() { cfg.clone() } else { target_cfg() };
         let imports =
             self.imports.iter().map(|d| load_module(&dir.join(d), &import_cfg, true)).collect::<Result<Vec<_>, _>>()?;
-        let source = generate::module_file(&this, &imports)?;
+        let static_feature = self.static_feature.as_deref().filter(|f| this.info.features.contains(*f));
+        let source = generate::module_file(&this, &imports, static_feature)?;
         let mut warnings = Vec::new();
         if !this.info.crate_types.iter().any(|t| t == "cdylib") {
             warnings.push(format!(
@@ -363,12 +400,18 @@ impl Host {
         };
         if let Ok(host) = manifest::read(&dir) {
             for module in &self.modules {
-                if let Ok(m) = manifest::read(&dir.join(module))
-                    && !host.dependencies.contains(&m.package)
-                    && !host.dependencies.contains(&m.lib_name)
-                {
+                let Ok(m) = manifest::read(&dir.join(module)) else { continue };
+                let listed =
+                    |set: &std::collections::BTreeSet<String>| set.contains(&m.package) || set.contains(&m.lib_name);
+                if !listed(&host.build_dependencies) {
                     println!(
-                        "cargo:warning=host `{}` does not depend on module crate `{}`: cargo will not build it with the host",
+                        "cargo:warning=host `{}` should list module crate `{}` under [build-dependencies], so that cargo builds the module's library with the host",
+                        host.package, m.package
+                    );
+                }
+                if self.static_feature.is_some() && !listed(&host.dependencies) {
+                    println!(
+                        "cargo:warning=host `{}` has a static switch but no (optional) dependency on module crate `{}` to link in",
                         host.package, m.package
                     );
                 }

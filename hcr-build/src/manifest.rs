@@ -18,6 +18,10 @@ pub(crate) struct CrateInfo {
     pub(crate) crate_types: Vec<String>,
     /// Names under which it depends on other packages.
     pub(crate) dependencies: BTreeSet<String>,
+    /// Names under which its build script depends on other packages.
+    pub(crate) build_dependencies: BTreeSet<String>,
+    /// Every feature it declares.
+    pub(crate) features: BTreeSet<String>,
     /// The features `default` enables, transitively.
     pub(crate) default_features: BTreeSet<String>,
 }
@@ -44,23 +48,28 @@ pub(crate) fn read(dir: &Path) -> Result<CrateInfo, Error> {
         .and_then(|t| t.as_array())
         .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
         .unwrap_or_default();
-    let mut dependencies = BTreeSet::new();
-    let mut add_deps = |deps: Option<&toml::Value>| {
-        if let Some(deps) = deps.and_then(|d| d.as_table()) {
-            for (name, spec) in deps {
-                dependencies.insert(name.clone());
-                if let Some(package) = spec.get("package").and_then(|p| p.as_str()) {
-                    dependencies.insert(package.to_owned());
+    let names = |section: &str| {
+        let mut names = BTreeSet::new();
+        let mut add = |deps: Option<&toml::Value>| {
+            if let Some(deps) = deps.and_then(|d| d.as_table()) {
+                for (name, spec) in deps {
+                    names.insert(name.clone());
+                    if let Some(package) = spec.get("package").and_then(|p| p.as_str()) {
+                        names.insert(package.to_owned());
+                    }
                 }
             }
+        };
+        add(table.get(section));
+        if let Some(targets) = table.get("target").and_then(|t| t.as_table()) {
+            for target in targets.values() {
+                add(target.get(section));
+            }
         }
+        names
     };
-    add_deps(table.get("dependencies"));
-    if let Some(targets) = table.get("target").and_then(|t| t.as_table()) {
-        for target in targets.values() {
-            add_deps(target.get("dependencies"));
-        }
-    }
+    let dependencies = names("dependencies");
+    let build_dependencies = names("build-dependencies");
     let features: BTreeMap<String, Vec<String>> = table
         .get("features")
         .and_then(|f| f.as_table())
@@ -94,6 +103,8 @@ pub(crate) fn read(dir: &Path) -> Result<CrateInfo, Error> {
         root,
         crate_types,
         dependencies,
+        build_dependencies,
+        features: features.keys().cloned().collect(),
         default_features,
     })
 }

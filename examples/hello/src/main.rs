@@ -2,8 +2,8 @@
 //! reloading the module whenever it is rebuilt.
 //!
 //! ```sh
-//! cargo run -p hello                    # hot: edit module/src/lib.rs, then cargo build -p hello-module
-//! cargo run -p hello --features static  # the same code, linked in, no runtime
+//! cargo run -p hello     # hot: edit module/src/lib.rs, then cargo build -p hello-module
+//! cargo run -p hello --no-default-features --features static   # the same code, linked in, no runtime
 //! ```
 //!
 //! `--frames N` stops after N frames.

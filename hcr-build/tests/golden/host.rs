@@ -291,12 +291,12 @@ static __HCR_MODULES: [::hcr_runtime::ModuleBindings; 2] = [
     ::hcr_runtime::ModuleBindings {
         name: "game",
         default_path: "/project/target/debug/deps/libgame.so",
-        procs: &game::__HCR_PROCS,
+        procs: &self::game::__HCR_PROCS,
     },
     ::hcr_runtime::ModuleBindings {
         name: "physics",
         default_path: "/project/target/debug/deps/libphysics.so",
-        procs: &physics::__HCR_PROCS,
+        procs: &self::physics::__HCR_PROCS,
     },
 ];
 /// What can go wrong starting or reloading.

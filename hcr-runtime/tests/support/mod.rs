@@ -14,8 +14,13 @@ use hcr_runtime::{Config, Proc, Runtime};
 pub const TARGET: &str = env!("HCR_TEST_TARGET");
 
 /// Builds fixture crate `hcr-fixture-<package>` with `features` for
-/// [`TARGET`], once per process, and returns its library. Each feature set
-/// has its own target directory so that variants never rebuild each other.
+/// [`TARGET`] and returns a copy of its library that stays as it is.
+///
+/// All variants share one target directory (so build dependencies are
+/// compiled once); each variant's library is copied out under an exclusive
+/// lock, so concurrent test processes never copy another variant's build.
+/// A copy is reused while no fixture, `hcr-abi` or `hcr-build` source is
+/// newer than it.
 pub fn fixture(package: &str, features: &[&str]) -> PathBuf {
     static BUILT: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
     let key =
@@ -24,24 +29,66 @@ pub fn fixture(package: &str, features: &[&str]) -> PathBuf {
     if let Some(path) = built.get_or_insert_with(HashMap::new).get(&key) {
         return path.clone();
     }
-    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hcr-fixtures").join(&key);
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(workspace)
-        .args(["build", "--quiet", "-p", &format!("hcr-fixture-{package}"), "--target", TARGET])
-        .arg("--target-dir")
-        .arg(&target_dir);
-    if !features.is_empty() {
-        cmd.arg("--features").arg(features.join(","));
-    }
-    let out = cmd.output().expect("run cargo to build a fixture");
-    assert!(out.status.success(), "building fixture {key} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hcr-fixtures");
+    std::fs::create_dir_all(root.join("artifacts")).unwrap();
     let file = format!("{}{package}{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
-    let path = target_dir.join(TARGET).join("debug").join(file);
-    assert!(path.is_file(), "fixture {key} built, but {} is missing", path.display());
-    built.get_or_insert_with(HashMap::new).insert(key, path.clone());
-    path
+    let artifact = root.join("artifacts").join(&key).join(&file);
+    let lock = std::fs::File::create(root.join(".lock")).unwrap();
+    lock.lock().unwrap();
+    let fresh = modified(&artifact).is_some_and(|built| built >= newest_source());
+    if !fresh {
+        let target_dir = root.join("shared");
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(workspace)
+            .args(["build", "--quiet", "-p", &format!("hcr-fixture-{package}"), "--target", TARGET])
+            .arg("--target-dir")
+            .arg(&target_dir);
+        if !features.is_empty() {
+            cmd.arg("--features").arg(features.join(","));
+        }
+        let out = cmd.output().expect("run cargo to build a fixture");
+        assert!(out.status.success(), "building fixture {key} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        let built_lib = target_dir.join(TARGET).join("debug").join(&file);
+        std::fs::create_dir_all(artifact.parent().unwrap()).unwrap();
+        let partial = artifact.with_extension("partial");
+        std::fs::copy(&built_lib, &partial).unwrap();
+        std::fs::rename(&partial, &artifact).unwrap();
+    }
+    drop(lock);
+    built.get_or_insert_with(HashMap::new).insert(key, artifact.clone());
+    artifact
+}
+
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// The newest modification time among the sources fixtures are built from.
+fn newest_source() -> std::time::SystemTime {
+    fn walk(dir: &Path, newest: &mut std::time::SystemTime) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, newest);
+            } else if let Some(time) = modified(&path) {
+                *newest = (*newest).max(time);
+            }
+        }
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
+    let mut newest = std::time::SystemTime::UNIX_EPOCH;
+    for dir in ["hcr-runtime/tests/fixtures", "hcr-abi", "hcr-build/src"] {
+        walk(&workspace.join(dir), &mut newest);
+    }
+    for file in ["Cargo.lock", "Cargo.toml"] {
+        if let Some(time) = modified(&workspace.join(file)) {
+            newest = newest.max(time);
+        }
+    }
+    newest
 }
 
 /// A directory for one test, removed when dropped.
