@@ -8,12 +8,10 @@
 //! * **procs**: free functions declared `#[unsafe(no_mangle)] pub extern "C" fn`;
 //! * **globals**: `static NAME: hcr_abi::Global<T> = Global::new(|| value);`.
 //!
-//! Then, in `build.rs`:
+//! Then, in the `main` of `build.rs`:
 //!
 //! ```no_run
-//! fn main() {
-//!     hcr_build::Module::new().build();
-//! }
+//! hcr_build::Module::new().build();
 //! ```
 //!
 //! and once, at the crate root:
@@ -33,12 +31,10 @@
 //!
 //! List the module crates under `[build-dependencies]` (so that cargo builds
 //! their libraries with the host, without linking them into it) and depend on
-//! `hcr-runtime`, then in `build.rs`:
+//! `hcr-runtime`, then in the `main` of `build.rs`:
 //!
 //! ```no_run
-//! fn main() {
-//!     hcr_build::Host::new().module("../game").build();
-//! }
+//! hcr_build::Host::new().module("../game").build();
 //! ```
 //!
 //! and include the bindings, e.g. `mod hcr { include!(concat!(env!("OUT_DIR"), "/hcr.rs")); }`.
@@ -165,6 +161,25 @@ fn write_if_changed(path: &Path, source: &str) -> Result<(), Error> {
     std::fs::write(path, source).map_err(|source| Error::Io { path: path.to_owned(), source })
 }
 
+/// Reports `error` to cargo. A source that does not parse is left to rustc,
+/// whose diagnostics for syntax errors are better: the previous output is
+/// kept (or an empty one written) and the build script succeeds with a
+/// warning. Anything else fails the build.
+fn report(error: &Error, out_file: Option<PathBuf>) {
+    if error.errors().iter().all(|e| matches!(e, Error::Parse { .. })) {
+        for e in error.errors() {
+            println!("cargo:warning=hcr-build could not parse the sources, rustc will report: {e}");
+        }
+        if let Some(file) = out_file
+            && !file.exists()
+        {
+            let _ = std::fs::write(&file, "// hcr-build: the sources did not parse\n");
+        }
+        return;
+    }
+    fail(error)
+}
+
 /// Prints the errors for cargo, each on its own line with its location, and
 /// exits the build script.
 fn fail(error: &Error) -> ! {
@@ -288,10 +303,12 @@ impl Module {
     }
 
     /// [`Module::generate`], reporting errors to cargo (with file and line)
-    /// and failing the build. For `build.rs`.
+    /// and failing the build; a syntax error is left for rustc to report.
+    /// For `build.rs`.
     pub fn build(self) {
         if let Err(e) = self.generate() {
-            fail(&e)
+            let out = self.out_dir.clone().or_else(|| env_path("OUT_DIR").ok());
+            report(&e, out.map(|d| d.join(MODULE_FILE)));
         }
     }
 }
@@ -430,10 +447,12 @@ impl Host {
     }
 
     /// [`Host::generate`], reporting errors to cargo (with file and line) and
-    /// failing the build. For `build.rs`.
+    /// failing the build; a syntax error in a module is left for rustc to
+    /// report when it builds that module. For `build.rs`.
     pub fn build(self) {
         if let Err(e) = self.generate() {
-            fail(&e)
+            let out = self.out_dir.clone().or_else(|| env_path("OUT_DIR").ok());
+            report(&e, out.map(|d| d.join(HOST_FILE)));
         }
     }
 }

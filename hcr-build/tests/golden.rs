@@ -83,10 +83,8 @@ fn a_layout_change_of_a_local_type_changes_the_generated_hash() {
     std::fs::write(&body, text.replace("pub vel: Vec2,", "pub vel: Vec2,\n    pub mass: f32,")).unwrap();
     let changed = Module::new().crate_dir(&dir).cfg(cfg()).render().unwrap().source;
     std::fs::remove_dir_all(&dir).unwrap();
-    let hash_of = |src: &str| {
-        let line = src.lines().skip_while(|l| !l.contains("\"WORLD\"")).nth(1).unwrap_or_default().to_owned();
-        line
-    };
+    let hash_of =
+        |src: &str| src.lines().skip_while(|l| !l.contains("\"WORLD\"")).nth(1).unwrap_or_default().to_owned();
     assert_ne!(hash_of(&original), hash_of(&changed), "adding a field to Body changes WORLD's layout hash");
 }
 

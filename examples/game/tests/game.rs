@@ -1,0 +1,13 @@
+//! The game example runs its loop and draws the field.
+
+use std::process::Command;
+
+#[test]
+fn the_game_loop_runs_and_draws() {
+    let out = Command::new(env!("CARGO_BIN_EXE_game")).args(["--frames", "5"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("frame 5  edit examples/game/logic/src/lib.rs"), "{stdout}");
+    assert!(stdout.contains('o'), "particles are drawn:\n{stdout}");
+    assert_eq!(stdout.matches("|=====").count(), 5, "one floor per frame:\n{stdout}");
+}
