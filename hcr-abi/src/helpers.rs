@@ -1,5 +1,5 @@
-//! Rust-side helpers used by generated code: [`Global`] and [`ProcCell`].
-//! They are not part of the C contract.
+//! Rust-side helpers used by generated code: [`Global`], [`Migration`] and
+//! [`ProcCell`]. They are not part of the C contract.
 
 use core::cell::UnsafeCell;
 use core::ffi::c_void;
@@ -140,6 +140,113 @@ impl<T> Global<T> {
         }
         self.ptr.store(ptr, Ordering::Release);
         Ok(fresh)
+    }
+
+    /// Like [`Global::register`], offering migrations from older layouts.
+    /// Called by generated init code.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Global::register`]; every migration must be a
+    /// [`Migration`] into this global whose `from_layout_hash` describes its
+    /// old type.
+    ///
+    /// # Errors
+    ///
+    /// The status of a refused registration.
+    pub unsafe fn register_migrating(
+        &self,
+        api: &HostApi,
+        name: &str,
+        layout_hash: u64,
+        layout: &str,
+        migrations: &[crate::GlobalMigration],
+    ) -> Result<bool, Status> {
+        let desc = GlobalDesc {
+            name: Str::new(name),
+            size: size_of::<T>(),
+            align: align_of::<T>(),
+            layout_hash,
+            layout: Str::new(layout),
+        };
+        let mut slot = GlobalSlot { ptr: core::ptr::null_mut(), initialize: 0 };
+        // SAFETY: forwarded from the caller.
+        unsafe { api.register_global_migrating(&desc, migrations, &mut slot) }.ok()?;
+        let ptr = slot.ptr.cast::<T>();
+        if ptr.is_null() || !ptr.is_aligned() {
+            return Err(Status::INTERNAL);
+        }
+        let fresh = slot.initialize == 1;
+        if fresh {
+            // SAFETY: fresh storage of `T`'s size and alignment to initialise.
+            unsafe { ptr.write((self.init)()) };
+        }
+        self.ptr.store(ptr, Ordering::Release);
+        Ok(fresh)
+    }
+}
+
+/// How a [`Global`] of type `New` is carried over from a build where it had
+/// type `Old`: declare one next to the global, keeping the old type's
+/// definition (under any name) in the module:
+///
+/// ```ignore
+/// struct WorldV1 { x: f32, y: f32 }           // the old layout
+/// struct World { x: f32, y: f32, z: f32 }     // the new one
+/// static WORLD: Global<Mutex<World>> = Global::new(|| Mutex::new(World::default()));
+/// static WORLD_FROM_V1: Migration<Mutex<WorldV1>, Mutex<World>> =
+///     Migration::new(&WORLD, |old| {
+///         let old = old.lock().unwrap();
+///         Mutex::new(World { x: old.x, y: old.y, z: 0.0 })
+///     });
+/// ```
+///
+/// When a reload finds the global with `Old`'s layout, the runtime stores
+/// `convert(&old)` in new storage and switches the global to it when the
+/// reload commits. The old value is left as it was (so that a rolled-back
+/// reload keeps it) and is freed without being dropped.
+pub struct Migration<Old, New: 'static> {
+    global: &'static Global<New>,
+    convert: fn(&Old) -> New,
+}
+
+impl<Old, New> Migration<Old, New> {
+    /// A migration into `global`.
+    pub const fn new(global: &'static Global<New>, convert: fn(&Old) -> New) -> Self {
+        Migration { global, convert }
+    }
+
+    /// The global it migrates into.
+    pub fn global(&self) -> &'static Global<New> {
+        self.global
+    }
+
+    /// Size of the old value.
+    pub const fn old_size(&self) -> usize {
+        size_of::<Old>()
+    }
+
+    /// Alignment of the old value.
+    pub const fn old_align(&self) -> usize {
+        align_of::<Old>()
+    }
+
+    /// Runs the conversion on raw storage. Called by generated code.
+    ///
+    /// # Safety
+    ///
+    /// `old` must point at a valid `Old`, and `new` at storage for a `New`.
+    pub unsafe fn run(&self, old: *const c_void, new: *mut c_void) {
+        // SAFETY: guaranteed by the caller.
+        let value = (self.convert)(unsafe { &*old.cast::<Old>() });
+        // SAFETY: guaranteed by the caller.
+        unsafe { new.cast::<New>().write(value) };
+    }
+}
+
+impl<Old, New> core::fmt::Debug for Migration<Old, New> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Migration").finish_non_exhaustive()
     }
 }
 

@@ -48,7 +48,7 @@
 
 mod helpers;
 
-pub use helpers::{Global, ProcCell};
+pub use helpers::{Global, Migration, ProcCell};
 
 use core::ffi::c_void;
 use core::mem::{offset_of, size_of};
@@ -57,7 +57,10 @@ use core::mem::{offset_of, size_of};
 pub const ABI_MAJOR: u16 = 1;
 
 /// Minor ABI version: the number of append-only extensions to [`HostApi`].
-pub const ABI_MINOR: u16 = 0;
+///
+/// * 0: the original table.
+/// * 1: `register_global_migrating`.
+pub const ABI_MINOR: u16 = 1;
 
 /// The first eight bytes of every [`ModuleDescriptor`].
 pub const MAGIC: [u8; 8] = *b"HCRMODUL";
@@ -205,6 +208,26 @@ pub struct GlobalDesc {
     pub layout: Str,
 }
 
+/// Converts a global's value from an older layout: reads the old value at
+/// `old` (which it must leave intact) and writes the new value to `new`.
+/// Returns [`Status::OK`] on success. Must not unwind.
+pub type MigrateFn = unsafe extern "C" fn(old: *const c_void, new: *mut c_void) -> Status;
+
+/// A way to carry a global over from an older layout: used when the global
+/// exists with exactly this size, alignment and layout hash.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct GlobalMigration {
+    /// Layout hash of the old value.
+    pub from_layout_hash: u64,
+    /// Size of the old value.
+    pub from_size: usize,
+    /// Alignment of the old value.
+    pub from_align: usize,
+    /// The conversion.
+    pub migrate: MigrateFn,
+}
+
 /// What [`HostApi::register_global`] hands back.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -298,6 +321,15 @@ pub type AddHandlerFn =
     unsafe extern "C" fn(ctx: *mut c_void, phase: Phase, handler: HandlerFn, user: *mut c_void) -> Status;
 /// Entry `report_error`: attach a message to the module's failure.
 pub type ReportErrorFn = unsafe extern "C" fn(ctx: *mut c_void, message: Str);
+/// Entry `register_global_migrating` (ABI 1.1): like `register_global`, with
+/// migrations from older layouts.
+pub type RegisterGlobalMigratingFn = unsafe extern "C" fn(
+    ctx: *mut c_void,
+    global: *const GlobalDesc,
+    migrations: *const GlobalMigration,
+    migration_count: usize,
+    out: *mut GlobalSlot,
+) -> Status;
 
 /// The table of runtime entry points handed to a module's init.
 ///
@@ -326,6 +358,8 @@ pub struct HostApi {
     pub add_handler: AddHandlerFn,
     /// See [`HostApi::report_error`].
     pub report_error: ReportErrorFn,
+    /// See [`HostApi::register_global_migrating`]. Since ABI 1.1.
+    pub register_global_migrating: RegisterGlobalMigratingFn,
 }
 
 impl HostApi {
@@ -407,6 +441,34 @@ impl HostApi {
         }
         // SAFETY: the entry exists and the caller upholds its contract.
         unsafe { (self.add_handler)(self.ctx, phase, handler, user) }
+    }
+
+    /// Registers a global that may exist with an older layout: if it does and
+    /// one of `migrations` matches that layout, the runtime allocates storage
+    /// for the new layout, calls the migration with the old and the new
+    /// storage, and (if the load commits) replaces the old storage. `out` is
+    /// as for [`HostApi::register_global`]; after a migration `initialize`
+    /// is `0`. A global whose layout did not change is kept as usual.
+    ///
+    /// Returns [`Status::UNSUPPORTED`] from a runtime older than ABI 1.1.
+    ///
+    /// # Safety
+    ///
+    /// As for [`HostApi::register_global`]; each migration must read a value
+    /// of exactly the layout it declares and write a valid new value.
+    pub unsafe fn register_global_migrating(
+        &self,
+        global: &GlobalDesc,
+        migrations: &[GlobalMigration],
+        out: &mut GlobalSlot,
+    ) -> Status {
+        let end = offset_of!(HostApi, register_global_migrating) + size_of::<RegisterGlobalMigratingFn>();
+        if !self.provides(end) {
+            return Status::UNSUPPORTED;
+        }
+        // SAFETY: the entry exists (checked above) and the caller upholds its
+        // contract.
+        unsafe { (self.register_global_migrating)(self.ctx, global, migrations.as_ptr(), migrations.len(), out) }
     }
 
     /// Attaches a message to the module's failure; the runtime includes it in
@@ -536,7 +598,14 @@ const _: () = {
     assert!(offset_of!(HostApi, get_global) == 8 + 4 * P);
     assert!(offset_of!(HostApi, add_handler) == 8 + 5 * P);
     assert!(offset_of!(HostApi, report_error) == 8 + 6 * P);
-    assert!(size_of::<HostApi>() == 8 + 7 * P);
+    assert!(offset_of!(HostApi, register_global_migrating) == 8 + 7 * P);
+    assert!(size_of::<HostApi>() == 8 + 8 * P);
+
+    assert!(offset_of!(GlobalMigration, from_layout_hash) == 0);
+    assert!(offset_of!(GlobalMigration, from_size) == 8);
+    assert!(offset_of!(GlobalMigration, from_align) == 8 + P);
+    assert!(offset_of!(GlobalMigration, migrate) == 8 + 2 * P);
+    assert!(size_of::<GlobalMigration>() == 8 + 3 * P);
 
     assert!(offset_of!(ModuleDescriptor, magic) == 0);
     assert!(offset_of!(ModuleDescriptor, abi_major) == 8);
@@ -570,6 +639,15 @@ mod tests {
         Status::OK
     }
     unsafe extern "C" fn report(_: *mut c_void, _: Str) {}
+    unsafe extern "C" fn migrating(
+        _: *mut c_void,
+        _: *const GlobalDesc,
+        _: *const GlobalMigration,
+        _: usize,
+        _: *mut GlobalSlot,
+    ) -> Status {
+        Status::OK
+    }
 
     fn table(size: u32) -> HostApi {
         HostApi {
@@ -583,6 +661,7 @@ mod tests {
             get_global,
             add_handler,
             report_error: report,
+            register_global_migrating: migrating,
         }
     }
 
@@ -597,6 +676,14 @@ mod tests {
         let old = table(offset_of!(HostApi, register_proc) as u32);
         // SAFETY: as above; the wrapper must not even call the entry.
         assert_eq!(unsafe { old.register_proc(&desc) }, Status::UNSUPPORTED);
+        // An ABI 1.0 runtime has no `register_global_migrating`.
+        let v1_0 = table(offset_of!(HostApi, register_global_migrating) as u32);
+        let global = GlobalDesc { name: Str::new("g"), size: 8, align: 8, layout_hash: 1, layout: Str::EMPTY };
+        let mut slot = GlobalSlot { ptr: core::ptr::null_mut(), initialize: 0 };
+        // SAFETY: as above.
+        assert_eq!(unsafe { v1_0.register_global_migrating(&global, &[], &mut slot) }, Status::UNSUPPORTED);
+        // SAFETY: as above.
+        assert_eq!(unsafe { full.register_global_migrating(&global, &[], &mut slot) }, Status::OK);
     }
 
     #[test]

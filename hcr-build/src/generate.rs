@@ -96,6 +96,13 @@ fn push_safety_comment(out: &mut String, indent: &str, marker: &str) {
     out.push('\n');
 }
 
+/// `crate::a::b::NAME`.
+fn crate_path(module: &[String], name: &str) -> TokenStream {
+    let segments = module.iter().map(|s| format_ident!("{}", s));
+    let ident = format_ident!("{}", name);
+    quote!(crate #(:: #segments)* :: #ident)
+}
+
 /// An array length without a type suffix.
 fn count(n: usize) -> proc_macro2::Literal {
     proc_macro2::Literal::usize_unsuffixed(n)
@@ -123,7 +130,48 @@ pub(crate) fn module_file(
         let global_name = &g.name;
         let (layout, hash) = describe_type(&g.ty, locals);
         let hash = hex_u64(hash);
-        quote! { crate #(:: #segments)* :: #ident.register(api, #global_name, #hash, #layout)?; }
+        let migrations: Vec<TokenStream> = this
+            .scanned
+            .migrations
+            .iter()
+            .filter(|m| m.global == g.name)
+            .map(|m| {
+                let path = crate_path(&m.path, &m.name);
+                let from = hex_u64(crate::types::describe_type(&m.old, locals).1);
+                let trampoline = format_ident!("migrate_{}", m.name);
+                quote! {
+                    abi::GlobalMigration {
+                        from_layout_hash: #from,
+                        from_size: #path.old_size(),
+                        from_align: #path.old_align(),
+                        migrate: #trampoline,
+                    }
+                }
+            })
+            .collect();
+        if migrations.is_empty() {
+            quote! { crate #(:: #segments)* :: #ident.register(api, #global_name, #hash, #layout)?; }
+        } else {
+            quote! {
+                crate #(:: #segments)* :: #ident.register_migrating(api, #global_name, #hash, #layout, &[#(#migrations),*])?;
+            }
+        }
+    });
+    let migration_trampolines = this.scanned.migrations.iter().map(|m| {
+        let path = crate_path(&m.path, &m.name);
+        let trampoline = format_ident!("migrate_{}", m.name);
+        let doc = format!(" Runs migration `{}` for the runtime; a panic becomes a failure status.", m.name);
+        let note = safety("the runtime passes the old value, of the layout this migration declares, and fresh storage for the new one.");
+        quote! {
+            #[doc = #doc]
+            unsafe extern "C" fn #trampoline(old: *const ::core::ffi::c_void, new: *mut ::core::ffi::c_void) -> abi::Status {
+                let result = ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| {
+                    #note
+                    unsafe { #path.run(old, new) }
+                }));
+                if result.is_ok() { abi::Status::OK } else { abi::Status::FAILED }
+            }
+        }
     });
 
     let decls = this.scanned.procs.iter().map(|p| {
@@ -177,7 +225,7 @@ pub(crate) fn module_file(
     let tokens = quote! {
         #[doc(hidden)]
         #hot_cfg
-        #[allow(unused_unsafe, clippy::all)]
+        #[allow(unused_unsafe, non_snake_case, clippy::all)]
         pub mod __hcr_module {
             use ::hcr_abi as abi;
 
@@ -223,6 +271,8 @@ pub(crate) fn module_file(
                     }
                 }
             }
+
+            #(#migration_trampolines)*
 
             /// Registers globals first (so that nothing runs with
             /// unregistered state), then procs, then binds imports.

@@ -34,6 +34,19 @@ pub(crate) struct GlobalDef {
     pub(crate) ty: Type,
 }
 
+/// A `static NAME: Migration<Old, New> = Migration::new(&GLOBAL, ...)`.
+#[derive(Clone, Debug)]
+pub(crate) struct MigrationDef {
+    pub(crate) name: String,
+    /// Module path from the crate root.
+    pub(crate) path: Vec<String>,
+    pub(crate) old: Type,
+    pub(crate) new: Type,
+    /// The global it converts into.
+    pub(crate) global: String,
+    pub(crate) location: Location,
+}
+
 /// A `use` of something outside the crate, one name per entry.
 #[derive(Clone, Debug)]
 pub(crate) struct ExternalUse {
@@ -49,6 +62,7 @@ pub(crate) struct Scanned {
     pub(crate) content_hash: u64,
     pub(crate) procs: Vec<Proc>,
     pub(crate) globals: Vec<GlobalDef>,
+    pub(crate) migrations: Vec<MigrationDef>,
     pub(crate) external_uses: Vec<ExternalUse>,
     /// Type definitions of the crate, by name, normalised.
     pub(crate) local_types: BTreeMap<String, Vec<String>>,
@@ -69,6 +83,7 @@ pub(crate) fn scan(crate_dir: &Path, root: &Path, cfg: &Cfg) -> Result<Scanned, 
     };
     let child_dir = root.parent().unwrap_or(crate_dir).to_path_buf();
     walker.file(root, &[], &child_dir, true, None);
+    walker.check_migrations();
     if let Some(error) = Error::collect(walker.errors) {
         return Err(error);
     }
@@ -159,9 +174,11 @@ impl Walker<'_> {
                 Item::Mod(m) => self.module(m, file, module, child_dir, reachable),
                 Item::Fn(f) if is_no_mangle(&f.attrs) => self.proc(&f.sig, file),
                 Item::Static(s) => {
+                    let visible = module.is_empty() || !is_private(&s.vis);
                     if let Some(ty) = global_type(&s.ty) {
-                        let visible = module.is_empty() || !is_private(&s.vis);
                         self.global(s, ty, file, module, reachable && visible);
+                    } else if let Some((old, new)) = migration_types(&s.ty) {
+                        self.migration(s, old, new, file, module, reachable && visible);
                     }
                 }
                 Item::Use(u) => self.use_tree(&u.tree, &mut Vec::new(), u.leading_colon.is_some()),
@@ -301,6 +318,82 @@ impl Walker<'_> {
         }
         self.global_names.insert(name.clone(), location);
         self.out.globals.push(GlobalDef { name, path: module.to_vec(), ty: ty.clone() });
+    }
+
+    fn migration(
+        &mut self,
+        s: &syn::ItemStatic,
+        old: &Type,
+        new: &Type,
+        file: &Path,
+        module: &[String],
+        reachable: bool,
+    ) {
+        let name = s.ident.to_string();
+        let span = s.ident.span();
+        if !reachable {
+            self.unsupported(
+                file,
+                span,
+                format!("migration `{name}` must be visible from the crate root: make it and its modules at least `pub(crate)`"),
+            );
+            return;
+        }
+        let Some(global) = migration_target(&s.expr) else {
+            self.unsupported(
+                file,
+                s.expr.span(),
+                format!("migration `{name}` must be written `Migration::new(&GLOBAL, conversion)`"),
+            );
+            return;
+        };
+        let location = self.location(file, span);
+        self.out.migrations.push(MigrationDef {
+            name,
+            path: module.to_vec(),
+            old: old.clone(),
+            new: new.clone(),
+            global,
+            location,
+        });
+    }
+
+    /// Every migration must convert into a known global of its type, and a
+    /// global cannot have two migrations from the same layout.
+    fn check_migrations(&mut self) {
+        let mut seen: HashMap<(String, u64), Location> = HashMap::new();
+        for m in &self.out.migrations {
+            let Some(global) = self.out.globals.iter().find(|g| g.name == m.global) else {
+                self.errors.push(Error::Unsupported {
+                    location: m.location.clone(),
+                    message: format!(
+                        "migration `{}` converts into `{}`, which is not a `Global` of this module",
+                        m.name, m.global
+                    ),
+                });
+                continue;
+            };
+            let (want, got) = (crate::types::pretty_type(&global.ty), crate::types::pretty_type(&m.new));
+            if want != got {
+                self.errors.push(Error::Unsupported {
+                    location: m.location.clone(),
+                    message: format!(
+                        "migration `{}` produces `{got}`, but global `{}` holds `{want}`",
+                        m.name, m.global
+                    ),
+                });
+                continue;
+            }
+            let key = crate::types::structural_key(&m.old, &self.out.local_types);
+            let hash = crate::hash::hash_str(&key);
+            if let Some(first) = seen.insert((m.global.clone(), hash), m.location.clone()) {
+                self.errors.push(Error::Duplicate {
+                    name: format!("migration of `{}` from this layout", m.global),
+                    location: m.location.clone(),
+                    first,
+                });
+            }
+        }
     }
 
     fn use_tree(&mut self, tree: &UseTree, prefix: &mut Vec<Ident>, leading_colon: bool) {
@@ -468,6 +561,28 @@ fn global_type(ty: &Type) -> Option<&Type> {
         [syn::GenericArgument::Type(inner)] => Some(inner),
         _ => None,
     }
+}
+
+/// `Old` and `New` of a `Migration<Old, New>`.
+fn migration_types(ty: &Type) -> Option<(&Type, &Type)> {
+    let Type::Path(path) = ty else { return None };
+    let last = path.path.segments.last()?;
+    if last.ident != "Migration" {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else { return None };
+    match args.args.iter().collect::<Vec<_>>().as_slice() {
+        [syn::GenericArgument::Type(old), syn::GenericArgument::Type(new)] => Some((old, new)),
+        _ => None,
+    }
+}
+
+/// `GLOBAL` in `Migration::new(&GLOBAL, ...)` (however `GLOBAL` is reached).
+fn migration_target(expr: &syn::Expr) -> Option<String> {
+    let syn::Expr::Call(call) = expr else { return None };
+    let syn::Expr::Reference(reference) = call.args.first()? else { return None };
+    let syn::Expr::Path(path) = &*reference.expr else { return None };
+    path.path.segments.last().map(|s| s.ident.to_string())
 }
 
 /// Finds `impl Trait` in a signature.

@@ -98,28 +98,197 @@ fn local_closure(idents: BTreeSet<String>, locals: &BTreeMap<String, Vec<String>
     seen.into_iter().flat_map(|name| locals[&name].clone()).collect()
 }
 
-/// Text and hash describing a type: its source text, followed by the
-/// definitions of the crate's own types it uses (so that adding, removing or
-/// reordering a field changes the hash).
+/// Text and hash describing a type. The text is the type as written,
+/// followed by the definitions of the crate's own types it uses, for
+/// messages. The hash is computed from a *structural* key in which the
+/// crate's own types are replaced by their fields (so adding, removing,
+/// reordering or retyping a field changes it, but renaming a type does not:
+/// a migration names the old layout under a new name).
 pub(crate) fn describe_type(ty: &Type, locals: &BTreeMap<String, Vec<String>>) -> (String, u64) {
     let mut text = pretty_type(ty);
     for def in local_closure(type_idents(ty), locals) {
         text.push_str("; ");
         text.push_str(&one_line(&def));
     }
-    let hash = hash_str(&text);
+    let hash = hash_str(&structural_key(ty, locals));
     (text, hash)
 }
 
 /// Text and hash describing a signature, in the same way.
 pub(crate) fn describe_signature(sig: &Signature, locals: &BTreeMap<String, Vec<String>>) -> (String, u64) {
-    let text = pretty_type(&fn_pointer_type(sig));
-    let mut hashed = text.clone();
-    for def in local_closure(signature_idents(sig), locals) {
-        hashed.push_str("; ");
-        hashed.push_str(&one_line(&def));
+    let fn_type = fn_pointer_type(sig);
+    (pretty_type(&fn_type), hash_str(&structural_key(&fn_type, locals)))
+}
+
+/// The structural key of a type: see [`describe_type`].
+pub(crate) fn structural_key(ty: &Type, locals: &BTreeMap<String, Vec<String>>) -> String {
+    let mut key = String::new();
+    Keyer { locals, stack: Vec::new() }.ty(ty, &mut key);
+    key
+}
+
+struct Keyer<'a> {
+    locals: &'a BTreeMap<String, Vec<String>>,
+    /// Local types being expanded, to stop on recursive types.
+    stack: Vec<String>,
+}
+
+impl Keyer<'_> {
+    fn ty(&mut self, ty: &Type, out: &mut String) {
+        match ty {
+            Type::Path(p) if p.qself.is_none() => {
+                if let Some(name) = self.local_name(&p.path) {
+                    self.local(&name, out);
+                    return;
+                }
+                for (i, segment) in p.path.segments.iter().enumerate() {
+                    if i > 0 || p.path.leading_colon.is_some() {
+                        out.push_str("::");
+                    }
+                    out.push_str(&segment.ident.to_string());
+                    if let syn::PathArguments::AngleBracketed(args) = &segment.arguments {
+                        out.push('<');
+                        for (j, arg) in args.args.iter().enumerate() {
+                            if j > 0 {
+                                out.push(',');
+                            }
+                            match arg {
+                                syn::GenericArgument::Type(t) => self.ty(t, out),
+                                other => out.push_str(&quote!(#other).to_string()),
+                            }
+                        }
+                        out.push('>');
+                    }
+                }
+            }
+            Type::Array(a) => {
+                out.push('[');
+                self.ty(&a.elem, out);
+                let len = &a.len;
+                out.push_str(&format!(";{}]", quote!(#len)));
+            }
+            Type::Tuple(t) => {
+                out.push('(');
+                for (i, elem) in t.elems.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    self.ty(elem, out);
+                }
+                out.push(')');
+            }
+            Type::Ptr(p) => {
+                out.push_str(if p.mutability.is_some() { "*mut " } else { "*const " });
+                self.ty(&p.elem, out);
+            }
+            Type::Reference(r) => {
+                out.push_str(if r.mutability.is_some() { "&mut " } else { "&" });
+                self.ty(&r.elem, out);
+            }
+            Type::Paren(p) => self.ty(&p.elem, out),
+            Type::Group(g) => self.ty(&g.elem, out),
+            Type::BareFn(f) => {
+                out.push_str(if f.unsafety.is_some() { "unsafe fn(" } else { "fn(" });
+                for (i, input) in f.inputs.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    self.ty(&input.ty, out);
+                }
+                out.push(')');
+                if let syn::ReturnType::Type(_, ret) = &f.output {
+                    out.push_str("->");
+                    self.ty(ret, out);
+                }
+            }
+            other => out.push_str(&pretty_type(other)),
+        }
     }
-    (text, hash_str(&hashed))
+
+    /// The crate-local type a path names, if any.
+    fn local_name(&self, path: &syn::Path) -> Option<String> {
+        if path.leading_colon.is_some() {
+            return None;
+        }
+        let mut segments: Vec<&syn::PathSegment> = path.segments.iter().collect();
+        while segments.first().is_some_and(|s| s.ident == "crate" || s.ident == "self" || s.ident == "super") {
+            segments.remove(0);
+        }
+        let last = segments.last()?;
+        let rooted_locally = segments.len() < path.segments.len() || segments.len() == 1;
+        let name = last.ident.to_string();
+        (rooted_locally && self.locals.contains_key(&name)).then_some(name)
+    }
+
+    fn local(&mut self, name: &str, out: &mut String) {
+        if self.stack.iter().any(|n| n == name) {
+            out.push_str("<recursive>");
+            return;
+        }
+        self.stack.push(name.to_owned());
+        let defs = self.locals[name].clone();
+        for (i, def) in defs.iter().enumerate() {
+            if i > 0 {
+                out.push('|');
+            }
+            match syn::parse_str::<Item>(def) {
+                Ok(item) => self.item(&item, out),
+                Err(_) => out.push_str(&one_line(def)),
+            }
+        }
+        self.stack.pop();
+    }
+
+    fn item(&mut self, item: &Item, out: &mut String) {
+        let reprs = |attrs: &[syn::Attribute]| -> String {
+            attrs.iter().map(|a| quote!(#a).to_string()).collect::<Vec<_>>().join("")
+        };
+        match item {
+            Item::Struct(s) => {
+                out.push_str(&reprs(&s.attrs));
+                out.push_str("struct");
+                self.fields(&s.fields, out);
+            }
+            Item::Union(u) => {
+                out.push_str(&reprs(&u.attrs));
+                out.push_str("union");
+                self.fields(&syn::Fields::Named(u.fields.clone()), out);
+            }
+            Item::Enum(e) => {
+                out.push_str(&reprs(&e.attrs));
+                out.push_str("enum{");
+                for variant in &e.variants {
+                    out.push_str(&variant.ident.to_string());
+                    self.fields(&variant.fields, out);
+                    if let Some((_, discriminant)) = &variant.discriminant {
+                        out.push_str(&format!("={}", quote!(#discriminant)));
+                    }
+                    out.push(',');
+                }
+                out.push('}');
+            }
+            Item::Type(t) => self.ty(&t.ty, out),
+            other => out.push_str(&pretty_item(other)),
+        }
+    }
+
+    fn fields(&mut self, fields: &syn::Fields, out: &mut String) {
+        let (open, close) = match fields {
+            syn::Fields::Named(_) => ('{', '}'),
+            syn::Fields::Unnamed(_) => ('(', ')'),
+            syn::Fields::Unit => return,
+        };
+        out.push(open);
+        for field in fields {
+            if let Some(ident) = &field.ident {
+                out.push_str(&ident.to_string());
+                out.push(':');
+            }
+            self.ty(&field.ty, out);
+            out.push(',');
+        }
+        out.push(close);
+    }
 }
 
 fn one_line(text: &str) -> String {
@@ -183,6 +352,25 @@ mod tests {
         assert_ne!(a.1, added.1);
         assert_ne!(a.1, reordered.1);
         assert!(a.0.starts_with("World; struct World"), "{}", a.0);
+    }
+
+    #[test]
+    fn renaming_a_type_keeps_its_layout_hash_but_not_its_text() {
+        let old =
+            describe_type(&syn::parse_str("Mutex<World>").unwrap(), &locals(&["struct World { x: f32, y: f32 }"]));
+        let renamed =
+            describe_type(&syn::parse_str("Mutex<WorldV1>").unwrap(), &locals(&["struct WorldV1 { x: f32, y: f32 }"]));
+        assert_eq!(old.1, renamed.1);
+        assert_ne!(old.0, renamed.0);
+        let external = describe_type(&syn::parse_str("Mutex<u64>").unwrap(), &BTreeMap::new());
+        assert_ne!(old.1, external.1);
+    }
+
+    #[test]
+    fn recursive_types_terminate() {
+        let l = locals(&["struct Node { next: *mut Node, value: u32 }"]);
+        let key = structural_key(&syn::parse_str("Node").unwrap(), &l);
+        assert_eq!(key, "struct{next:*mut <recursive>,value:u32,}");
     }
 
     #[test]

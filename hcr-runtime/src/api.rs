@@ -9,8 +9,8 @@ use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use hcr_abi::{
-    ABI_MAJOR, ABI_MINOR, GlobalDesc, GlobalImport, GlobalSlot, HandlerFn, HostApi, Phase, ProcDesc, ProcImport,
-    Status, Str,
+    ABI_MAJOR, ABI_MINOR, GlobalDesc, GlobalImport, GlobalMigration, GlobalSlot, HandlerFn, HostApi, Phase, ProcDesc,
+    ProcImport, Status, Str,
 };
 
 use crate::error::Error;
@@ -30,6 +30,7 @@ pub(crate) fn host_api(session: &mut Session<'_>) -> HostApi {
         get_global,
         add_handler,
         report_error,
+        register_global_migrating,
     }
 }
 
@@ -40,6 +41,7 @@ fn status_of(error: &Error) -> Status {
         Error::GlobalLayoutMismatch { .. } => Status::LAYOUT_MISMATCH,
         Error::UnknownGlobal { .. } | Error::UnknownModule { .. } => Status::NOT_FOUND,
         Error::CapacityExhausted { .. } => Status::CAPACITY_EXHAUSTED,
+        Error::SignatureMismatch { .. } => Status::SIGNATURE_MISMATCH,
         Error::InvalidArgument { .. } => Status::INVALID_ARGUMENT,
         _ => Status::INTERNAL,
     }
@@ -113,7 +115,34 @@ unsafe extern "C" fn register_global(ctx: *mut c_void, global: *const GlobalDesc
             if out.is_null() {
                 return Err(s.invalid("the output pointer is null".into()));
             }
-            let slot = s.register_global(desc)?;
+            let slot = s.register_global(desc, &[])?;
+            out.write(slot);
+            Ok(())
+        })
+    }
+}
+
+unsafe extern "C" fn register_global_migrating(
+    ctx: *mut c_void,
+    global: *const GlobalDesc,
+    migrations: *const GlobalMigration,
+    migration_count: usize,
+    out: *mut GlobalSlot,
+) -> Status {
+    // SAFETY: as for `register_global`; `migrations` is checked for null and
+    // otherwise points at `migration_count` entries (module contract).
+    unsafe {
+        with_session(ctx, |s| {
+            let desc = arg(global, "the global descriptor").map_err(|r| s.invalid(r))?;
+            if out.is_null() || (migrations.is_null() && migration_count > 0) {
+                return Err(s.invalid("a null pointer was passed".into()));
+            }
+            if migration_count > 64 {
+                return Err(s.invalid(format!("{migration_count} migrations for one global (at most 64)")));
+            }
+            let migrations =
+                if migration_count == 0 { &[][..] } else { std::slice::from_raw_parts(migrations, migration_count) };
+            let slot = s.register_global(desc, migrations)?;
             out.write(slot);
             Ok(())
         })

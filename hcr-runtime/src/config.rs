@@ -14,14 +14,21 @@ pub const DEFAULT_STUB_CAPACITY: usize = 1 << 20;
 /// The largest configurable capacity.
 pub const MAX_STUB_CAPACITY: usize = 1 << 28;
 
-/// What happens to a module's old library after a reload replaced it.
+/// What happens to a module's old library after a reload replaced it (or
+/// after the module was unloaded).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum UnloadPolicy {
-    /// Close it as soon as the reload commits. Right for hosts where no other
+    /// Close it as soon as the reload commits. Only for hosts where no other
     /// thread runs module code while `perform_reload` runs.
-    #[default]
     Immediate,
+    /// Close it once every thread registered with
+    /// [`Runtime::register_thread`](crate::Runtime::register_thread) has
+    /// passed a quiescent point after the commit. With no registered thread
+    /// this is the same as `Immediate`. Threads that are not registered are
+    /// not waited for.
+    #[default]
+    Deferred,
     /// Keep every old library loaded until the runtime is dropped: nothing
     /// can ever return into unloaded code, at the price of memory.
     Never,

@@ -178,6 +178,45 @@ pub enum Error {
         requested: Box<GlobalLayout>,
     },
 
+    /// A proc's signature is not the one a caller was bound with: a reload
+    /// that changes the signature of a proc in use is refused.
+    #[error("proc `{module}::{name}` has signature `{found}`, but {caller} was bound to it as `{expected}`")]
+    SignatureMismatch {
+        /// The module that registers the proc.
+        module: String,
+        /// The proc.
+        name: String,
+        /// Who was bound to it: `the host` or `module `m``.
+        caller: String,
+        /// The signature the caller was compiled against.
+        expected: String,
+        /// The signature the proc has (or would have after the reload).
+        found: String,
+    },
+
+    /// A module's migration of a global from an older layout failed.
+    #[error("migration of global `{module}::{name}` from layout {from} failed (it panicked or reported failure)")]
+    MigrationFailed {
+        /// The module that owns the global.
+        module: String,
+        /// The global.
+        name: String,
+        /// The layout migrated from.
+        from: Box<GlobalLayout>,
+    },
+
+    /// A reload or unload was asked for while the calling thread is running
+    /// code of a module that it would unload: returning there would crash.
+    #[error(
+        "refusing to unload module `{module}` while the calling thread is running its code (a frame at {address:#x}); call the runtime from host code"
+    )]
+    CalledFromModule {
+        /// The module.
+        module: String,
+        /// An address on the stack inside it.
+        address: usize,
+    },
+
     /// A module passed an argument the runtime cannot accept.
     #[error("module `{module}` passed an invalid argument: {reason}")]
     InvalidArgument {

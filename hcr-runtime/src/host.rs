@@ -60,13 +60,14 @@ impl Runtime {
         INSTALLED.get()
     }
 
-    /// Binds a generated binding's cell to its proc's stub.
+    /// Binds a generated binding's cell to its proc's stub, with the
+    /// signature the bindings were generated for.
     ///
     /// # Errors
     ///
-    /// As for [`Runtime::get_proc`].
+    /// As for [`Runtime::get_proc_with_signature`].
     pub fn bind(&self, cell: &ProcCell) -> Result<()> {
-        let proc = self.get_proc(cell.module(), cell.name())?;
+        let proc = self.get_proc_with_signature(cell.module(), cell.name(), cell.signature_hash(), cell.signature())?;
         cell.set(proc.addr() as usize);
         Ok(())
     }

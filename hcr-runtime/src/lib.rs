@@ -51,6 +51,7 @@ mod error;
 mod host;
 mod loader;
 mod os;
+mod reclaim;
 mod registry;
 mod runtime;
 mod table;
@@ -58,6 +59,7 @@ mod table;
 pub use config::{Config, DEFAULT_STUB_BASE, DEFAULT_STUB_CAPACITY, MAX_STUB_CAPACITY, UnloadPolicy};
 pub use error::{Error, GlobalLayout, Result};
 pub use host::ModuleBindings;
+pub use reclaim::ThreadGuard;
 pub use runtime::{
     GlobalRef, Inspection, ModuleInfo, Proc, ReloadEvent, ReloadReport, ReloadStage, ReloadTimings, Runtime, Stats,
     StubInfo, StubState,

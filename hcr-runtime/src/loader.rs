@@ -284,7 +284,18 @@ pub(crate) struct ModuleLibrary {
     _copy: PrivateCopy,
 }
 
+impl std::fmt::Debug for ModuleLibrary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModuleLibrary").field("path", &self._copy.path).finish()
+    }
+}
+
 impl ModuleLibrary {
+    /// The private copy the library was loaded from.
+    pub(crate) fn path(&self) -> &Path {
+        &self._copy.path
+    }
+
     /// Checks the copy, opens it and reads its descriptor. `source` is the
     /// file the user knows, used in errors.
     pub(crate) fn open(copy: PrivateCopy, source: &Path) -> Result<(ModuleLibrary, Descriptor)> {

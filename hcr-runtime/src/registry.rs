@@ -40,11 +40,39 @@ impl ProcEntry {
     }
 }
 
+/// Who called `get_proc` (or bound bindings) for a proc.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Caller {
+    /// The host program; never reloaded.
+    Host,
+    /// A module; its bindings are replaced when it is reloaded.
+    Module(Arc<str>),
+}
+
+impl std::fmt::Display for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Caller::Host => write!(f, "the host"),
+            Caller::Module(m) => write!(f, "module `{m}`"),
+        }
+    }
+}
+
+/// A caller bound to a proc with the signature it was compiled against.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Binder {
+    pub(crate) caller: Caller,
+    pub(crate) hash: u64,
+    pub(crate) signature: Arc<str>,
+}
+
 /// Procs by `(module, name)` and by stub index.
 #[derive(Default)]
 pub(crate) struct ProcRegistry {
     by_name: HashMap<Arc<str>, HashMap<Box<str>, u32>>,
     by_stub: HashMap<u32, ProcEntry>,
+    /// Callers bound with a known signature, for the few stubs that have them.
+    binders: HashMap<u32, Vec<Binder>>,
 }
 
 impl ProcRegistry {
@@ -78,6 +106,7 @@ impl ProcRegistry {
     /// Forgets a proc entirely (rollback of an entry created by a failed
     /// transaction).
     pub(crate) fn remove(&mut self, stub: u32) {
+        self.binders.remove(&stub);
         let Some(entry) = self.by_stub.remove(&stub) else { return };
         if let Some(names) = self.by_name.get_mut(&*entry.module) {
             names.remove(&*entry.name);
@@ -95,6 +124,27 @@ impl ProcRegistry {
     pub(crate) fn entries(&self) -> impl Iterator<Item = &ProcEntry> {
         self.by_stub.values()
     }
+
+    /// Callers bound to a stub with a known signature.
+    pub(crate) fn binders(&self, stub: u32) -> &[Binder] {
+        self.binders.get(&stub).map_or(&[], Vec::as_slice)
+    }
+
+    /// Records a caller's binding (once per caller and signature).
+    pub(crate) fn add_binder(&mut self, stub: u32, binder: Binder) {
+        let list = self.binders.entry(stub).or_default();
+        if !list.contains(&binder) {
+            list.push(binder);
+        }
+    }
+
+    /// Forgets the bindings of modules that are replaced or unloaded.
+    pub(crate) fn forget_binders_of(&mut self, modules: &std::collections::HashSet<Arc<str>>) {
+        self.binders.retain(|_, list| {
+            list.retain(|b| !matches!(&b.caller, Caller::Module(m) if modules.contains(m)));
+            !list.is_empty()
+        });
+    }
 }
 
 /// Zeroed, aligned heap memory for one global; freed on drop.
@@ -110,7 +160,7 @@ unsafe impl Send for GlobalBox {}
 unsafe impl Sync for GlobalBox {}
 
 impl GlobalBox {
-    fn new_zeroed(size: usize, align: usize) -> Option<GlobalBox> {
+    pub(crate) fn new_zeroed(size: usize, align: usize) -> Option<GlobalBox> {
         // Zero-sized globals still get a unique, aligned address.
         let layout = Layout::from_size_align(size.max(1), align).ok()?;
         // SAFETY: `layout` has a non-zero size.
@@ -147,20 +197,24 @@ impl GlobalRegistry {
         self.by_name.get(module)?.get(name)
     }
 
-    /// Allocates a new zeroed global. The caller has checked it does not exist.
-    pub(crate) fn allocate(&mut self, module: Arc<str>, name: &str, layout: GlobalLayout) -> Result<*mut u8> {
-        let invalid = |reason: String| Error::InvalidArgument { module: module.to_string(), reason };
+    /// Allocates zeroed storage for a global of `layout`, checking the
+    /// layout. Nothing is recorded until [`GlobalRegistry::insert`].
+    pub(crate) fn new_slot(module: &str, name: &str, layout: &GlobalLayout) -> Result<GlobalBox> {
+        let invalid = |reason: String| Error::InvalidArgument { module: module.to_owned(), reason };
         if !layout.align.is_power_of_two() {
             return Err(invalid(format!("global `{name}` has alignment {}, not a power of two", layout.align)));
         }
         if layout.size > MAX_GLOBAL_SIZE || !layout.size.is_multiple_of(layout.align) {
             return Err(invalid(format!("global `{name}` has size {} with alignment {}", layout.size, layout.align)));
         }
-        let slot = GlobalBox::new_zeroed(layout.size, layout.align)
-            .ok_or_else(|| invalid(format!("cannot allocate {} bytes for global `{name}`", layout.size)))?;
-        let ptr = slot.as_ptr();
-        self.by_name.entry(module).or_default().insert(name.into(), GlobalEntry { slot, layout });
-        Ok(ptr)
+        GlobalBox::new_zeroed(layout.size, layout.align)
+            .ok_or_else(|| invalid(format!("cannot allocate {} bytes for global `{name}`", layout.size)))
+    }
+
+    /// Records a global, replacing (and freeing) any previous one of that
+    /// name.
+    pub(crate) fn insert(&mut self, module: Arc<str>, name: &str, entry: GlobalEntry) {
+        self.by_name.entry(module).or_default().insert(name.into(), entry);
     }
 
     /// Frees a global.

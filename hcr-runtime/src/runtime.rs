@@ -9,13 +9,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use hcr_abi::{GlobalDesc, GlobalImport, GlobalSlot, HandlerFn, InitFn, Phase, ProcDesc, ProcImport, Str};
+use hcr_abi::{
+    GlobalDesc, GlobalImport, GlobalMigration, GlobalSlot, HandlerFn, InitFn, Phase, ProcDesc, ProcImport, Str,
+};
 use parking_lot::{Mutex, MutexGuard};
 
 use crate::config::{Config, UnloadPolicy};
 use crate::error::{Error, GlobalLayout, Result};
 use crate::loader::{self, ModuleLibrary, PrivateCopy, PrivateDir, Quick, Stamp};
-use crate::registry::{GlobalRegistry, ProcRegistry, ProcState};
+use crate::reclaim::{Reclaimer, ThreadGuard};
+use crate::registry::{Binder, Caller, GlobalEntry, GlobalRegistry, ProcRegistry, ProcState};
 use crate::table::{StubTable, Target};
 use crate::{api, arch, os};
 
@@ -132,6 +135,10 @@ struct Txn {
     staged: Vec<Staged>,
     created_procs: Vec<u32>,
     created_globals: Vec<(Arc<str>, Box<str>)>,
+    /// Bindings made by the staged inits (checked, then recorded, at commit).
+    binds: Vec<(u32, Binder)>,
+    /// Globals migrated to a new layout: new storage, installed at commit.
+    migrated: Vec<(Arc<str>, Box<str>, GlobalEntry)>,
     load_time: Duration,
     copy_time: Duration,
     init_time: Duration,
@@ -396,6 +403,84 @@ impl State {
         Ok(())
     }
 
+    /// Refuses signature changes of procs in use: after `txn`, every caller
+    /// bound with a known signature must match the proc's signature. The
+    /// bindings of modules that `txn` replaces are replaced by theirs.
+    fn check_signatures(&self, txn: &Txn) -> Vec<Error> {
+        let replaced: HashSet<&str> = txn.staged.iter().map(|s| &*s.name).collect();
+        let mut registered: HashMap<u32, (u64, &str)> = HashMap::new();
+        for staged in &txn.staged {
+            for p in &staged.procs {
+                registered.insert(p.stub, (p.signature_hash, &p.signature));
+            }
+        }
+        let mut touched: Vec<u32> = registered.keys().copied().chain(txn.binds.iter().map(|(s, _)| *s)).collect();
+        touched.sort_unstable();
+        touched.dedup();
+        let mut errors = Vec::new();
+        for stub in touched {
+            let entry = self.procs.get(stub);
+            let (hash, text) = match registered.get(&stub) {
+                Some(&(hash, text)) => (hash, text),
+                None if entry.state == ProcState::Bound && !replaced.contains(&*entry.module) => {
+                    (entry.signature_hash, &*entry.signature)
+                }
+                // Not registered (yet, or any more): nothing to compare with.
+                None => continue,
+            };
+            if hash == 0 {
+                continue;
+            }
+            let kept = self
+                .procs
+                .binders(stub)
+                .iter()
+                .filter(|b| !matches!(&b.caller, Caller::Module(m) if replaced.contains(&**m)));
+            let new = txn.binds.iter().filter(|(s, _)| *s == stub).map(|(_, b)| b);
+            let mut reported = HashSet::new();
+            for b in kept.chain(new) {
+                if b.hash != 0 && b.hash != hash && reported.insert(b.caller.clone()) {
+                    errors.push(Error::SignatureMismatch {
+                        module: entry.module.to_string(),
+                        name: entry.name.to_string(),
+                        caller: b.caller.to_string(),
+                        expected: b.signature.to_string(),
+                        found: text.to_owned(),
+                    });
+                }
+            }
+        }
+        errors
+    }
+
+    /// The loaded modules whose libraries `txn` would take away: those it
+    /// replaces, and those nothing would need any more.
+    fn unloaded_by(&self, txn: &Txn) -> Vec<&ModuleRecord> {
+        let staged: HashMap<&str, &Staged> = txn.staged.iter().map(|s| (&*s.name, s)).collect();
+        let mut reachable: HashSet<&str> = HashSet::new();
+        let mut work: Vec<&str> = self
+            .modules
+            .iter()
+            .filter(|m| staged.get(&*m.name).map_or(m.root, |s| s.root))
+            .map(|m| &*m.name)
+            .chain(txn.staged.iter().filter(|s| s.root).map(|s| &*s.name))
+            .collect();
+        while let Some(name) = work.pop() {
+            if !reachable.insert(name) {
+                continue;
+            }
+            let imports = match staged.get(name) {
+                Some(s) => &s.imports,
+                None => match self.module_index(name) {
+                    Some(i) => &self.modules[i].imports,
+                    None => continue,
+                },
+            };
+            work.extend(imports.iter().map(|i| &**i));
+        }
+        self.modules.iter().filter(|m| staged.contains_key(&*m.name) || !reachable.contains(&*m.name)).collect()
+    }
+
     /// Makes `txn` current: patch stubs, swap module records, retire old
     /// libraries, unload modules nothing needs any more. Cannot fail.
     fn commit(&mut self, txn: Txn, generation: u64) -> Committed {
@@ -405,7 +490,16 @@ impl State {
             // to any thread that reaches new code through a patched stub.
             os::process_barrier();
         }
-        for staged in txn.staged {
+        let Txn { staged, binds, migrated, .. } = txn;
+        let replaced: HashSet<Arc<str>> = staged.iter().map(|s| s.name.clone()).collect();
+        self.procs.forget_binders_of(&replaced);
+        for (stub, binder) in binds {
+            self.procs.add_binder(stub, binder);
+        }
+        for (module, name, entry) in migrated {
+            self.globals.insert(module, &name, entry);
+        }
+        for staged in staged {
             let new_stubs: HashSet<u32> = staged.procs.iter().map(|p| p.stub).collect();
             for p in &staged.procs {
                 let entry = self.procs.get_mut(p.stub);
@@ -475,6 +569,7 @@ impl State {
         let order = self.topo_order();
         let doomed: Vec<Arc<str>> =
             order.iter().rev().map(|&i| self.modules[i].name.clone()).filter(|n| !reachable.contains(n)).collect();
+        self.procs.forget_binders_of(&doomed.iter().cloned().collect());
         for name in doomed {
             let index = self.module_index(&name).expect("module is loaded");
             let record = self.modules.remove(index);
@@ -490,7 +585,7 @@ impl State {
     }
 
     /// Undoes everything `txn` created; the state is as before it started.
-    fn rollback(&mut self, txn: Txn) -> usize {
+    fn rollback(&mut self, txn: Txn) {
         for &stub in txn.created_procs.iter().rev() {
             self.procs.remove(stub);
             self.table.release(stub);
@@ -498,11 +593,9 @@ impl State {
         for (module, name) in &txn.created_globals {
             self.globals.remove(module, name);
         }
-        let closed = txn.staged.len();
         for staged in txn.staged.into_iter().rev() {
             staged.library.close();
         }
-        closed
     }
 }
 
@@ -604,11 +697,20 @@ impl Session<'_> {
     pub(crate) fn get_proc(&mut self, import: &ProcImport) -> Result<*const c_void> {
         let module: Arc<str> = self.name(import.module, "module name")?.into();
         let name = self.name(import.name, "proc name")?;
+        let signature = self.text(import.signature, 4096, "signature")?;
         let stub = self.state.proc_stub(&module, &name, Some(&mut self.txn.created_procs))?;
+        if import.signature_hash != 0 {
+            let binder = Binder {
+                caller: Caller::Module(self.module()),
+                hash: import.signature_hash,
+                signature: signature.into(),
+            };
+            self.txn.binds.push((stub, binder));
+        }
         Ok(self.state.publish(stub) as *const c_void)
     }
 
-    pub(crate) fn register_global(&mut self, desc: &GlobalDesc) -> Result<GlobalSlot> {
+    pub(crate) fn register_global(&mut self, desc: &GlobalDesc, migrations: &[GlobalMigration]) -> Result<GlobalSlot> {
         let module = self.module();
         let name = self.name(desc.name, "global name")?;
         let requested = GlobalLayout {
@@ -617,27 +719,55 @@ impl Session<'_> {
             hash: desc.layout_hash,
             text: self.text(desc.layout, 4096, "layout")?,
         };
-        let staged = &mut self.txn.staged[self.index];
-        if staged.globals.iter().any(|g| **g == *name) {
+        if self.txn.staged[self.index].globals.iter().any(|g| **g == *name) {
             return Err(Error::DuplicateGlobal { module: module.to_string(), name });
         }
-        if let Some(existing) = self.state.globals.get(&module, &name) {
-            if !same_layout(&existing.layout, &requested) {
-                return Err(Error::GlobalLayoutMismatch {
-                    module: module.to_string(),
-                    name,
-                    existing: Box::new(existing.layout.clone()),
-                    requested: Box::new(requested),
-                });
-            }
+        let Some(existing) = self.state.globals.get(&module, &name) else {
+            let slot = GlobalRegistry::new_slot(&module, &name, &requested)?;
+            let ptr = slot.as_ptr();
+            self.state.globals.insert(module.clone(), &name, GlobalEntry { slot, layout: requested });
+            self.txn.created_globals.push((module, name.as_str().into()));
+            self.txn.staged[self.index].globals.push(name.into());
+            return Ok(GlobalSlot { ptr: ptr.cast(), initialize: 1 });
+        };
+        if same_layout(&existing.layout, &requested) {
             let ptr = existing.slot.as_ptr();
             self.txn.staged[self.index].globals.push(name.into());
             return Ok(GlobalSlot { ptr: ptr.cast(), initialize: 0 });
         }
-        let ptr = self.state.globals.allocate(module.clone(), &name, requested)?;
-        self.txn.created_globals.push((module, name.as_str().into()));
+        let from = &existing.layout;
+        let migration = migrations
+            .iter()
+            .find(|m| m.from_layout_hash == from.hash && m.from_size == from.size && m.from_align == from.align);
+        let Some(migration) = migration else {
+            return Err(Error::GlobalLayoutMismatch {
+                module: module.to_string(),
+                name,
+                existing: Box::new(existing.layout.clone()),
+                requested: Box::new(requested),
+            });
+        };
+        // The old value stays where it is (the old code keeps using it until
+        // the commit, and keeps it after a rollback); the migration writes
+        // the new value into new storage.
+        let slot = GlobalRegistry::new_slot(&module, &name, &requested)?;
+        let old = existing.slot.as_ptr();
+        // SAFETY: `old` holds the global's value in the layout this migration
+        // declares it reads (hash, size and alignment matched), and `slot` is
+        // fresh storage of the new layout. Migrations are module code that
+        // must not unwind; generated ones catch panics.
+        let status = unsafe { (migration.migrate)(old.cast(), slot.as_ptr().cast()) };
+        if !status.is_ok() {
+            return Err(Error::MigrationFailed {
+                module: module.to_string(),
+                name,
+                from: Box::new(existing.layout.clone()),
+            });
+        }
+        let ptr = slot.as_ptr();
+        self.txn.migrated.push((module, name.as_str().into(), GlobalEntry { slot, layout: requested }));
         self.txn.staged[self.index].globals.push(name.into());
-        Ok(GlobalSlot { ptr: ptr.cast(), initialize: 1 })
+        Ok(GlobalSlot { ptr: ptr.cast(), initialize: 0 })
     }
 
     pub(crate) fn get_global(&mut self, import: &GlobalImport) -> Result<*mut c_void> {
@@ -759,12 +889,21 @@ pub struct Runtime {
     state_holder: AtomicU64,
     host_handlers: Mutex<Vec<HostHandler>>,
     generation: AtomicU64,
-    unloads: AtomicU64,
+    reclaim: Arc<Reclaimer>,
 }
 
 impl fmt::Debug for Runtime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Runtime").field("generation", &self.generation()).finish_non_exhaustive()
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        // Threads may still be registered, but the runtime (and every stub)
+        // goes away now: close what was retired; then the state's drop
+        // closes the loaded modules and unmaps the table.
+        self.reclaim.close_all();
     }
 }
 
@@ -813,7 +952,7 @@ impl Runtime {
             state_holder: AtomicU64::new(0),
             host_handlers: Mutex::new(Vec::new()),
             generation: AtomicU64::new(0),
-            unloads: AtomicU64::new(0),
+            reclaim: Arc::new(Reclaimer::default()),
         })
     }
 
@@ -825,11 +964,18 @@ impl Runtime {
         hold(&self.state, &self.state_holder, &[])
     }
 
-    fn close(&self, libraries: Vec<ModuleLibrary>) {
-        for library in libraries.into_iter().rev() {
-            library.close();
-            self.unloads.fetch_add(1, Ordering::Relaxed);
+    /// Refuses to take away a library the calling thread is running.
+    fn check_stack<'a>(&self, leaving: impl IntoIterator<Item = &'a ModuleRecord>) -> Result<()> {
+        let leaving: Vec<(&Path, &str)> = leaving.into_iter().map(|m| (m.library.path(), &*m.name)).collect();
+        if leaving.is_empty() {
+            return Ok(());
         }
+        for (address, object) in os::stack_objects() {
+            if let Some((_, module)) = leaving.iter().find(|(path, _)| *path == object) {
+                return Err(Error::CalledFromModule { module: (*module).to_owned(), address });
+            }
+        }
+        Ok(())
     }
 
     /// Loads a module (and, first, the modules it imports) from `path`.
@@ -866,12 +1012,11 @@ impl Runtime {
                 tracing::info!(module = %name, loaded = ?committed.loaded, "loaded");
                 let retired = self.retire(&mut state, committed.retired);
                 drop(state);
-                self.close(retired);
+                self.finish_retiring(retired);
                 Ok(info)
             }
             Err(mut errors) => {
-                let closed = state.rollback(txn);
-                self.unloads.fetch_add(closed as u64, Ordering::Relaxed);
+                state.rollback(txn);
                 let error = if errors.len() == 1 {
                     errors.remove(0)
                 } else {
@@ -883,15 +1028,41 @@ impl Runtime {
         }
     }
 
-    /// Libraries to close now; under [`UnloadPolicy::Never`] they are kept.
-    fn retire(&self, state: &mut State, retired: Vec<ModuleLibrary>) -> Vec<ModuleLibrary> {
-        match state.config.unload_policy {
-            UnloadPolicy::Immediate => retired,
-            UnloadPolicy::Never => {
-                state.kept.extend(retired);
-                Vec::new()
-            }
+    /// Sorts replaced libraries by policy: kept for good under
+    /// [`UnloadPolicy::Never`], otherwise returned with the policy for
+    /// [`Runtime::finish_retiring`] (once the state lock is released).
+    fn retire(&self, state: &mut State, retired: Vec<ModuleLibrary>) -> (UnloadPolicy, Vec<ModuleLibrary>) {
+        let policy = state.config.unload_policy;
+        if policy == UnloadPolicy::Never {
+            state.kept.extend(retired);
+            return (policy, Vec::new());
         }
+        (policy, retired)
+    }
+
+    fn finish_retiring(&self, (policy, retired): (UnloadPolicy, Vec<ModuleLibrary>)) {
+        match policy {
+            UnloadPolicy::Immediate => self.reclaim.close_now(retired),
+            _ => self.reclaim.retire(retired),
+        }
+    }
+
+    /// Registers the calling thread as one that runs module code, so that
+    /// under [`UnloadPolicy::Deferred`] replaced libraries stay loaded until
+    /// it passes a quiescent point ([`ThreadGuard::quiescent`]). Register a
+    /// thread before it first calls module code.
+    ///
+    /// Threads that are not registered are not waited for: if one of them
+    /// runs a module's code while a reload replaces that module, it may
+    /// return into an unloaded library and crash.
+    pub fn register_thread(&self) -> ThreadGuard {
+        ThreadGuard::register(&self.reclaim)
+    }
+
+    /// Closes every replaced library that no registered thread can still be
+    /// running; returns how many. Quiescent points and reloads do this too.
+    pub fn collect_retired(&self) -> usize {
+        self.reclaim.collect()
     }
 
     /// Stops treating module `name` as loaded by the host. It is unloaded,
@@ -909,11 +1080,16 @@ impl Runtime {
         let mut state = self.state()?;
         let index = state.module_index(name).ok_or_else(|| Error::UnknownModule { name: name.to_owned() })?;
         state.modules[index].root = false;
+        let leaving = state.unloaded_by(&Txn::default());
+        if let Err(e) = self.check_stack(leaving) {
+            state.modules[index].root = true;
+            return Err(e);
+        }
         let mut committed = Committed::default();
         state.collect_unreachable(&mut committed);
         let retired = self.retire(&mut state, committed.retired);
         drop(state);
-        self.close(retired);
+        self.finish_retiring(retired);
         Ok(committed.unloaded)
     }
 
@@ -983,8 +1159,10 @@ impl Runtime {
         timings.detect = t.elapsed();
         if !trigger {
             timings.total = started.elapsed();
+            self.reclaim.collect();
             return Ok(ReloadReport::unchanged(generation, timings));
         }
+        self.check_stack(candidates.iter().map(|&i| &state.modules[i]))?;
 
         let t = Instant::now();
         let mut prepared = Vec::new();
@@ -1035,13 +1213,20 @@ impl Runtime {
         {
             failures.push(e);
         }
+        if failures.is_empty() {
+            failures.extend(state.check_signatures(&txn));
+        }
+        if failures.is_empty()
+            && let Err(e) = self.check_stack(state.unloaded_by(&txn))
+        {
+            failures.push(e);
+        }
         timings.copy += txn.copy_time;
         timings.load = txn.load_time;
         timings.register = txn.init_time;
 
         if let Some(error) = Error::rolled_back(failures) {
-            let closed = state.rollback(txn);
-            self.unloads.fetch_add(closed as u64, Ordering::Relaxed);
+            state.rollback(txn);
             for (i, quick) in attempted {
                 state.modules[i].failed = Some(quick);
             }
@@ -1062,7 +1247,7 @@ impl Runtime {
         drop(state);
 
         let t = Instant::now();
-        self.close(retired);
+        self.finish_retiring(retired);
         timings.unload = t.elapsed();
         let t = Instant::now();
         self.run_handlers(&after, ReloadStage::Committed, new_generation);
@@ -1130,6 +1315,25 @@ impl Runtime {
     /// [`Error::InvalidArgument`] for an empty or overlong name,
     /// [`Error::CapacityExhausted`], [`Error::Reentrant`] from a module init.
     pub fn get_proc(&self, module: &str, name: &str) -> Result<Proc> {
+        self.get_proc_with_signature(module, name, 0, "")
+    }
+
+    /// Like [`Runtime::get_proc`], for a caller compiled against a known
+    /// signature (`signature_hash` as generated by `hcr-build`, `0` for
+    /// unknown). The host stays bound with that signature: a reload that
+    /// would change the proc's signature is refused.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Runtime::get_proc`], and [`Error::SignatureMismatch`] if the
+    /// proc is registered with another signature.
+    pub fn get_proc_with_signature(
+        &self,
+        module: &str,
+        name: &str,
+        signature_hash: u64,
+        signature: &str,
+    ) -> Result<Proc> {
         for (what, value) in [("module name", module), ("proc name", name)] {
             if value.is_empty() || value.len() > MAX_NAME {
                 return Err(Error::InvalidArgument {
@@ -1141,6 +1345,20 @@ impl Runtime {
         let mut state = self.state()?;
         let module = state.procs.module_name(module).unwrap_or_else(|| Arc::from(module));
         let stub = state.proc_stub(&module, name, None)?;
+        if signature_hash != 0 {
+            let entry = state.procs.get(stub);
+            if entry.state == ProcState::Bound && entry.signature_hash != 0 && entry.signature_hash != signature_hash {
+                return Err(Error::SignatureMismatch {
+                    module: entry.module.to_string(),
+                    name: entry.name.to_string(),
+                    caller: Caller::Host.to_string(),
+                    expected: signature.to_owned(),
+                    found: entry.signature.to_string(),
+                });
+            }
+            let binder = Binder { caller: Caller::Host, hash: signature_hash, signature: signature.into() };
+            state.procs.add_binder(stub, binder);
+        }
         let addr = state.publish(stub);
         Ok(Proc { addr, index: stub })
     }
@@ -1207,9 +1425,11 @@ impl Runtime {
 
     /// Counters describing what the runtime holds.
     pub fn stats(&self) -> Stats {
-        let unloads = self.unloads.load(Ordering::Relaxed);
+        let unloads = self.reclaim.unloads();
+        let retired_pending = self.reclaim.pending();
+        let threads = self.reclaim.thread_count();
         let Ok(state) = self.state() else {
-            return Stats { unloads, ..Stats::default() };
+            return Stats { unloads, retired_pending, threads, ..Stats::default() };
         };
         Stats {
             modules: state.modules.len(),
@@ -1217,6 +1437,8 @@ impl Runtime {
             stub_capacity: state.table.capacity(),
             globals: state.globals.len(),
             kept_libraries: state.kept.len(),
+            retired_pending,
+            threads,
             unloads,
         }
     }
@@ -1429,6 +1651,11 @@ pub struct Stats {
     pub globals: usize,
     /// Replaced libraries kept loaded under [`UnloadPolicy::Never`].
     pub kept_libraries: usize,
+    /// Replaced libraries waiting for registered threads to pass a
+    /// quiescent point.
+    pub retired_pending: usize,
+    /// Threads registered with [`Runtime::register_thread`].
+    pub threads: usize,
     /// Libraries closed so far (replaced, unloaded or rolled back).
     pub unloads: u64,
 }

@@ -17,7 +17,7 @@ compile_error!("hcr-runtime supports Unix-like systems and Windows");
 
 pub(crate) use imp::{
     create_exclusive, create_private_dir, file_id, make_read_execute, make_read_write, open_library, process_barrier,
-    release, reserve,
+    release, reserve, stack_objects,
 };
 
 /// The size of a virtual-memory page.

@@ -153,3 +153,48 @@ pub(crate) fn open_library(path: &Path) -> Result<libloading::Library, libloadin
     // the module's own code is the point of loading it.
     unsafe { Library::open(Some(path), RTLD_NOW | RTLD_LOCAL) }.map(Into::into)
 }
+
+/// The return addresses on the calling thread's stack, each with the path of
+/// the shared object (as it was loaded) that contains it.
+pub(crate) fn stack_objects() -> Vec<(usize, std::path::PathBuf)> {
+    use std::ffi::{CStr, c_int, c_void};
+    use std::os::unix::ffi::OsStrExt;
+
+    // The unwinder's interface (libgcc_s or libunwind, which std links).
+    type TraceFn = extern "C" fn(ctx: *mut c_void, arg: *mut c_void) -> c_int;
+    unsafe extern "C" {
+        fn _Unwind_Backtrace(trace: TraceFn, arg: *mut c_void) -> c_int;
+        fn _Unwind_GetIP(ctx: *mut c_void) -> usize;
+    }
+    const NO_REASON: c_int = 0;
+    const NORMAL_STOP: c_int = 4;
+
+    extern "C" fn record(ctx: *mut c_void, arg: *mut c_void) -> c_int {
+        // SAFETY: `arg` is the `Vec` passed below, alive for the walk.
+        let ips = unsafe { &mut *arg.cast::<Vec<usize>>() };
+        // SAFETY: `ctx` is the unwinder's context for the current frame.
+        ips.push(unsafe { _Unwind_GetIP(ctx) });
+        if ips.len() >= 4096 { NORMAL_STOP } else { NO_REASON }
+    }
+
+    let mut ips: Vec<usize> = Vec::new();
+    // SAFETY: `record` only touches the vector it is given and the context.
+    unsafe { _Unwind_Backtrace(record, (&mut ips as *mut Vec<usize>).cast()) };
+    ips.into_iter()
+        .filter(|&ip| ip > 1)
+        .filter_map(|ip| {
+            // SAFETY: `Dl_info` is plain data; zeroes are a valid start.
+            let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+            // The return address can point just past the call; look up the
+            // byte before it, which is inside the calling function.
+            // SAFETY: dladdr only inspects the loader's tables.
+            let found = unsafe { libc::dladdr((ip - 1) as *const c_void, &mut info) };
+            if found == 0 || info.dli_fname.is_null() {
+                return None;
+            }
+            // SAFETY: dladdr returned a NUL-terminated path owned by the loader.
+            let name = unsafe { CStr::from_ptr(info.dli_fname) };
+            Some((ip, std::path::PathBuf::from(std::ffi::OsStr::from_bytes(name.to_bytes()))))
+        })
+        .collect()
+}

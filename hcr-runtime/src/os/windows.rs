@@ -92,3 +92,36 @@ pub(crate) fn open_library(path: &Path) -> Result<libloading::Library, libloadin
     // SAFETY: loading runs the library's initialisers; see the Unix version.
     unsafe { libloading::Library::new(path) }
 }
+
+/// The return addresses on the calling thread's stack, each with the path of
+/// the module that contains it.
+pub(crate) fn stack_objects() -> Vec<(usize, std::path::PathBuf)> {
+    use std::os::windows::ffi::OsStringExt;
+    use windows_sys::Win32::Foundation::HMODULE;
+    use windows_sys::Win32::System::Diagnostics::Debug::RtlCaptureStackBackTrace;
+    use windows_sys::Win32::System::LibraryLoader::{
+        GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS, GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT, GetModuleFileNameW,
+        GetModuleHandleExW,
+    };
+
+    let mut frames = vec![std::ptr::null_mut(); 1024];
+    // SAFETY: the buffer has room for the frame count passed.
+    let count = unsafe { RtlCaptureStackBackTrace(0, frames.len() as u32, frames.as_mut_ptr(), std::ptr::null_mut()) };
+    frames.truncate(count as usize);
+    frames
+        .into_iter()
+        .filter_map(|ip| {
+            let mut module: HMODULE = std::ptr::null_mut();
+            let flags = GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT;
+            // SAFETY: looks up the module containing `ip` without taking a reference.
+            if unsafe { GetModuleHandleExW(flags, ip.cast(), &mut module) } == 0 {
+                return None;
+            }
+            let mut name = vec![0u16; 1024];
+            // SAFETY: the buffer has room for the length passed.
+            let len = unsafe { GetModuleFileNameW(module, name.as_mut_ptr(), name.len() as u32) } as usize;
+            name.truncate(len);
+            Some((ip as usize, std::path::PathBuf::from(std::ffi::OsString::from_wide(&name))))
+        })
+        .collect()
+}
