@@ -204,7 +204,11 @@ pub(crate) fn module_file(
     let mut errors = Vec::new();
     let mut import_modules = Vec::new();
     for import in imports {
-        match bindings(import, Ctx::Module { static_feature }) {
+        let used = |proc_name: &str| {
+            this.scanned.names(import.name(), proc_name)
+                || this.scanned.names(import.name(), &format!("{proc_name}_ptr"))
+        };
+        match bindings(import, Ctx::Module { static_feature }, &used) {
             Ok(tokens) => import_modules.push(tokens),
             Err(e) => errors.extend(e),
         }
@@ -322,8 +326,12 @@ fn check_nameable(m: &ModuleSource) -> Vec<Error> {
     errors
 }
 
-/// Typed bindings to a module's procs: `pub mod <module> { ... }`.
-pub(crate) fn bindings(m: &ModuleSource, ctx: Ctx<'_>) -> Result<TokenStream, Vec<Error>> {
+/// Typed bindings to the procs of a module that `used` selects:
+/// `pub mod <module> { ... }`. Only these procs are bound, so only their
+/// signatures are pinned while the caller is loaded.
+pub(crate) fn bindings(m: &ModuleSource, ctx: Ctx<'_>, used: &dyn Fn(&str) -> bool) -> Result<TokenStream, Vec<Error>> {
+    let procs: Vec<Proc> = m.scanned.procs.iter().filter(|p| used(&p.name)).cloned().collect();
+    let m = &ModuleSource { info: m.info.clone(), scanned: Scanned { procs, ..m.scanned.shallow_clone() } };
     let errors = check_nameable(m);
     if !errors.is_empty() {
         return Err(errors);
@@ -557,7 +565,7 @@ pub(crate) fn host_file(
     let mut errors = Vec::new();
     let mut binding_modules = Vec::new();
     for m in modules {
-        match bindings(m, Ctx::Host { static_feature }) {
+        match bindings(m, Ctx::Host { static_feature }, &|_| true) {
             Ok(tokens) => binding_modules.push(tokens),
             Err(e) => errors.extend(e),
         }

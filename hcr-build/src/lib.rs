@@ -197,7 +197,7 @@ pub struct Module {
     crate_dir: Option<PathBuf>,
     out_dir: Option<PathBuf>,
     cfg: Option<Cfg>,
-    imports: Vec<PathBuf>,
+    imports: Vec<(PathBuf, Vec<String>)>,
     static_feature: Option<String>,
 }
 
@@ -245,7 +245,15 @@ impl Module {
     /// procs this module calls. The module imports it (the runtime loads it
     /// first) and gets bindings to it.
     pub fn import(mut self, crate_dir: impl Into<PathBuf>) -> Module {
-        self.imports.push(crate_dir.into());
+        self.imports.push((crate_dir.into(), Vec::new()));
+        self
+    }
+
+    /// Like [`Module::import`], scanning the imported crate with `features`
+    /// enabled (on top of its default features): the bindings must match
+    /// the imported module as it is built.
+    pub fn import_with_features(mut self, crate_dir: impl Into<PathBuf>, features: &[&str]) -> Module {
+        self.imports.push((crate_dir.into(), features.iter().map(|f| (*f).to_owned()).collect()));
         self
     }
 
@@ -262,8 +270,14 @@ impl Module {
         let cfg = self.cfg.clone().unwrap_or_else(Cfg::from_env);
         let this = load_module(&dir, &cfg, false)?;
         let import_cfg = if self.cfg.is_some() { cfg.clone() } else { target_cfg() };
-        let imports =
-            self.imports.iter().map(|d| load_module(&dir.join(d), &import_cfg, true)).collect::<Result<Vec<_>, _>>()?;
+        let imports = self
+            .imports
+            .iter()
+            .map(|(d, features)| {
+                let cfg = features.iter().fold(import_cfg.clone(), |cfg, f| cfg.with_feature(f));
+                load_module(&dir.join(d), &cfg, true)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let static_feature = self.static_feature.as_deref().filter(|f| this.info.features.contains(*f));
         let source = generate::module_file(&this, &imports, static_feature)?;
         let mut warnings = Vec::new();

@@ -68,6 +68,68 @@ pub(crate) struct Scanned {
     pub(crate) local_types: BTreeMap<String, Vec<String>>,
     /// Names defined in the crate or imported from it (`use crate::...`).
     pub(crate) local_names: BTreeSet<String>,
+    /// Every `a::b` pair of identifiers in the sources (macro bodies
+    /// included); `(a, "*")` for `a::*` and for `a as ...`.
+    pub(crate) path_pairs: BTreeSet<(String, String)>,
+}
+
+impl Scanned {
+    /// A copy of what bindings need (types, uses, names), without procs,
+    /// globals or migrations.
+    pub(crate) fn shallow_clone(&self) -> Scanned {
+        Scanned {
+            files: self.files.clone(),
+            content_hash: self.content_hash,
+            procs: Vec::new(),
+            globals: Vec::new(),
+            migrations: Vec::new(),
+            external_uses: self.external_uses.clone(),
+            local_types: self.local_types.clone(),
+            local_names: self.local_names.clone(),
+            path_pairs: BTreeSet::new(),
+        }
+    }
+
+    /// Whether the sources name `module::item` (or may, through a glob or a
+    /// renaming `use` of the module).
+    pub(crate) fn names(&self, module: &str, item: &str) -> bool {
+        let has = |second: &str| self.path_pairs.contains(&(module.to_owned(), second.to_owned()));
+        has(item) || has("*")
+    }
+}
+
+/// Records `a::b` pairs of a token stream, descending into groups.
+fn collect_path_pairs(tokens: TokenStream, out: &mut BTreeSet<(String, String)>) {
+    use proc_macro2::TokenTree;
+    let tokens: Vec<TokenTree> = tokens.into_iter().collect();
+    for (i, token) in tokens.iter().enumerate() {
+        match token {
+            TokenTree::Group(g) => collect_path_pairs(g.stream(), out),
+            TokenTree::Ident(first) => {
+                let colons = matches!(
+                    (tokens.get(i + 1), tokens.get(i + 2)),
+                    (Some(TokenTree::Punct(a)), Some(TokenTree::Punct(b))) if a.as_char() == ':' && b.as_char() == ':'
+                );
+                match (colons, tokens.get(i + 3)) {
+                    (true, Some(TokenTree::Ident(second))) => {
+                        out.insert((first.to_string(), second.to_string()));
+                    }
+                    (true, Some(TokenTree::Punct(p))) if p.as_char() == '*' => {
+                        out.insert((first.to_string(), "*".into()));
+                    }
+                    (true, Some(TokenTree::Group(_))) => {
+                        // `a::{b, c}`: any of its items may be used.
+                        out.insert((first.to_string(), "*".into()));
+                    }
+                    _ => {}
+                }
+                if matches!(tokens.get(i + 1), Some(TokenTree::Ident(kw)) if kw == "as") {
+                    out.insert((first.to_string(), "*".into()));
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Scans the crate whose root file is `root`.
@@ -143,6 +205,9 @@ impl Walker<'_> {
         self.hash.write(shown.to_string_lossy().as_bytes());
         self.hash.write(source.as_bytes());
         self.out.files.push(path.to_owned());
+        if let Ok(tokens) = source.parse::<TokenStream>() {
+            collect_path_pairs(tokens, &mut self.out.path_pairs);
+        }
         let file = match syn::parse_file(&source) {
             Ok(file) => file,
             Err(e) => {

@@ -291,8 +291,9 @@ impl Keyer<'_> {
     }
 }
 
+/// Source text on one line: `struct World { x: u32, y: u32 }`.
 fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+    text.split_whitespace().collect::<Vec<_>>().join(" ").replace(", }", " }").replace(",)", ")")
 }
 
 /// A proc's parameters as `(name, type)`, with names usable in a binding.

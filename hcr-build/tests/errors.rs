@@ -174,3 +174,20 @@ fn items_behind_a_disabled_cfg_are_not_checked_or_registered() {
     let err = Module::new().crate_dir(&c.0).cfg(Cfg::empty().with_feature("experimental")).render().unwrap_err();
     assert_mentions(&err.to_string(), &["src/lib.rs:3:8", "`broken` must be `extern \"C\"`"]);
 }
+
+#[test]
+fn a_migration_must_target_a_global_of_its_type() {
+    let c = TempCrate::new(&[(
+        "src/lib.rs",
+        "use hcr_abi::{Global, Migration};\nstatic G: Global<u64> = Global::new(|| 0);\nstatic TO_G: Migration<u32, u32> = Migration::new(&G, |o| *o);\nstatic TO_NOTHING: Migration<u32, u64> = Migration::new(&MISSING, |o| u64::from(*o));\n",
+    )]);
+    assert_mentions(
+        &c.module_error(),
+        &[
+            "src/lib.rs:3:8",
+            "migration `TO_G` produces `u32`, but global `G` holds `u64`",
+            "src/lib.rs:4:8",
+            "`MISSING`, which is not a `Global` of this module",
+        ],
+    );
+}

@@ -1409,6 +1409,8 @@ impl Runtime {
                         ProcState::Bound => StubState::Bound,
                         ProcState::Removed => StubState::Removed,
                     },
+                    signature: entry.signature.to_string(),
+                    signature_hash: entry.signature_hash,
                     target,
                     instruction: arch::describe_stub(&state.table.code(entry.stub), address as u64),
                 }
@@ -1686,6 +1688,10 @@ pub struct StubInfo {
     pub name: String,
     /// How it is bound.
     pub state: StubState,
+    /// The signature it was last registered with, as text.
+    pub signature: String,
+    /// That signature's hash (0 when unknown).
+    pub signature_hash: u64,
     /// The code it jumps to, when bound.
     pub target: Option<usize>,
     /// The stub's instruction(s), decoded.

@@ -159,6 +159,17 @@ fn an_init_that_panics_rolls_back() {
 }
 
 #[test]
+fn an_init_that_registers_a_name_twice_rolls_back() {
+    let r = Running::new("dup-proc");
+    let err = r.fail_with_artifact(&fixture("counter", &["dup-proc"]));
+    match first(&err) {
+        Error::DuplicateProc { module, name } => assert_eq!((module.as_str(), name.as_str()), ("counter", "answer")),
+        other => panic!("{other}"),
+    }
+    r.recovers();
+}
+
+#[test]
 fn a_global_registered_with_another_layout_rolls_back() {
     let r = Running::new("layout");
     let err = r.fail_with_artifact(&fixture("counter", &["layout-change"]));

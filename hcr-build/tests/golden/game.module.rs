@@ -2,7 +2,7 @@
 
 #[doc(hidden)]
 #[cfg(not(feature = "static"))]
-#[allow(unused_unsafe, clippy::all)]
+#[allow(unused_unsafe, non_snake_case, clippy::all)]
 pub mod __hcr_module {
     use ::hcr_abi as abi;
     /// The modules this module imports; the runtime loads them first.
@@ -58,7 +58,7 @@ pub mod __hcr_module {
                     &abi::ProcDesc {
                         name: abi::Str::new("frame"),
                         addr: procs::frame as *const ::core::ffi::c_void,
-                        signature_hash: 0x486f24a978d14984,
+                        signature_hash: 0xa02aee667fd031ff,
                         signature: abi::Str::new("extern \"C\" fn(f32) -> u64"),
                     },
                 )
@@ -71,8 +71,6 @@ pub mod __hcr_module {
 /// Bindings to the reloadable functions of module `physics`.
 #[allow(dead_code, unused_unsafe, non_upper_case_globals, clippy::all)]
 pub mod physics {
-    #[allow(unused_imports)]
-    use std::ffi::c_char;
     /// The module's name.
     pub const NAME: &str = "physics";
     /// One cached stub address per proc.
@@ -82,32 +80,8 @@ pub mod physics {
         pub static step: ::hcr_abi::ProcCell = ::hcr_abi::ProcCell::new(
             "physics",
             "step",
-            0x486f24a978d14984,
+            0xa02aee667fd031ff,
             "extern \"C\" fn(f32) -> u64",
-        );
-        pub static positions: ::hcr_abi::ProcCell = ::hcr_abi::ProcCell::new(
-            "physics",
-            "positions",
-            0x79604d39111e1863,
-            "unsafe extern \"C\" fn(*mut f32, usize) -> usize",
-        );
-        pub static circle_area: ::hcr_abi::ProcCell = ::hcr_abi::ProcCell::new(
-            "physics",
-            "circle_area",
-            0x98b412441ca60faa,
-            "extern \"C\" fn(f64) -> f64",
-        );
-        pub static name: ::hcr_abi::ProcCell = ::hcr_abi::ProcCell::new(
-            "physics",
-            "name",
-            0xe3d809161d4b35af,
-            "extern \"C\" fn() -> *const c_char",
-        );
-        pub static gravity: ::hcr_abi::ProcCell = ::hcr_abi::ProcCell::new(
-            "physics",
-            "gravity",
-            0x8ef6a476bec2a3d1,
-            "extern \"C\" fn() -> f32",
         );
     }
     /// Binds every cell through the importing module's init.
@@ -123,10 +97,6 @@ pub mod physics {
         // SAFETY: forwarded from the caller.
         unsafe {
             __cells::step.bind(api)?;
-            __cells::positions.bind(api)?;
-            __cells::circle_area.bind(api)?;
-            __cells::name.bind(api)?;
-            __cells::gravity.bind(api)?;
         }
         Ok(())
     }
@@ -148,83 +118,6 @@ pub mod physics {
             >(__cells::step.get())
         }
     }
-    /// Calls `physics::positions` (the module's current code).
-    ///
-    /// # Safety
-    ///
-    /// As for the module's function.
-    #[cfg(not(feature = "static"))]
-    #[inline]
-    pub unsafe fn positions(out: *mut f32, cap: usize) -> usize {
-        // SAFETY: the caller upholds the contract of the module's function.
-        unsafe { (positions_ptr())(out, cap) }
-    }
-    /// The stable address of `physics::positions`: valid across reloads, usable as a callback.
-    #[cfg(not(feature = "static"))]
-    #[inline]
-    pub fn positions_ptr() -> unsafe extern "C" fn(*mut f32, usize) -> usize {
-        // SAFETY: the cell holds the stub of this proc, looked up for this signature; a stub is a valid function address for the runtime's lifetime.
-        unsafe {
-            ::core::mem::transmute::<
-                usize,
-                unsafe extern "C" fn(*mut f32, usize) -> usize,
-            >(__cells::positions.get())
-        }
-    }
-    /// Calls `physics::circle_area` (the module's current code).
-    #[cfg(not(feature = "static"))]
-    #[inline]
-    pub fn circle_area(radius: f64) -> f64 {
-        (circle_area_ptr())(radius)
-    }
-    /// The stable address of `physics::circle_area`: valid across reloads, usable as a callback.
-    #[cfg(not(feature = "static"))]
-    #[inline]
-    pub fn circle_area_ptr() -> extern "C" fn(f64) -> f64 {
-        // SAFETY: the cell holds the stub of this proc, looked up for this signature; a stub is a valid function address for the runtime's lifetime.
-        unsafe {
-            ::core::mem::transmute::<
-                usize,
-                extern "C" fn(f64) -> f64,
-            >(__cells::circle_area.get())
-        }
-    }
-    /// Calls `physics::name` (the module's current code).
-    #[cfg(not(feature = "static"))]
-    #[inline]
-    pub fn name() -> *const c_char {
-        (name_ptr())()
-    }
-    /// The stable address of `physics::name`: valid across reloads, usable as a callback.
-    #[cfg(not(feature = "static"))]
-    #[inline]
-    pub fn name_ptr() -> extern "C" fn() -> *const c_char {
-        // SAFETY: the cell holds the stub of this proc, looked up for this signature; a stub is a valid function address for the runtime's lifetime.
-        unsafe {
-            ::core::mem::transmute::<
-                usize,
-                extern "C" fn() -> *const c_char,
-            >(__cells::name.get())
-        }
-    }
-    /// Calls `physics::gravity` (the module's current code).
-    #[cfg(not(feature = "static"))]
-    #[inline]
-    pub fn gravity() -> f32 {
-        (gravity_ptr())()
-    }
-    /// The stable address of `physics::gravity`: valid across reloads, usable as a callback.
-    #[cfg(not(feature = "static"))]
-    #[inline]
-    pub fn gravity_ptr() -> extern "C" fn() -> f32 {
-        // SAFETY: the cell holds the stub of this proc, looked up for this signature; a stub is a valid function address for the runtime's lifetime.
-        unsafe {
-            ::core::mem::transmute::<
-                usize,
-                extern "C" fn() -> f32,
-            >(__cells::gravity.get())
-        }
-    }
     /// Direct calls into the module crate, linked in.
     #[cfg(feature = "static")]
     mod __static {
@@ -234,14 +127,6 @@ pub mod physics {
         unsafe extern "C" {
             #[link_name = "step"]
             pub(super) fn step(dt: f32) -> u64;
-            #[link_name = "positions"]
-            pub(super) fn positions(out: *mut f32, cap: usize) -> usize;
-            #[link_name = "circle_area"]
-            pub(super) fn circle_area(radius: f64) -> f64;
-            #[link_name = "name"]
-            pub(super) fn name() -> *const c_char;
-            #[link_name = "gravity"]
-            pub(super) fn gravity() -> f32;
         }
     }
     /// Calls `physics::step` (the module's current code).
@@ -261,80 +146,6 @@ pub mod physics {
                 unsafe extern "C" fn(dt: f32) -> u64,
                 extern "C" fn(f32) -> u64,
             >(__static::step)
-        }
-    }
-    /// Calls `physics::positions` (the module's current code).
-    ///
-    /// # Safety
-    ///
-    /// As for the module's function.
-    #[cfg(feature = "static")]
-    #[inline]
-    pub unsafe fn positions(out: *mut f32, cap: usize) -> usize {
-        // SAFETY: the caller upholds the contract of the module's function; the declaration has the definition's signature.
-        unsafe { __static::positions(out, cap) }
-    }
-    /// The stable address of `physics::positions`: valid across reloads, usable as a callback.
-    #[cfg(feature = "static")]
-    #[inline]
-    pub fn positions_ptr() -> unsafe extern "C" fn(*mut f32, usize) -> usize {
-        __static::positions
-    }
-    /// Calls `physics::circle_area` (the module's current code).
-    #[cfg(feature = "static")]
-    #[inline]
-    pub fn circle_area(radius: f64) -> f64 {
-        // SAFETY: the declaration has the signature of the definition, which is a safe function.
-        unsafe { __static::circle_area(radius) }
-    }
-    /// The stable address of `physics::circle_area`: valid across reloads, usable as a callback.
-    #[cfg(feature = "static")]
-    #[inline]
-    pub fn circle_area_ptr() -> extern "C" fn(f64) -> f64 {
-        // SAFETY: the definition is a safe function with this signature; only its declaration is unsafe to call.
-        unsafe {
-            ::core::mem::transmute::<
-                unsafe extern "C" fn(radius: f64) -> f64,
-                extern "C" fn(f64) -> f64,
-            >(__static::circle_area)
-        }
-    }
-    /// Calls `physics::name` (the module's current code).
-    #[cfg(feature = "static")]
-    #[inline]
-    pub fn name() -> *const c_char {
-        // SAFETY: the declaration has the signature of the definition, which is a safe function.
-        unsafe { __static::name() }
-    }
-    /// The stable address of `physics::name`: valid across reloads, usable as a callback.
-    #[cfg(feature = "static")]
-    #[inline]
-    pub fn name_ptr() -> extern "C" fn() -> *const c_char {
-        // SAFETY: the definition is a safe function with this signature; only its declaration is unsafe to call.
-        unsafe {
-            ::core::mem::transmute::<
-                unsafe extern "C" fn() -> *const c_char,
-                extern "C" fn() -> *const c_char,
-            >(__static::name)
-        }
-    }
-    /// Calls `physics::gravity` (the module's current code).
-    #[cfg(feature = "static")]
-    #[inline]
-    pub fn gravity() -> f32 {
-        // SAFETY: the declaration has the signature of the definition, which is a safe function.
-        unsafe { __static::gravity() }
-    }
-    /// The stable address of `physics::gravity`: valid across reloads, usable as a callback.
-    #[cfg(feature = "static")]
-    #[inline]
-    pub fn gravity_ptr() -> extern "C" fn() -> f32 {
-        // SAFETY: the definition is a safe function with this signature; only its declaration is unsafe to call.
-        unsafe {
-            ::core::mem::transmute::<
-                unsafe extern "C" fn() -> f32,
-                extern "C" fn() -> f32,
-            >(__static::gravity)
         }
     }
 }

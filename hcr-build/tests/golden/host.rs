@@ -12,7 +12,7 @@ pub mod game {
         pub static frame: ::hcr_runtime::abi::ProcCell = ::hcr_runtime::abi::ProcCell::new(
             "game",
             "frame",
-            0x486f24a978d14984,
+            0xa02aee667fd031ff,
             "extern \"C\" fn(f32) -> u64",
         );
     }
@@ -83,25 +83,25 @@ pub mod physics {
         pub static step: ::hcr_runtime::abi::ProcCell = ::hcr_runtime::abi::ProcCell::new(
             "physics",
             "step",
-            0x486f24a978d14984,
+            0xa02aee667fd031ff,
             "extern \"C\" fn(f32) -> u64",
         );
         pub static positions: ::hcr_runtime::abi::ProcCell = ::hcr_runtime::abi::ProcCell::new(
             "physics",
             "positions",
-            0x79604d39111e1863,
+            0x36729c78056b87d4,
             "unsafe extern \"C\" fn(*mut f32, usize) -> usize",
         );
         pub static circle_area: ::hcr_runtime::abi::ProcCell = ::hcr_runtime::abi::ProcCell::new(
             "physics",
             "circle_area",
-            0x98b412441ca60faa,
+            0x7cdd3f4d52dd513d,
             "extern \"C\" fn(f64) -> f64",
         );
         pub static name: ::hcr_runtime::abi::ProcCell = ::hcr_runtime::abi::ProcCell::new(
             "physics",
             "name",
-            0xe3d809161d4b35af,
+            0x349ffe9c13d100a6,
             "extern \"C\" fn() -> *const c_char",
         );
     }

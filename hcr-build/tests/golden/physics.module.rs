@@ -2,7 +2,7 @@
 
 #[doc(hidden)]
 #[cfg(not(feature = "static"))]
-#[allow(unused_unsafe, clippy::all)]
+#[allow(unused_unsafe, non_snake_case, clippy::all)]
 pub mod __hcr_module {
     use ::hcr_abi as abi;
     /// The modules this module imports; the runtime loads them first.
@@ -11,7 +11,7 @@ pub mod __hcr_module {
     #[unsafe(no_mangle)]
     pub static HCR_MODULE_DESCRIPTOR: abi::ModuleDescriptor = abi::ModuleDescriptor::new(
         "physics",
-        "physics-367e100de71219a7",
+        "physics-1684c405996d7cf5",
         &IMPORTS,
         init,
     );
@@ -57,6 +57,19 @@ pub mod __hcr_module {
             }
         }
     }
+    /// Runs migration `WORLD_FROM_V1` for the runtime; a panic becomes a failure status.
+    unsafe extern "C" fn migrate_WORLD_FROM_V1(
+        old: *const ::core::ffi::c_void,
+        new: *mut ::core::ffi::c_void,
+    ) -> abi::Status {
+        let result = ::std::panic::catch_unwind(
+            ::std::panic::AssertUnwindSafe(|| {
+                // SAFETY: the runtime passes the old value, of the layout this migration declares, and fresh storage for the new one.
+                unsafe { crate::WORLD_FROM_V1.run(old, new) }
+            }),
+        );
+        if result.is_ok() { abi::Status::OK } else { abi::Status::FAILED }
+    }
     /// Registers globals first (so that nothing runs with
     /// unregistered state), then procs, then binds imports.
     unsafe fn register(api: &abi::HostApi) -> ::core::result::Result<(), abi::Status> {
@@ -64,17 +77,25 @@ pub mod __hcr_module {
         unsafe {
             crate::STEPS.register(api, "STEPS", 0x7de7e8607e88c77d, "AtomicU64")?;
             crate::WORLD
-                .register(
+                .register_migrating(
                     api,
                     "WORLD",
-                    0xd465863fef6bd9ee,
-                    "Mutex<World>; #[repr(C)] struct Body { pos: Vec2, vel: Vec2, }; #[repr(C)] struct Vec2 { x: f32, y: f32, }; struct World { bodies: [Body; 4], count: u32, }",
+                    0x45af5eb36774f769,
+                    "Mutex<World>; #[repr(C)] struct Body { pos: Vec2, vel: Vec2 }; #[repr(C)] struct Vec2 { x: f32, y: f32 }; struct World { bodies: [Body; 4], count: u32 }",
+                    &[
+                        abi::GlobalMigration {
+                            from_layout_hash: 0x32d88cda913a75bc,
+                            from_size: crate::WORLD_FROM_V1.old_size(),
+                            from_align: crate::WORLD_FROM_V1.old_align(),
+                            migrate: migrate_WORLD_FROM_V1,
+                        },
+                    ],
                 )?;
             api.register_proc(
                     &abi::ProcDesc {
                         name: abi::Str::new("step"),
                         addr: procs::step as *const ::core::ffi::c_void,
-                        signature_hash: 0x486f24a978d14984,
+                        signature_hash: 0xa02aee667fd031ff,
                         signature: abi::Str::new("extern \"C\" fn(f32) -> u64"),
                     },
                 )
@@ -83,7 +104,7 @@ pub mod __hcr_module {
                     &abi::ProcDesc {
                         name: abi::Str::new("positions"),
                         addr: procs::positions as *const ::core::ffi::c_void,
-                        signature_hash: 0x79604d39111e1863,
+                        signature_hash: 0x36729c78056b87d4,
                         signature: abi::Str::new(
                             "unsafe extern \"C\" fn(*mut f32, usize) -> usize",
                         ),
@@ -94,7 +115,7 @@ pub mod __hcr_module {
                     &abi::ProcDesc {
                         name: abi::Str::new("circle_area"),
                         addr: procs::circle_area as *const ::core::ffi::c_void,
-                        signature_hash: 0x98b412441ca60faa,
+                        signature_hash: 0x7cdd3f4d52dd513d,
                         signature: abi::Str::new("extern \"C\" fn(f64) -> f64"),
                     },
                 )
@@ -103,7 +124,7 @@ pub mod __hcr_module {
                     &abi::ProcDesc {
                         name: abi::Str::new("name"),
                         addr: procs::name as *const ::core::ffi::c_void,
-                        signature_hash: 0xe3d809161d4b35af,
+                        signature_hash: 0x349ffe9c13d100a6,
                         signature: abi::Str::new("extern \"C\" fn() -> *const c_char"),
                     },
                 )
@@ -112,7 +133,7 @@ pub mod __hcr_module {
                     &abi::ProcDesc {
                         name: abi::Str::new("gravity"),
                         addr: procs::gravity as *const ::core::ffi::c_void,
-                        signature_hash: 0x8ef6a476bec2a3d1,
+                        signature_hash: 0x779b31a6e93a0bf0,
                         signature: abi::Str::new("extern \"C\" fn() -> f32"),
                     },
                 )

@@ -5,7 +5,7 @@ use std::ffi::c_char;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 
-use hcr_abi::Global;
+use hcr_abi::{Global, Migration};
 
 pub mod integrate;
 #[path = "shapes/circle.rs"]
@@ -27,6 +27,17 @@ pub struct World {
     bodies: [Body; 4],
     count: u32,
 }
+
+/// What `WORLD` held in an earlier build, before `count` existed.
+pub struct WorldV1 {
+    bodies: [Body; 4],
+}
+
+/// Carries `WORLD` over from builds that had no `count`.
+static WORLD_FROM_V1: Migration<Mutex<WorldV1>, Mutex<World>> = Migration::new(&WORLD, |old| {
+    let old = old.lock().unwrap();
+    Mutex::new(World { bodies: old.bodies, count: 4 })
+});
 
 /// The module's name, NUL-terminated.
 #[unsafe(no_mangle)]

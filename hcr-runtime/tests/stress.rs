@@ -1,0 +1,154 @@
+//! Reloading under load: worker threads call reloadable functions in tight
+//! loops while the main thread reloads the module back and forth.
+//!
+//! The normal test reloads 1,000 times. The soak variant reloads 100,000
+//! times and checks that memory stays flat:
+//!
+//! ```sh
+//! cargo test -p hcr-runtime --test stress -- --ignored --nocapture soak
+//! ```
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use support::{Scratch, fixture, fn0, fn1, runtime};
+
+const WORKERS: usize = 4;
+
+/// Resident memory of this process, in KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Private copies the process has mapped.
+fn mapped_copies(dir: &std::path::Path) -> usize {
+    let dir = dir.to_string_lossy().into_owned();
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let mut paths: Vec<&str> =
+        maps.lines().filter_map(|l| l.split_whitespace().nth(5)).filter(|p| p.starts_with(&dir)).collect();
+    paths.sort_unstable();
+    paths.dedup();
+    paths.len()
+}
+
+struct Outcome {
+    calls: u64,
+    wrong_answers: u64,
+    rss_kib: Vec<u64>,
+    elapsed: Duration,
+}
+
+fn stress(reloads: usize, name: &str) -> Outcome {
+    let s = Scratch::new(name);
+    let v1 = fixture("counter", &[]);
+    let v2 = fixture("counter", &["v2"]);
+    let path = s.install(&v1, "counter");
+    let rt = runtime();
+    rt.load(&path).unwrap();
+    let answer = fn1(&rt, "counter", "answer");
+    let bump = fn0(&rt, "counter", "bump");
+    let count = fn0(&rt, "counter", "count");
+    let stop = AtomicBool::new(false);
+    let started = Instant::now();
+
+    let (calls, wrong_answers, rss) = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..WORKERS)
+            .map(|w| {
+                let (rt, stop) = (&rt, &stop);
+                scope.spawn(move || {
+                    // Registered before the first call into module code.
+                    let guard = rt.register_thread();
+                    let (mut calls, mut wrong) = (0u64, 0u64);
+                    let mut x = w as u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        for _ in 0..64 {
+                            let r = answer(x);
+                            if r != x + 1 && r != x + 2 {
+                                wrong += 1;
+                            }
+                            bump();
+                            calls += 1;
+                            x = (x + 7) % 1_000_003;
+                        }
+                        guard.quiescent();
+                    }
+                    (calls, wrong)
+                })
+            })
+            .collect();
+        while rt.stats().threads < WORKERS {
+            std::thread::yield_now();
+        }
+        let mut rss = Vec::new();
+        let sample_every = (reloads / 20).max(1);
+        for i in 0..reloads {
+            s.install(if i % 2 == 0 { &v2 } else { &v1 }, "counter");
+            let report = rt.perform_reload().expect("every reload commits");
+            assert_eq!(report.reloaded, ["counter"], "reload {i}");
+            if i % sample_every == 0 {
+                rss.push(rss_kib());
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        let mut totals = (0, 0);
+        for worker in workers {
+            let (calls, wrong) = worker.join().expect("no worker crashed");
+            totals.0 += calls;
+            totals.1 += wrong;
+        }
+        (totals.0, totals.1, rss)
+    });
+
+    // Every increment made through module code is in the global.
+    assert_eq!(count(), calls, "the counter equals the exact number of increments");
+    // The workers are gone: everything retired can be closed, and is.
+    rt.collect_retired();
+    let stats = rt.stats();
+    assert_eq!(stats.retired_pending, 0);
+    assert_eq!(stats.unloads, reloads as u64, "every replaced library was unloaded");
+    assert_eq!(mapped_copies(&rt.private_dir()), 1, "only the current library is still mapped");
+    assert_eq!(stats.threads, 0);
+    Outcome { calls, wrong_answers, rss_kib: rss, elapsed: started.elapsed() }
+}
+
+fn report(what: &str, reloads: usize, o: &Outcome) {
+    println!(
+        "{what}: {reloads} reloads, {} calls from {WORKERS} threads in {:.1} s; RSS {} KiB -> {} KiB",
+        o.calls,
+        o.elapsed.as_secs_f64(),
+        o.rss_kib.first().copied().unwrap_or(0),
+        o.rss_kib.last().copied().unwrap_or(0)
+    );
+}
+
+#[test]
+fn four_threads_call_through_stubs_while_the_module_reloads_a_thousand_times() {
+    let reloads = 1_000;
+    let outcome = stress(reloads, "stress");
+    report("stress", reloads, &outcome);
+    assert_eq!(outcome.wrong_answers, 0, "every call returned a v1 or a v2 answer");
+    assert!(outcome.calls > 0);
+    // Memory does not grow with the number of reloads: compare the second
+    // half with the first sample after warm-up.
+    let warm = outcome.rss_kib[1];
+    let last = *outcome.rss_kib.last().unwrap();
+    assert!(last < warm + 32 * 1024, "RSS grew from {warm} KiB to {last} KiB over {reloads} reloads");
+}
+
+#[test]
+#[ignore = "soak: 100,000 reloads; run with `cargo test -p hcr-runtime --test stress -- --ignored soak`"]
+fn soak() {
+    let reloads = 100_000;
+    let outcome = stress(reloads, "soak");
+    report("soak", reloads, &outcome);
+    assert_eq!(outcome.wrong_answers, 0);
+    // Flat: the last tenth of the run uses no more memory than the first
+    // tenth after warm-up, give or take allocator noise.
+    let early = outcome.rss_kib[2];
+    let late = *outcome.rss_kib.last().unwrap();
+    assert!(late < early + 8 * 1024, "RSS grew from {early} KiB to {late} KiB over {reloads} reloads");
+}
