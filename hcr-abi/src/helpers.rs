@@ -5,7 +5,7 @@ use core::cell::UnsafeCell;
 use core::ffi::c_void;
 use core::mem::MaybeUninit;
 use core::ops::Deref;
-use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 
 use crate::{GlobalDesc, GlobalSlot, HostApi, ProcImport, Status, Str};
 
@@ -259,13 +259,31 @@ impl<T> Deref for Global<T> {
     }
 }
 
-/// A cached stub address, used by generated bindings: one per proc they call.
+/// What an unbound [`ProcCell`] calls: bindings used before the runtime (or
+/// the importing module's init) bound them. It cannot know which proc was
+/// meant; the message says what happened, and the process aborts (a panic
+/// cannot unwind out of an `extern "C"` function).
+extern "C" fn unbound_binding() -> ! {
+    panic!(
+        "hcr: a proc was called through bindings that are not bound yet (start the runtime and load the module first)"
+    )
+}
+
+/// The slot every cell reads until it is bound: it holds [`unbound_binding`].
+static UNBOUND_SLOT: AtomicPtr<()> = AtomicPtr::new(unbound_binding as *mut ());
+
+/// A proc as generated bindings see it: one per proc they call.
 ///
-/// Hosts bind cells through the runtime; modules bind the cells of their
-/// imports in their init. After that a call is one load and one indirect
-/// call through the stub, with no lock and no lookup.
+/// It holds the proc's stub (its stable address, handed out as a function
+/// pointer) and a pointer to the slot that holds the proc's current code.
+/// Hosts bind cells through the runtime, which gives them the stub's own
+/// slot: a call is then one load of the target and one indirect call, like a
+/// call through a GOT entry. Modules bind the cells of their imports in their
+/// init, where only the stub is known: a call then goes through the stub.
+/// Before a cell is bound, calling through it aborts with a message.
 pub struct ProcCell {
-    addr: AtomicUsize,
+    stub: AtomicPtr<()>,
+    slot: AtomicPtr<AtomicPtr<()>>,
     module: &'static str,
     name: &'static str,
     signature_hash: u64,
@@ -277,7 +295,7 @@ impl core::fmt::Debug for ProcCell {
         f.debug_struct("ProcCell")
             .field("module", &self.module)
             .field("name", &self.name)
-            .field("addr", &(self.addr.load(Ordering::Relaxed) as *const c_void))
+            .field("stub", &self.stub.load(Ordering::Relaxed))
             .finish()
     }
 }
@@ -291,41 +309,52 @@ impl<T> core::fmt::Debug for Global<T> {
 impl ProcCell {
     /// An unbound cell for proc `name` of `module`.
     pub const fn new(module: &'static str, name: &'static str, signature_hash: u64, signature: &'static str) -> Self {
-        ProcCell { addr: AtomicUsize::new(0), module, name, signature_hash, signature }
-    }
-
-    /// The stub address.
-    ///
-    /// # Panics
-    ///
-    /// If the cell was never bound: the bindings were used before the
-    /// runtime loaded the module (or before the module's init ran).
-    #[inline(always)]
-    pub fn get(&self) -> usize {
-        let addr = self.addr.load(Ordering::Acquire);
-        if addr == 0 {
-            self.unbound();
+        ProcCell {
+            stub: AtomicPtr::new(unbound_binding as *mut ()),
+            slot: AtomicPtr::new(core::ptr::from_ref(&UNBOUND_SLOT).cast_mut()),
+            module,
+            name,
+            signature_hash,
+            signature,
         }
-        addr
     }
 
-    #[cold]
-    #[inline(never)]
-    fn unbound(&self) -> ! {
-        panic!(
-            "hcr: {}::{} was called through bindings that are not bound yet (start the runtime and load the module first)",
-            self.module, self.name
-        )
+    /// The address of the proc's current code: what a call jumps to.
+    #[inline(always)]
+    pub fn target(&self) -> *const () {
+        let slot = self.slot.load(Ordering::Acquire);
+        // SAFETY: `slot` is `UNBOUND_SLOT`, this cell's own `stub` field, or
+        // a stub slot of the runtime that bound the cell; each lives as long
+        // as calls through the cell are allowed.
+        unsafe { (*slot).load(Ordering::Acquire) }
     }
 
-    /// Stores the stub address.
-    pub fn set(&self, addr: usize) {
-        self.addr.store(addr, Ordering::Release);
+    /// The proc's stub: its stable address, valid across reloads.
+    #[inline(always)]
+    pub fn stub(&self) -> *const () {
+        self.stub.load(Ordering::Acquire)
     }
 
-    /// Whether the cell holds an address.
+    /// Binds the cell to a stub and the slot holding that stub's target.
+    ///
+    /// # Safety
+    ///
+    /// `slot` must be the slot of the stub at `stub`, and stay valid for as
+    /// long as anything calls through the cell.
+    pub unsafe fn bind_slot(&'static self, stub: *const (), slot: *const AtomicPtr<()>) {
+        self.stub.store(stub.cast_mut(), Ordering::Release);
+        self.slot.store(slot.cast_mut(), Ordering::Release);
+    }
+
+    /// Binds the cell to a stub alone: calls go through the stub.
+    pub fn bind_stub(&'static self, stub: *const ()) {
+        self.stub.store(stub.cast_mut(), Ordering::Release);
+        self.slot.store(core::ptr::from_ref(&self.stub).cast_mut(), Ordering::Release);
+    }
+
+    /// Whether the cell was bound.
     pub fn is_bound(&self) -> bool {
-        self.addr.load(Ordering::Acquire) != 0
+        self.stub.load(Ordering::Acquire) != unbound_binding as *mut ()
     }
 
     /// The module that registers the proc.
@@ -357,7 +386,7 @@ impl ProcCell {
     /// # Errors
     ///
     /// The status of a refused lookup.
-    pub unsafe fn bind(&self, api: &HostApi) -> Result<(), Status> {
+    pub unsafe fn bind(&'static self, api: &HostApi) -> Result<(), Status> {
         let import = ProcImport {
             module: Str::new(self.module),
             name: Str::new(self.name),
@@ -370,7 +399,7 @@ impl ProcCell {
         if out.is_null() {
             return Err(Status::INTERNAL);
         }
-        self.set(out as usize);
+        self.bind_stub(out.cast());
         Ok(())
     }
 }
@@ -390,18 +419,20 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "hcr: m::f was called through bindings that are not bound yet")]
-    fn an_unbound_cell_panics_with_its_name() {
-        static CELL: ProcCell = ProcCell::new("m", "f", 1, "extern \"C\" fn()");
-        CELL.get();
-    }
-
-    #[test]
-    fn a_bound_cell_returns_its_address() {
-        let cell = ProcCell::new("m", "f", 1, "extern \"C\" fn()");
-        assert!(!cell.is_bound());
-        cell.set(0x1000);
-        assert_eq!(cell.get(), 0x1000);
-        assert_eq!((cell.module(), cell.name(), cell.signature_hash()), ("m", "f", 1));
+    fn a_cell_bound_to_a_stub_reads_the_stub_and_one_bound_to_a_slot_reads_the_slot() {
+        static STUB_ONLY: ProcCell = ProcCell::new("m", "f", 1, "extern \"C\" fn()");
+        static WITH_SLOT: ProcCell = ProcCell::new("m", "g", 2, "extern \"C\" fn()");
+        static SLOT: AtomicPtr<()> = AtomicPtr::new(0x2000 as *mut ());
+        assert!(!STUB_ONLY.is_bound());
+        assert_eq!(STUB_ONLY.target(), unbound_binding as *const ());
+        STUB_ONLY.bind_stub(0x1000 as *const ());
+        assert!(STUB_ONLY.is_bound());
+        assert_eq!((STUB_ONLY.stub(), STUB_ONLY.target()), (0x1000 as *const (), 0x1000 as *const ()));
+        // SAFETY: `SLOT` is a static.
+        unsafe { WITH_SLOT.bind_slot(0x1000 as *const (), &SLOT) };
+        assert_eq!(WITH_SLOT.target(), 0x2000 as *const ());
+        SLOT.store(0x3000 as *mut (), Ordering::Release);
+        assert_eq!(WITH_SLOT.target(), 0x3000 as *const (), "a re-pointed slot is seen at once");
+        assert_eq!((WITH_SLOT.module(), WITH_SLOT.name(), WITH_SLOT.signature_hash()), ("m", "g", 2));
     }
 }

@@ -368,7 +368,7 @@ pub(crate) fn bindings(m: &ModuleSource, ctx: Ctx<'_>, used: &dyn Fn(&str) -> bo
     let hot_fns = m.scanned.procs.iter().map(|p| hot_binding(name, p, &hot_cfg));
     let static_part = static_feature.map(|_| {
         let lib = format_ident!("{}", name);
-        let decls = m.scanned.procs.iter().map(|p| {
+        let decls = m.scanned.procs.iter().filter(|p| p.public_path.is_none()).map(|p| {
             let ident = format_ident!("{}", p.name);
             let symbol = &p.name;
             let params = binding_params(&p.sig).into_iter().map(|(n, t)| quote!(#n: #t));
@@ -478,18 +478,24 @@ fn hot_binding(module: &str, p: &Proc, cfg: &TokenStream) -> TokenStream {
     let output = &p.sig.output;
     let unsafety = &p.sig.unsafety;
     let (call_doc, ptr_doc) = docs(module, p);
-    let call = quote!((#ptr())(#(#args),*));
+    let target_safety = safety(
+        "the cell gives the current code of this proc, looked up for this signature (or a handler that aborts); it stays valid for the runtime's lifetime.",
+    );
+    let stub_safety = safety(
+        "the cell gives the stub of this proc, looked up for this signature: a function address valid for the runtime's lifetime.",
+    );
+    let target = quote! {
+        #target_safety
+        let f = unsafe { ::core::mem::transmute::<*const (), #fn_type>(__cells::#ident.target()) };
+    };
     let body = if unsafety.is_some() {
         let note = safety("the caller upholds the contract of the module's function.");
-        quote!(#note unsafe { #call })
+        quote!(#target #note unsafe { f(#(#args),*) })
     } else {
-        call
+        quote!(#target f(#(#args),*))
     };
     let doc_safety = unsafety
         .map(|_| quote!(#[doc = ""] #[doc = " # Safety"] #[doc = ""] #[doc = " As for the module's function."]));
-    let cell_safety = safety(
-        "the cell holds the stub of this proc, looked up for this signature; a stub is a valid function address for the runtime's lifetime.",
-    );
     quote! {
         #[doc = #call_doc]
         #doc_safety
@@ -503,8 +509,8 @@ fn hot_binding(module: &str, p: &Proc, cfg: &TokenStream) -> TokenStream {
         #cfg
         #[inline]
         pub fn #ptr() -> #fn_type {
-            #cell_safety
-            unsafe { ::core::mem::transmute::<usize, #fn_type>(__cells::#ident.get()) }
+            #stub_safety
+            unsafe { ::core::mem::transmute::<*const (), #fn_type>(__cells::#ident.stub()) }
         }
     }
 }
@@ -514,6 +520,36 @@ fn static_binding(module: &str, p: &Proc, cfg: &TokenStream) -> TokenStream {
     let output = &p.sig.output;
     let unsafety = &p.sig.unsafety;
     let (call_doc, ptr_doc) = docs(module, p);
+    if let Some(path) = &p.public_path {
+        // A direct call by path: the same call as from the module crate.
+        let lib = format_ident!("{}", module);
+        let segments = path.iter().map(|s| format_ident!("{}", s));
+        let target = quote!(::#lib #(:: #segments)* :: #ident);
+        let doc_safety = unsafety
+            .map(|_| quote!(#[doc = ""] #[doc = " # Safety"] #[doc = ""] #[doc = " As for the module's function."]));
+        let body = if unsafety.is_some() {
+            let note = safety("the caller upholds the contract of the module's function.");
+            quote!(#note unsafe { #target(#(#args),*) })
+        } else {
+            quote!(#target(#(#args),*))
+        };
+        return quote! {
+            #[doc = #call_doc]
+            #doc_safety
+            #cfg
+            #[inline]
+            pub #unsafety fn #ident(#(#params),*) #output {
+                #body
+            }
+
+            #[doc = #ptr_doc]
+            #cfg
+            #[inline]
+            pub fn #ptr() -> #fn_type {
+                #target
+            }
+        };
+    }
     let body = if unsafety.is_some() {
         let note = safety(
             "the caller upholds the contract of the module's function; the declaration has the definition's signature.",

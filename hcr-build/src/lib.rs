@@ -336,11 +336,19 @@ pub struct Host {
     cfg: Option<Cfg>,
     modules: Vec<PathBuf>,
     static_feature: Option<String>,
+    file_name: String,
 }
 
 impl Default for Host {
     fn default() -> Host {
-        Host { crate_dir: None, out_dir: None, cfg: None, modules: Vec::new(), static_feature: Some("static".into()) }
+        Host {
+            crate_dir: None,
+            out_dir: None,
+            cfg: None,
+            modules: Vec::new(),
+            static_feature: Some("static".into()),
+            file_name: HOST_FILE.into(),
+        }
     }
 }
 
@@ -374,6 +382,13 @@ impl Host {
     /// A module crate (its directory, relative to the host crate).
     pub fn module(mut self, crate_dir: impl Into<PathBuf>) -> Host {
         self.modules.push(crate_dir.into());
+        self
+    }
+
+    /// The file to write in the output directory, instead of [`HOST_FILE`]
+    /// (for a crate that includes several sets of bindings).
+    pub fn file_name(mut self, name: &str) -> Host {
+        self.file_name = name.to_owned();
         self
     }
 
@@ -452,7 +467,7 @@ impl Host {
             Some(dir) => dir.clone(),
             None => env_path("OUT_DIR")?,
         };
-        let path = out.join(HOST_FILE);
+        let path = out.join(&self.file_name);
         write_if_changed(&path, &generated.source)?;
         for input in &generated.inputs {
             println!("cargo:rerun-if-changed={}", input.display());
@@ -466,7 +481,7 @@ impl Host {
     pub fn build(self) {
         if let Err(e) = self.generate() {
             let out = self.out_dir.clone().or_else(|| env_path("OUT_DIR").ok());
-            report(&e, out.map(|d| d.join(HOST_FILE)));
+            report(&e, out.map(|d| d.join(&self.file_name)));
         }
     }
 }

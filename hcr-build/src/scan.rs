@@ -22,6 +22,9 @@ pub(crate) struct Proc {
     pub(crate) name: String,
     pub(crate) sig: Signature,
     pub(crate) location: Location,
+    /// The module path from the crate root, when the proc and every module
+    /// on the way are `pub` (so that other crates can call it by path).
+    pub(crate) public_path: Option<Vec<String>>,
 }
 
 /// A `static NAME: Global<T>`.
@@ -144,13 +147,22 @@ pub(crate) fn scan(crate_dir: &Path, root: &Path, cfg: &Cfg) -> Result<Scanned, 
         hash: Fnv::new(),
     };
     let child_dir = root.parent().unwrap_or(crate_dir).to_path_buf();
-    walker.file(root, &[], &child_dir, true, None);
+    walker.file(root, &[], &child_dir, Reach { crate_root: true, public: true }, None);
     walker.check_migrations();
     if let Some(error) = Error::collect(walker.errors) {
         return Err(error);
     }
     walker.out.content_hash = walker.hash.finish();
     Ok(walker.out)
+}
+
+/// How the items of a module can be reached.
+#[derive(Clone, Copy)]
+struct Reach {
+    /// From the crate root (by generated code in the crate).
+    crate_root: bool,
+    /// From other crates.
+    public: bool,
 }
 
 struct Walker<'a> {
@@ -179,14 +191,7 @@ impl Walker<'_> {
     }
 
     /// Scans one file. `declared_at` is the `mod` item that pulled it in.
-    fn file(
-        &mut self,
-        path: &Path,
-        module: &[String],
-        child_dir: &Path,
-        reachable: bool,
-        declared_at: Option<Location>,
-    ) {
+    fn file(&mut self, path: &Path, module: &[String], child_dir: &Path, reach: Reach, declared_at: Option<Location>) {
         let source = match std::fs::read_to_string(path) {
             Ok(source) => source,
             Err(source) => {
@@ -216,7 +221,7 @@ impl Walker<'_> {
                 return;
             }
         };
-        self.items(&file.items, path, module, child_dir, reachable);
+        self.items(&file.items, path, module, child_dir, reach);
     }
 
     fn enabled(&mut self, file: &Path, attrs: &[Attribute]) -> bool {
@@ -229,21 +234,24 @@ impl Walker<'_> {
         }
     }
 
-    fn items(&mut self, items: &[Item], file: &Path, module: &[String], child_dir: &Path, reachable: bool) {
+    fn items(&mut self, items: &[Item], file: &Path, module: &[String], child_dir: &Path, reach: Reach) {
         for item in items {
             let attrs = item_attrs(item);
             if !self.enabled(file, attrs) {
                 continue;
             }
             match item {
-                Item::Mod(m) => self.module(m, file, module, child_dir, reachable),
-                Item::Fn(f) if is_no_mangle(&f.attrs) => self.proc(&f.sig, file),
+                Item::Mod(m) => self.module(m, file, module, child_dir, reach),
+                Item::Fn(f) if is_no_mangle(&f.attrs) => {
+                    let public = reach.public && matches!(f.vis, Visibility::Public(_));
+                    self.proc(&f.sig, file, public.then(|| module.to_vec()));
+                }
                 Item::Static(s) => {
                     let visible = module.is_empty() || !is_private(&s.vis);
                     if let Some(ty) = global_type(&s.ty) {
-                        self.global(s, ty, file, module, reachable && visible);
+                        self.global(s, ty, file, module, reach.crate_root && visible);
                     } else if let Some((old, new)) = migration_types(&s.ty) {
-                        self.migration(s, old, new, file, module, reachable && visible);
+                        self.migration(s, old, new, file, module, reach.crate_root && visible);
                     }
                 }
                 Item::Use(u) => self.use_tree(&u.tree, &mut Vec::new(), u.leading_colon.is_some()),
@@ -253,15 +261,18 @@ impl Walker<'_> {
         }
     }
 
-    fn module(&mut self, m: &syn::ItemMod, file: &Path, module: &[String], child_dir: &Path, reachable: bool) {
+    fn module(&mut self, m: &syn::ItemMod, file: &Path, module: &[String], child_dir: &Path, reach: Reach) {
         let name = m.ident.to_string();
         let mut path = module.to_vec();
         path.push(name.clone());
-        // Items below are reachable from the crate root if every module after
-        // the first is visible to its parent's parent, i.e. not private.
-        let reachable = reachable && (module.is_empty() || !is_private(&m.vis));
+        let reach = Reach {
+            // Items below are reachable from the crate root if every module
+            // after the first is visible to its parent's parent (not private).
+            crate_root: reach.crate_root && (module.is_empty() || !is_private(&m.vis)),
+            public: reach.public && matches!(m.vis, Visibility::Public(_)),
+        };
         if let Some((_, items)) = &m.content {
-            self.items(items, file, &path, &child_dir.join(&name), reachable);
+            self.items(items, file, &path, &child_dir.join(&name), reach);
             return;
         }
         let declared_at = self.location(file, m.ident.span());
@@ -280,10 +291,10 @@ impl Walker<'_> {
                 }
             }
         };
-        self.file(&target, &path, &nested_dir, reachable, Some(declared_at));
+        self.file(&target, &path, &nested_dir, reach, Some(declared_at));
     }
 
-    fn proc(&mut self, sig: &Signature, file: &Path) {
+    fn proc(&mut self, sig: &Signature, file: &Path, public_path: Option<Vec<String>>) {
         let name = sig.ident.to_string();
         let span = sig.ident.span();
         let before = self.errors.len();
@@ -345,7 +356,7 @@ impl Walker<'_> {
                 pat.attrs.clear();
             }
         }
-        self.out.procs.push(Proc { name, sig, location });
+        self.out.procs.push(Proc { name, sig, location, public_path });
     }
 
     fn global(&mut self, s: &syn::ItemStatic, ty: &Type, file: &Path, module: &[String], reachable: bool) {

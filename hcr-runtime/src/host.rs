@@ -66,9 +66,12 @@ impl Runtime {
     /// # Errors
     ///
     /// As for [`Runtime::get_proc_with_signature`].
-    pub fn bind(&self, cell: &ProcCell) -> Result<()> {
+    pub fn bind(&self, cell: &'static ProcCell) -> Result<()> {
         let proc = self.get_proc_with_signature(cell.module(), cell.name(), cell.signature_hash(), cell.signature())?;
-        cell.set(proc.addr() as usize);
+        // SAFETY: the slot is the stub's own, in the table this runtime owns
+        // until it is dropped; calling bindings after that is outside the
+        // contract (documented on `Runtime`).
+        unsafe { cell.bind_slot(proc.addr().cast(), proc.slot()) };
         Ok(())
     }
 

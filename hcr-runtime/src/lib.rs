@@ -50,6 +50,7 @@ mod encode;
 mod error;
 mod host;
 mod loader;
+mod mapped_vec;
 mod os;
 mod reclaim;
 mod registry;

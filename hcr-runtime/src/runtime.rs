@@ -17,6 +17,7 @@ use parking_lot::{Mutex, MutexGuard};
 use crate::config::{Config, UnloadPolicy};
 use crate::error::{Error, GlobalLayout, Result};
 use crate::loader::{self, ModuleLibrary, PrivateCopy, PrivateDir, Quick, Stamp};
+use crate::mapped_vec::MappedVec;
 use crate::reclaim::{Reclaimer, ThreadGuard};
 use crate::registry::{Binder, Caller, GlobalEntry, GlobalRegistry, ProcRegistry, ProcState};
 use crate::table::{StubTable, Target};
@@ -47,7 +48,6 @@ struct ModuleRecord {
     imports: Vec<Arc<str>>,
     /// Loaded by the host (as opposed to only imported).
     root: bool,
-    procs: Vec<u32>,
     globals: Vec<Box<str>>,
     handlers: Vec<Handler>,
     generation: u64,
@@ -88,7 +88,7 @@ impl ModuleRecord {
     }
 
     fn info(&self, procs: &ProcRegistry, globals: &GlobalRegistry) -> ModuleInfo {
-        let bound = self.procs.iter().filter(|&&s| procs.get(s).state == ProcState::Bound).count();
+        let bound = procs.module_stubs(&self.name).filter(|&s| procs.state(s) == ProcState::Bound).count();
         ModuleInfo {
             name: self.name.to_string(),
             path: self.source.clone(),
@@ -104,11 +104,33 @@ impl ModuleRecord {
 }
 
 /// A proc registered by a module in an uncommitted transaction.
+#[derive(Clone, Copy)]
 struct StagedProc {
     stub: u32,
     addr: usize,
-    signature_hash: u64,
-    signature: Box<str>,
+    /// Interned signature id.
+    signature: u32,
+}
+
+/// A set of stub indices, one bit each.
+#[derive(Default)]
+struct StubSet(MappedVec<u64>);
+
+impl StubSet {
+    /// Adds `stub`; false if it was there already.
+    fn insert(&mut self, stub: u32) -> bool {
+        let (word, bit) = ((stub / 64) as usize, 1u64 << (stub % 64));
+        if word >= self.0.len() {
+            self.0.resize((word + 1).max(self.0.len() * 2), 0);
+        }
+        let fresh = self.0[word] & bit == 0;
+        self.0[word] |= bit;
+        fresh
+    }
+
+    fn contains(&self, stub: u32) -> bool {
+        self.0.get((stub / 64) as usize).is_some_and(|w| w & (1u64 << (stub % 64)) != 0)
+    }
 }
 
 /// A module loaded by an uncommitted transaction.
@@ -121,8 +143,7 @@ struct Staged {
     abi_minor: u16,
     imports: Vec<Arc<str>>,
     root: bool,
-    procs: Vec<StagedProc>,
-    proc_names: HashSet<Box<str>>,
+    procs: MappedVec<StagedProc>,
     globals: Vec<Box<str>>,
     handlers: Vec<Handler>,
     messages: Vec<String>,
@@ -130,10 +151,13 @@ struct Staged {
 }
 
 /// Everything a load or reload did that is not committed yet.
-#[derive(Default)]
 struct Txn {
     staged: Vec<Staged>,
-    created_procs: Vec<u32>,
+    /// Stubs in use when the transaction started: every stub from here on
+    /// was created by it (stubs are taken in order).
+    watermark: u32,
+    /// Stubs registered by the staged modules.
+    registered: StubSet,
     created_globals: Vec<(Arc<str>, Box<str>)>,
     /// Bindings made by the staged inits (checked, then recorded, at commit).
     binds: Vec<(u32, Binder)>,
@@ -142,6 +166,22 @@ struct Txn {
     load_time: Duration,
     copy_time: Duration,
     init_time: Duration,
+}
+
+impl Txn {
+    fn new(state: &State) -> Txn {
+        Txn {
+            staged: Vec::new(),
+            watermark: state.procs.len(),
+            registered: StubSet::default(),
+            created_globals: Vec::new(),
+            binds: Vec::new(),
+            migrated: Vec::new(),
+            load_time: Duration::ZERO,
+            copy_time: Duration::ZERO,
+            init_time: Duration::ZERO,
+        }
+    }
 }
 
 /// How a module enters a transaction.
@@ -219,15 +259,19 @@ impl State {
     }
 
     /// The stub of `(module, name)`, creating an entry (and taking a stub) if
-    /// there is none. Creations are recorded in `created` for rollback.
-    fn proc_stub(&mut self, module: &Arc<str>, name: &str, created: Option<&mut Vec<u32>>) -> Result<u32> {
+    /// there is none. Outside a transaction a new entry is pending and
+    /// committed at once; inside one, the transaction's commit or rollback
+    /// settles it.
+    fn proc_stub(&mut self, module: &Arc<str>, name: &str, in_txn: bool) -> Result<u32> {
         if let Some(stub) = self.procs.lookup(module, name) {
             return Ok(stub);
         }
         let stub = self.table.allocate()?;
-        self.procs.insert(module.clone(), name, stub);
-        if let Some(created) = created {
-            created.push(stub);
+        debug_assert_eq!(stub, self.procs.len(), "stubs and procs are created together");
+        self.procs.insert(module, name, stub);
+        if !in_txn {
+            self.procs.set_state(stub, ProcState::Pending);
+            self.procs.merge();
         }
         Ok(stub)
     }
@@ -342,8 +386,7 @@ impl State {
                 Role::Import => false,
                 Role::Replace { root, .. } => root,
             },
-            procs: Vec::new(),
-            proc_names: HashSet::new(),
+            procs: MappedVec::new(),
             globals: Vec::new(),
             handlers: Vec::new(),
             messages: Vec::new(),
@@ -408,22 +451,33 @@ impl State {
     /// bindings of modules that `txn` replaces are replaced by theirs.
     fn check_signatures(&self, txn: &Txn) -> Vec<Error> {
         let replaced: HashSet<&str> = txn.staged.iter().map(|s| &*s.name).collect();
-        let mut registered: HashMap<u32, (u64, &str)> = HashMap::new();
-        for staged in &txn.staged {
-            for p in &staged.procs {
-                registered.insert(p.stub, (p.signature_hash, &p.signature));
-            }
-        }
-        let mut touched: Vec<u32> = registered.keys().copied().chain(txn.binds.iter().map(|(s, _)| *s)).collect();
+        // Only stubs someone is bound to can mismatch.
+        let mut touched: Vec<u32> = self.procs.bound_stubs().chain(txn.binds.iter().map(|(s, _)| *s)).collect();
         touched.sort_unstable();
         touched.dedup();
+        if touched.is_empty() {
+            return Vec::new();
+        }
+        let mut new_binds: HashMap<u32, Vec<&Binder>> = HashMap::new();
+        for (stub, binder) in &txn.binds {
+            new_binds.entry(*stub).or_default().push(binder);
+        }
+        let mut registered: HashMap<u32, (u64, &str)> = HashMap::new();
+        for staged in &txn.staged {
+            for p in staged.procs.iter().filter(|p| touched.binary_search(&p.stub).is_ok()) {
+                registered.insert(p.stub, self.procs.signature_of(p.signature));
+            }
+        }
         let mut errors = Vec::new();
         for stub in touched {
             let entry = self.procs.get(stub);
             let (hash, text) = match registered.get(&stub) {
                 Some(&(hash, text)) => (hash, text),
-                None if entry.state == ProcState::Bound && !replaced.contains(&*entry.module) => {
-                    (entry.signature_hash, &*entry.signature)
+                None if stub < txn.watermark
+                    && entry.state == ProcState::Bound
+                    && !replaced.contains(&**entry.module) =>
+                {
+                    (entry.signature_hash, entry.signature)
                 }
                 // Not registered (yet, or any more): nothing to compare with.
                 None => continue,
@@ -436,7 +490,7 @@ impl State {
                 .binders(stub)
                 .iter()
                 .filter(|b| !matches!(&b.caller, Caller::Module(m) if replaced.contains(&**m)));
-            let new = txn.binds.iter().filter(|(s, _)| *s == stub).map(|(_, b)| b);
+            let new = new_binds.get(&stub).into_iter().flatten().copied();
             let mut reported = HashSet::new();
             for b in kept.chain(new) {
                 if b.hash != 0 && b.hash != hash && reported.insert(b.caller.clone()) {
@@ -490,7 +544,7 @@ impl State {
             // to any thread that reaches new code through a patched stub.
             os::process_barrier();
         }
-        let Txn { staged, binds, migrated, .. } = txn;
+        let Txn { staged, binds, migrated, watermark, registered, .. } = txn;
         let replaced: HashSet<Arc<str>> = staged.iter().map(|s| s.name.clone()).collect();
         self.procs.forget_binders_of(&replaced);
         for (stub, binder) in binds {
@@ -500,12 +554,9 @@ impl State {
             self.globals.insert(module, &name, entry);
         }
         for staged in staged {
-            let new_stubs: HashSet<u32> = staged.procs.iter().map(|p| p.stub).collect();
             for p in &staged.procs {
-                let entry = self.procs.get_mut(p.stub);
-                entry.state = ProcState::Bound;
-                entry.signature_hash = p.signature_hash;
-                entry.signature = p.signature.clone();
+                self.procs.set_signature(p.stub, p.signature);
+                self.procs.set_state(p.stub, ProcState::Bound);
                 self.table.bind(p.stub, p.addr);
             }
             let record = ModuleRecord {
@@ -518,7 +569,6 @@ impl State {
                 abi_minor: staged.abi_minor,
                 imports: staged.imports,
                 root: staged.root,
-                procs: staged.procs.iter().map(|p| p.stub).collect(),
                 globals: staged.globals,
                 handlers: staged.handlers,
                 generation,
@@ -526,7 +576,12 @@ impl State {
             match self.module_index(&staged.name) {
                 Some(index) => {
                     let old = std::mem::replace(&mut self.modules[index], record);
-                    for &stub in old.procs.iter().filter(|s| !new_stubs.contains(s)) {
+                    let gone: Vec<u32> = self
+                        .procs
+                        .module_stubs(&old.name)
+                        .filter(|&stub| !registered.contains(stub) && self.procs.state(stub) == ProcState::Bound)
+                        .collect();
+                    for stub in gone {
                         self.remove_proc(stub);
                     }
                     let kept: HashSet<&str> = self.modules[index].globals.iter().map(|g| &**g).collect();
@@ -542,15 +597,22 @@ impl State {
                 }
             }
         }
+        // Stubs the transaction created only by asking for them wait, pending,
+        // for a module to register them.
+        for stub in watermark..self.procs.len() {
+            if !registered.contains(stub) {
+                self.procs.set_state(stub, ProcState::Pending);
+            }
+        }
+        self.procs.merge();
         self.collect_unreachable(&mut out);
         out
     }
 
     /// Points a proc's stub at its pad: it is no longer there.
     fn remove_proc(&mut self, stub: u32) {
-        let entry = self.procs.get_mut(stub);
-        entry.state = ProcState::Removed;
-        let label = entry.label();
+        self.procs.set_state(stub, ProcState::Removed);
+        let label = self.procs.get(stub).label();
         self.table.unbind(stub, &label);
     }
 
@@ -573,7 +635,9 @@ impl State {
         for name in doomed {
             let index = self.module_index(&name).expect("module is loaded");
             let record = self.modules.remove(index);
-            for &stub in &record.procs {
+            let gone: Vec<u32> =
+                self.procs.module_stubs(&record.name).filter(|&s| self.procs.state(s) == ProcState::Bound).collect();
+            for stub in gone {
                 self.remove_proc(stub);
             }
             for global in &record.globals {
@@ -586,10 +650,8 @@ impl State {
 
     /// Undoes everything `txn` created; the state is as before it started.
     fn rollback(&mut self, txn: Txn) {
-        for &stub in txn.created_procs.iter().rev() {
-            self.procs.remove(stub);
-            self.table.release(stub);
-        }
+        self.procs.truncate(txn.watermark);
+        self.table.truncate(txn.watermark);
         for (module, name) in &txn.created_globals {
             self.globals.remove(module, name);
         }
@@ -681,16 +743,12 @@ impl Session<'_> {
             return Err(self.invalid(format!("proc `{name}` has a null address")));
         }
         let signature = self.text(desc.signature, 4096, "signature")?;
-        if !self.txn.staged[self.index].proc_names.insert(name.as_str().into()) {
+        let stub = self.state.proc_stub(&module, &name, true)?;
+        if !self.txn.registered.insert(stub) {
             return Err(Error::DuplicateProc { module: module.to_string(), name });
         }
-        let stub = self.state.proc_stub(&module, &name, Some(&mut self.txn.created_procs))?;
-        self.txn.staged[self.index].procs.push(StagedProc {
-            stub,
-            addr: desc.addr as usize,
-            signature_hash: desc.signature_hash,
-            signature: signature.into(),
-        });
+        let signature = self.state.procs.intern_signature(desc.signature_hash, &signature);
+        self.txn.staged[self.index].procs.push(StagedProc { stub, addr: desc.addr as usize, signature });
         Ok(())
     }
 
@@ -698,7 +756,7 @@ impl Session<'_> {
         let module: Arc<str> = self.name(import.module, "module name")?.into();
         let name = self.name(import.name, "proc name")?;
         let signature = self.text(import.signature, 4096, "signature")?;
-        let stub = self.state.proc_stub(&module, &name, Some(&mut self.txn.created_procs))?;
+        let stub = self.state.proc_stub(&module, &name, true)?;
         if import.signature_hash != 0 {
             let binder = Binder {
                 caller: Caller::Module(self.module()),
@@ -1000,10 +1058,14 @@ impl Runtime {
             return Ok(state.modules[index].info(&state.procs, &state.globals));
         }
         let copy = state.private.copy_in(&source)?;
-        let mut txn = Txn::default();
+        let mut txn = Txn::new(&state);
         let staged = state
             .stage(&mut txn, copy, source, Role::Root, &mut Vec::new())
-            .and_then(|name| state.check_graph(&txn).map(|()| name).map_err(|e| vec![e]));
+            .and_then(|name| state.check_graph(&txn).map(|()| name).map_err(|e| vec![e]))
+            .and_then(|name| {
+                let mismatches = state.check_signatures(&txn);
+                if mismatches.is_empty() { Ok(name) } else { Err(mismatches) }
+            });
         match staged {
             Ok(name) => {
                 let committed = state.commit(txn, self.generation());
@@ -1080,7 +1142,7 @@ impl Runtime {
         let mut state = self.state()?;
         let index = state.module_index(name).ok_or_else(|| Error::UnknownModule { name: name.to_owned() })?;
         state.modules[index].root = false;
-        let leaving = state.unloaded_by(&Txn::default());
+        let leaving = state.unloaded_by(&Txn::new(&state));
         if let Err(e) = self.check_stack(leaving) {
             state.modules[index].root = true;
             return Err(e);
@@ -1198,7 +1260,7 @@ impl Runtime {
         timings.handlers = t.elapsed();
         let mut state = self.state()?;
 
-        let mut txn = Txn::default();
+        let mut txn = Txn::new(&state);
         let mut failures = Vec::new();
         let attempted: Vec<(usize, Quick)> = prepared.iter().map(|(i, c)| (*i, c.stamp.quick)).collect();
         for (i, copy) in prepared {
@@ -1344,7 +1406,7 @@ impl Runtime {
         }
         let mut state = self.state()?;
         let module = state.procs.module_name(module).unwrap_or_else(|| Arc::from(module));
-        let stub = state.proc_stub(&module, name, None)?;
+        let stub = state.proc_stub(&module, name, false)?;
         if signature_hash != 0 {
             let entry = state.procs.get(stub);
             if entry.state == ProcState::Bound && entry.signature_hash != 0 && entry.signature_hash != signature_hash {
@@ -1353,14 +1415,14 @@ impl Runtime {
                     name: entry.name.to_string(),
                     caller: Caller::Host.to_string(),
                     expected: signature.to_owned(),
-                    found: entry.signature.to_string(),
+                    found: entry.signature.to_owned(),
                 });
             }
             let binder = Binder { caller: Caller::Host, hash: signature_hash, signature: signature.into() };
             state.procs.add_binder(stub, binder);
         }
         let addr = state.publish(stub);
-        Ok(Proc { addr, index: stub })
+        Ok(Proc { addr, slot: state.table.slot_address(stub), index: stub })
     }
 
     /// The storage of global `name` of `module`.
@@ -1389,10 +1451,9 @@ impl Runtime {
         let Ok(state) = self.state() else {
             return Inspection::default();
         };
-        let mut stubs: Vec<StubInfo> = state
-            .procs
-            .entries()
-            .map(|entry| {
+        let stubs: Vec<StubInfo> = (0..state.procs.len())
+            .map(|stub| {
+                let entry = state.procs.get(stub);
                 let address = state.table.stub_address(entry.stub);
                 let target = match state.table.target(entry.stub) {
                     Target::Function(t) => Some(t),
@@ -1416,7 +1477,6 @@ impl Runtime {
                 }
             })
             .collect();
-        stubs.sort_by_key(|s| s.index);
         Inspection {
             region: state.table.range(),
             capacity: state.table.capacity(),
@@ -1461,6 +1521,7 @@ impl Runtime {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Proc {
     addr: usize,
+    slot: usize,
     index: u32,
 }
 
@@ -1473,6 +1534,14 @@ impl Proc {
     /// The stub's index in the table.
     pub fn index(self) -> u32 {
         self.index
+    }
+
+    /// The 8-byte slot holding the stub's current target. Loading it
+    /// atomically gives the address of the proc's current code (or of the
+    /// handler that reports an unbound call): what generated host bindings
+    /// call, GOT-style. Valid for the life of the runtime.
+    pub fn slot(self) -> *const std::sync::atomic::AtomicPtr<()> {
+        self.slot as *const std::sync::atomic::AtomicPtr<()>
     }
 
     /// The stub as a typed function pointer.

@@ -146,7 +146,6 @@ pub(crate) struct StubTable {
     geometry: Geometry,
     capacity: u32,
     next: u32,
-    free: Vec<u32>,
     committed_blocks: usize,
     pad_pages: Vec<bool>,
     unbound: Arc<Unbound>,
@@ -187,7 +186,6 @@ impl StubTable {
             geometry,
             capacity,
             next: 0,
-            free: Vec::new(),
             committed_blocks: 0,
             pad_pages: vec![false; blocks],
             unbound: Arc::new(Unbound { geometry, labels: Mutex::new(HashMap::new()) }),
@@ -204,17 +202,15 @@ impl StubTable {
         self.capacity as usize
     }
 
-    /// Stubs currently allocated.
+    /// Stubs currently allocated: indices `0..in_use()`.
     pub(crate) fn in_use(&self) -> usize {
-        self.next as usize - self.free.len()
+        self.next as usize
     }
 
-    /// Takes a stub out of the table. Its slot holds no target yet: bind or
-    /// unbind it before its address is handed to anyone.
+    /// Takes the next stub out of the table. Its slot holds no target yet
+    /// (or, if the index was given back, its pad): bind or unbind it before
+    /// its address is handed to anyone.
     pub(crate) fn allocate(&mut self) -> Result<u32> {
-        if let Some(index) = self.free.pop() {
-            return Ok(index);
-        }
         if self.next >= self.capacity {
             return Err(Error::CapacityExhausted { capacity: self.capacity() });
         }
@@ -227,14 +223,17 @@ impl StubTable {
         Ok(index)
     }
 
-    /// Gives a stub back. If its address may have been handed out, it keeps
-    /// pointing at its pad, so a stray call still reports instead of jumping
-    /// to reused code.
-    pub(crate) fn release(&mut self, index: u32) {
-        if self.slot(index).load(Ordering::Relaxed) != 0 {
-            self.unbind(index, "<released stub>");
+    /// Gives back every stub from `len` on (those of a rolled-back
+    /// transaction, always the newest). A stub whose address may have been
+    /// handed out keeps pointing at its pad, so a stray call still reports
+    /// instead of jumping to code that reuses the index.
+    pub(crate) fn truncate(&mut self, len: u32) {
+        for index in len..self.next {
+            if self.slot(index).load(Ordering::Relaxed) != 0 {
+                self.unbind(index, "<released stub>");
+            }
         }
-        self.free.push(index);
+        self.next = self.next.min(len);
     }
 
     /// Points a stub at `target` with one atomic store.
@@ -414,14 +413,15 @@ mod tests {
     }
 
     #[test]
-    fn capacity_exhaustion_is_an_error_and_released_stubs_are_reused() {
+    fn capacity_exhaustion_is_an_error_and_truncated_stubs_are_reused() {
         let mut table = StubTable::new(0, 3).unwrap();
-        let a = table.allocate().unwrap();
         table.allocate().unwrap();
+        let b = table.allocate().unwrap();
         table.allocate().unwrap();
         assert!(matches!(table.allocate(), Err(Error::CapacityExhausted { capacity: 3 })));
-        table.release(a);
-        assert_eq!(table.allocate().unwrap(), a);
+        table.truncate(b);
+        assert_eq!(table.in_use(), 1);
+        assert_eq!(table.allocate().unwrap(), b);
     }
 
     #[test]

@@ -51,6 +51,29 @@ fn a_call_to_a_removed_proc_aborts_with_its_name() {
 }
 
 #[test]
+#[ignore = "child process of a_call_through_unbound_bindings_aborts_with_a_message"]
+fn child_calls_through_unbound_bindings() {
+    if !is_child() {
+        return;
+    }
+    // What generated bindings hold for `game::update` before `Hcr::start`.
+    static CELL: hcr_runtime::abi::ProcCell =
+        hcr_runtime::abi::ProcCell::new("game", "update", 1, "extern \"C\" fn()");
+    // SAFETY: an unbound cell's target takes nothing and never returns.
+    let update: extern "C" fn() = unsafe { std::mem::transmute(CELL.target()) };
+    eprintln!("calling through unbound bindings");
+    update();
+    eprintln!("CHILD SURVIVED");
+}
+
+#[test]
+fn a_call_through_unbound_bindings_aborts_with_a_message() {
+    let out = run_child("child_calls_through_unbound_bindings", &[]);
+    assert_aborted_with(&out, "hcr: a proc was called through bindings that are not bound yet");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("calling through unbound bindings"));
+}
+
+#[test]
 #[ignore = "child process of a_call_to_a_never_registered_proc_aborts_with_its_name"]
 fn child_calls_a_pending_proc() {
     if !is_child() {

@@ -98,6 +98,36 @@ fn a_host_bound_with_a_signature_pins_it() {
     assert_eq!(scale(2), 20);
 }
 
+#[test]
+fn loading_a_module_bound_with_another_signature_is_refused() {
+    // `user` built with `scale-u32` calls `dep::scale` as `fn(u32) -> u64`.
+    let s = Scratch::new("sig-load");
+    let dep = s.install(&fixture("dep", &[]), "dep");
+    let user = s.install(&fixture("user", &["scale-u32"]), "user");
+    let rt = runtime();
+    rt.load(&dep).unwrap();
+    let scale = fn1(&rt, "dep", "scale");
+    let err = rt.load(&user).unwrap_err();
+    match &err {
+        Error::SignatureMismatch { module, name, caller, .. } => {
+            assert_eq!((module.as_str(), name.as_str(), caller.as_str()), ("dep", "scale", "module `user`"));
+        }
+        other => panic!("{other}"),
+    }
+    let names: Vec<String> = rt.modules().into_iter().map(|m| m.name).collect();
+    assert_eq!(names, ["dep"], "nothing of the refused load remains");
+    assert_eq!(scale(2), 20);
+
+    // A host pinned to a signature before the module is loaded.
+    let (hash, text) = signature_of(&rt, "dep", "scale");
+    let rt = runtime();
+    rt.get_proc_with_signature("dep", "scale", hash, &text).unwrap();
+    s.install(&fixture("dep", &["sig-change"]), "dep");
+    let err = rt.load(&dep).unwrap_err();
+    assert!(err.to_string().contains("but the host was bound to it as `extern \"C\" fn(u64) -> u64`"), "{err}");
+    assert!(rt.modules().is_empty());
+}
+
 /// state v1 with fields set to (7, 8).
 fn state_v1(name: &str) -> (Scratch, Runtime) {
     let s = Scratch::new(name);

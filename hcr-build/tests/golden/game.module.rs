@@ -104,18 +104,25 @@ pub mod physics {
     #[cfg(not(feature = "static"))]
     #[inline]
     pub fn step(dt: f32) -> u64 {
-        (step_ptr())(dt)
+        // SAFETY: the cell gives the current code of this proc, looked up for this signature (or a handler that aborts); it stays valid for the runtime's lifetime.
+        let f = unsafe {
+            ::core::mem::transmute::<
+                *const (),
+                extern "C" fn(f32) -> u64,
+            >(__cells::step.target())
+        };
+        f(dt)
     }
     /// The stable address of `physics::step`: valid across reloads, usable as a callback.
     #[cfg(not(feature = "static"))]
     #[inline]
     pub fn step_ptr() -> extern "C" fn(f32) -> u64 {
-        // SAFETY: the cell holds the stub of this proc, looked up for this signature; a stub is a valid function address for the runtime's lifetime.
+        // SAFETY: the cell gives the stub of this proc, looked up for this signature: a function address valid for the runtime's lifetime.
         unsafe {
             ::core::mem::transmute::<
-                usize,
+                *const (),
                 extern "C" fn(f32) -> u64,
-            >(__cells::step.get())
+            >(__cells::step.stub())
         }
     }
     /// Direct calls into the module crate, linked in.
@@ -124,28 +131,18 @@ pub mod physics {
         #[allow(unused_imports)]
         use super::*;
         use ::physics as _;
-        unsafe extern "C" {
-            #[link_name = "step"]
-            pub(super) fn step(dt: f32) -> u64;
-        }
+        unsafe extern "C" {}
     }
     /// Calls `physics::step` (the module's current code).
     #[cfg(feature = "static")]
     #[inline]
     pub fn step(dt: f32) -> u64 {
-        // SAFETY: the declaration has the signature of the definition, which is a safe function.
-        unsafe { __static::step(dt) }
+        ::physics::integrate::step(dt)
     }
     /// The stable address of `physics::step`: valid across reloads, usable as a callback.
     #[cfg(feature = "static")]
     #[inline]
     pub fn step_ptr() -> extern "C" fn(f32) -> u64 {
-        // SAFETY: the definition is a safe function with this signature; only its declaration is unsafe to call.
-        unsafe {
-            ::core::mem::transmute::<
-                unsafe extern "C" fn(dt: f32) -> u64,
-                extern "C" fn(f32) -> u64,
-            >(__static::step)
-        }
+        ::physics::integrate::step
     }
 }

@@ -24,18 +24,25 @@ pub mod game {
     #[cfg(not(feature = "static"))]
     #[inline]
     pub fn frame(dt: f32) -> u64 {
-        (frame_ptr())(dt)
+        // SAFETY: the cell gives the current code of this proc, looked up for this signature (or a handler that aborts); it stays valid for the runtime's lifetime.
+        let f = unsafe {
+            ::core::mem::transmute::<
+                *const (),
+                extern "C" fn(f32) -> u64,
+            >(__cells::frame.target())
+        };
+        f(dt)
     }
     /// The stable address of `game::frame`: valid across reloads, usable as a callback.
     #[cfg(not(feature = "static"))]
     #[inline]
     pub fn frame_ptr() -> extern "C" fn(f32) -> u64 {
-        // SAFETY: the cell holds the stub of this proc, looked up for this signature; a stub is a valid function address for the runtime's lifetime.
+        // SAFETY: the cell gives the stub of this proc, looked up for this signature: a function address valid for the runtime's lifetime.
         unsafe {
             ::core::mem::transmute::<
-                usize,
+                *const (),
                 extern "C" fn(f32) -> u64,
-            >(__cells::frame.get())
+            >(__cells::frame.stub())
         }
     }
     /// Direct calls into the module crate, linked in.
@@ -44,29 +51,19 @@ pub mod game {
         #[allow(unused_imports)]
         use super::*;
         use ::game as _;
-        unsafe extern "C" {
-            #[link_name = "frame"]
-            pub(super) fn frame(dt: f32) -> u64;
-        }
+        unsafe extern "C" {}
     }
     /// Calls `game::frame` (the module's current code).
     #[cfg(feature = "static")]
     #[inline]
     pub fn frame(dt: f32) -> u64 {
-        // SAFETY: the declaration has the signature of the definition, which is a safe function.
-        unsafe { __static::frame(dt) }
+        ::game::frame(dt)
     }
     /// The stable address of `game::frame`: valid across reloads, usable as a callback.
     #[cfg(feature = "static")]
     #[inline]
     pub fn frame_ptr() -> extern "C" fn(f32) -> u64 {
-        // SAFETY: the definition is a safe function with this signature; only its declaration is unsafe to call.
-        unsafe {
-            ::core::mem::transmute::<
-                unsafe extern "C" fn(dt: f32) -> u64,
-                extern "C" fn(f32) -> u64,
-            >(__static::frame)
-        }
+        ::game::frame
     }
 }
 /// Bindings to the reloadable functions of module `physics`.
@@ -118,18 +115,25 @@ pub mod physics {
     #[cfg(not(feature = "static"))]
     #[inline]
     pub fn step(dt: f32) -> u64 {
-        (step_ptr())(dt)
+        // SAFETY: the cell gives the current code of this proc, looked up for this signature (or a handler that aborts); it stays valid for the runtime's lifetime.
+        let f = unsafe {
+            ::core::mem::transmute::<
+                *const (),
+                extern "C" fn(f32) -> u64,
+            >(__cells::step.target())
+        };
+        f(dt)
     }
     /// The stable address of `physics::step`: valid across reloads, usable as a callback.
     #[cfg(not(feature = "static"))]
     #[inline]
     pub fn step_ptr() -> extern "C" fn(f32) -> u64 {
-        // SAFETY: the cell holds the stub of this proc, looked up for this signature; a stub is a valid function address for the runtime's lifetime.
+        // SAFETY: the cell gives the stub of this proc, looked up for this signature: a function address valid for the runtime's lifetime.
         unsafe {
             ::core::mem::transmute::<
-                usize,
+                *const (),
                 extern "C" fn(f32) -> u64,
-            >(__cells::step.get())
+            >(__cells::step.stub())
         }
     }
     /// Calls `physics::positions` (the module's current code).
@@ -140,55 +144,76 @@ pub mod physics {
     #[cfg(not(feature = "static"))]
     #[inline]
     pub unsafe fn positions(out: *mut f32, cap: usize) -> usize {
+        // SAFETY: the cell gives the current code of this proc, looked up for this signature (or a handler that aborts); it stays valid for the runtime's lifetime.
+        let f = unsafe {
+            ::core::mem::transmute::<
+                *const (),
+                unsafe extern "C" fn(*mut f32, usize) -> usize,
+            >(__cells::positions.target())
+        };
         // SAFETY: the caller upholds the contract of the module's function.
-        unsafe { (positions_ptr())(out, cap) }
+        unsafe { f(out, cap) }
     }
     /// The stable address of `physics::positions`: valid across reloads, usable as a callback.
     #[cfg(not(feature = "static"))]
     #[inline]
     pub fn positions_ptr() -> unsafe extern "C" fn(*mut f32, usize) -> usize {
-        // SAFETY: the cell holds the stub of this proc, looked up for this signature; a stub is a valid function address for the runtime's lifetime.
+        // SAFETY: the cell gives the stub of this proc, looked up for this signature: a function address valid for the runtime's lifetime.
         unsafe {
             ::core::mem::transmute::<
-                usize,
+                *const (),
                 unsafe extern "C" fn(*mut f32, usize) -> usize,
-            >(__cells::positions.get())
+            >(__cells::positions.stub())
         }
     }
     /// Calls `physics::circle_area` (the module's current code).
     #[cfg(not(feature = "static"))]
     #[inline]
     pub fn circle_area(radius: f64) -> f64 {
-        (circle_area_ptr())(radius)
+        // SAFETY: the cell gives the current code of this proc, looked up for this signature (or a handler that aborts); it stays valid for the runtime's lifetime.
+        let f = unsafe {
+            ::core::mem::transmute::<
+                *const (),
+                extern "C" fn(f64) -> f64,
+            >(__cells::circle_area.target())
+        };
+        f(radius)
     }
     /// The stable address of `physics::circle_area`: valid across reloads, usable as a callback.
     #[cfg(not(feature = "static"))]
     #[inline]
     pub fn circle_area_ptr() -> extern "C" fn(f64) -> f64 {
-        // SAFETY: the cell holds the stub of this proc, looked up for this signature; a stub is a valid function address for the runtime's lifetime.
+        // SAFETY: the cell gives the stub of this proc, looked up for this signature: a function address valid for the runtime's lifetime.
         unsafe {
             ::core::mem::transmute::<
-                usize,
+                *const (),
                 extern "C" fn(f64) -> f64,
-            >(__cells::circle_area.get())
+            >(__cells::circle_area.stub())
         }
     }
     /// Calls `physics::name` (the module's current code).
     #[cfg(not(feature = "static"))]
     #[inline]
     pub fn name() -> *const c_char {
-        (name_ptr())()
+        // SAFETY: the cell gives the current code of this proc, looked up for this signature (or a handler that aborts); it stays valid for the runtime's lifetime.
+        let f = unsafe {
+            ::core::mem::transmute::<
+                *const (),
+                extern "C" fn() -> *const c_char,
+            >(__cells::name.target())
+        };
+        f()
     }
     /// The stable address of `physics::name`: valid across reloads, usable as a callback.
     #[cfg(not(feature = "static"))]
     #[inline]
     pub fn name_ptr() -> extern "C" fn() -> *const c_char {
-        // SAFETY: the cell holds the stub of this proc, looked up for this signature; a stub is a valid function address for the runtime's lifetime.
+        // SAFETY: the cell gives the stub of this proc, looked up for this signature: a function address valid for the runtime's lifetime.
         unsafe {
             ::core::mem::transmute::<
-                usize,
+                *const (),
                 extern "C" fn() -> *const c_char,
-            >(__cells::name.get())
+            >(__cells::name.stub())
         }
     }
     /// Direct calls into the module crate, linked in.
@@ -198,34 +223,21 @@ pub mod physics {
         use super::*;
         use ::physics as _;
         unsafe extern "C" {
-            #[link_name = "step"]
-            pub(super) fn step(dt: f32) -> u64;
-            #[link_name = "positions"]
-            pub(super) fn positions(out: *mut f32, cap: usize) -> usize;
             #[link_name = "circle_area"]
             pub(super) fn circle_area(radius: f64) -> f64;
-            #[link_name = "name"]
-            pub(super) fn name() -> *const c_char;
         }
     }
     /// Calls `physics::step` (the module's current code).
     #[cfg(feature = "static")]
     #[inline]
     pub fn step(dt: f32) -> u64 {
-        // SAFETY: the declaration has the signature of the definition, which is a safe function.
-        unsafe { __static::step(dt) }
+        ::physics::integrate::step(dt)
     }
     /// The stable address of `physics::step`: valid across reloads, usable as a callback.
     #[cfg(feature = "static")]
     #[inline]
     pub fn step_ptr() -> extern "C" fn(f32) -> u64 {
-        // SAFETY: the definition is a safe function with this signature; only its declaration is unsafe to call.
-        unsafe {
-            ::core::mem::transmute::<
-                unsafe extern "C" fn(dt: f32) -> u64,
-                extern "C" fn(f32) -> u64,
-            >(__static::step)
-        }
+        ::physics::integrate::step
     }
     /// Calls `physics::positions` (the module's current code).
     ///
@@ -235,14 +247,14 @@ pub mod physics {
     #[cfg(feature = "static")]
     #[inline]
     pub unsafe fn positions(out: *mut f32, cap: usize) -> usize {
-        // SAFETY: the caller upholds the contract of the module's function; the declaration has the definition's signature.
-        unsafe { __static::positions(out, cap) }
+        // SAFETY: the caller upholds the contract of the module's function.
+        unsafe { ::physics::integrate::positions(out, cap) }
     }
     /// The stable address of `physics::positions`: valid across reloads, usable as a callback.
     #[cfg(feature = "static")]
     #[inline]
     pub fn positions_ptr() -> unsafe extern "C" fn(*mut f32, usize) -> usize {
-        __static::positions
+        ::physics::integrate::positions
     }
     /// Calls `physics::circle_area` (the module's current code).
     #[cfg(feature = "static")]
@@ -267,20 +279,13 @@ pub mod physics {
     #[cfg(feature = "static")]
     #[inline]
     pub fn name() -> *const c_char {
-        // SAFETY: the declaration has the signature of the definition, which is a safe function.
-        unsafe { __static::name() }
+        ::physics::name()
     }
     /// The stable address of `physics::name`: valid across reloads, usable as a callback.
     #[cfg(feature = "static")]
     #[inline]
     pub fn name_ptr() -> extern "C" fn() -> *const c_char {
-        // SAFETY: the definition is a safe function with this signature; only its declaration is unsafe to call.
-        unsafe {
-            ::core::mem::transmute::<
-                unsafe extern "C" fn() -> *const c_char,
-                extern "C" fn() -> *const c_char,
-            >(__static::name)
-        }
+        ::physics::name
     }
 }
 /// The modules these bindings load, in order.

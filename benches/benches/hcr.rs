@@ -1,0 +1,403 @@
+//! hcr's benchmarks, in one process and one run:
+//!
+//! ```sh
+//! cargo bench -p hcr-benches
+//! ```
+//!
+//! * `call_overhead`: the same trivial `u64 -> u64` function called directly,
+//!   through a plain pointer, through hcr's generated bindings (stubs), through
+//!   the static switch, through hot-lib-reloader's `hot_module` wrapper and
+//!   through subsecond's `HotFn` with a jump table installed;
+//! * `call_threads`: throughput of hcr and hot-lib-reloader calls from 1 and 2
+//!   threads;
+//! * `reload`: `perform_reload` for modules of 10, 1,000 and 10,000 procs
+//!   (each with 100 globals), `reload_needed` with 50 modules, registration
+//!   of 10,000 procs;
+//! * edit-to-live for the hello example (median of 10 edits);
+//! * memory per stub with 1,000,000 stubs registered.
+//!
+//! At the end it prints the results against the project's targets and writes
+//! them, with a plot of reload latency, into `benches/README.md`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput};
+use hcr_benches::{
+    GeneratedModule, bench_dir, build_release, generate_modules, heap_bytes, install, modules_target, resident_in,
+    rss_bytes, workspace_dir,
+};
+use hcr_runtime::{Config, ReloadTimings, Runtime};
+
+/// Bindings through stubs.
+mod hot {
+    include!(concat!(env!("OUT_DIR"), "/hcr.rs"));
+}
+
+/// The same bindings with the static switch on.
+mod stat {
+    include!(concat!(env!("OUT_DIR"), "/hcr_static.rs"));
+}
+
+/// hot-lib-reloader's wrapper around the same function, as its users write it.
+#[hot_lib_reloader::hot_module(dylib = "bench_hlr", lib_dir = concat!(env!("HCR_BENCH_DIR"), "/target/release"))]
+mod hlr {
+    hot_functions_from_file!("benches/hlr/src/lib.rs");
+}
+
+const INPUT: u64 = 41;
+
+struct Setup {
+    module: PathBuf,
+    patch: PathBuf,
+    million: PathBuf,
+    scaling: Vec<GeneratedModule>,
+    tiny: Vec<GeneratedModule>,
+}
+
+fn setup() -> Setup {
+    eprintln!("building the benchmark modules (optimised) ...");
+    let module = build_release(
+        &["hcr-bench-module", "hcr-bench-hlr", "hcr-bench-subsecond-patch", "hcr-bench-million"],
+        "bench_module",
+    );
+    let release = modules_target().join("release");
+    let patch = release.join(hcr_benches::library_file("bench_subsecond_patch"));
+    let million = release.join(hcr_benches::library_file("bench_million"));
+    eprintln!("generating and building the reload modules (debug, as a development loop builds them) ...");
+    let mut specs: Vec<(String, usize, usize)> =
+        vec![("procs_10".into(), 10, 100), ("procs_1000".into(), 1000, 100), ("procs_10000".into(), 10_000, 100)];
+    specs.extend((0..50).map(|i| (format!("tiny_{i}"), 1, 1)));
+    let refs: Vec<(&str, usize, usize)> = specs.iter().map(|(n, p, g)| (n.as_str(), *p, *g)).collect();
+    let mut generated = generate_modules(&refs);
+    let tiny = generated.split_off(3);
+    Setup { module, patch, million, scaling: generated, tiny }
+}
+
+/// Installs a subsecond jump table, as a patch would: a thousand entries,
+/// none of which is the benchmarked function.
+fn install_subsecond_table(patch: &Path) {
+    let mut table = subsecond::JumpTable {
+        lib: patch.to_owned(),
+        map: Default::default(),
+        aslr_reference: subsecond::aslr_reference() as u64,
+        new_base_address: 0,
+        ifunc_count: 0,
+    };
+    for i in 0..1000u64 {
+        table.map.insert(0x1000 + i * 16, 0x2000 + i * 16);
+    }
+    // SAFETY: the table maps no address this process calls, so no call is
+    // ever redirected; the patch library only exports an empty `main`.
+    unsafe { subsecond::apply_patch(table) }.expect("install a subsecond jump table");
+    // SAFETY: reading the table just installed.
+    assert!(unsafe { subsecond::get_jump_table() }.is_some());
+}
+
+fn call_overhead(c: &mut Criterion, setup: &Setup) {
+    // SAFETY: the benchmark module exports `trivial` as `extern "C" fn(u64) -> u64`.
+    let library = unsafe { libloading::Library::new(&setup.module) }.expect("load the module with libloading");
+    // SAFETY: as above.
+    let pointer: extern "C" fn(u64) -> u64 = *unsafe { library.get(b"trivial\0") }.expect("find `trivial`");
+    install_subsecond_table(&setup.patch);
+
+    let mut g = c.benchmark_group("call_overhead");
+    g.bench_function("direct", |b| b.iter(|| bench_module::trivial(black_box(INPUT))));
+    g.bench_function("fn_pointer", |b| b.iter(|| pointer(black_box(INPUT))));
+    g.bench_function("hcr_stub", |b| b.iter(|| hot::bench_module::trivial(black_box(INPUT))));
+    g.bench_function("hcr_static", |b| b.iter(|| stat::bench_module::trivial(black_box(INPUT))));
+    g.bench_function("hot_lib_reloader", |b| b.iter(|| hlr::trivial(black_box(INPUT))));
+    // A closure (subsecond's HotFn takes Rust callables), inlined into
+    // subsecond's dispatch, around the same function.
+    let trivial = |x: u64| bench_module::trivial(x);
+    g.bench_function("subsecond", |b| b.iter(|| subsecond::HotFn::current(trivial).call((black_box(INPUT),))));
+    g.finish();
+    drop(library);
+}
+
+/// Runs `calls` calls on each of `threads` threads, started together;
+/// returns the wall time until the last finished.
+struct Pool {
+    threads: usize,
+    start: Arc<Barrier>,
+    done: Arc<Barrier>,
+    calls: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    handles: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Pool {
+    fn new(threads: usize, call: fn(u64) -> u64) -> Pool {
+        let start = Arc::new(Barrier::new(threads + 1));
+        let done = Arc::new(Barrier::new(threads + 1));
+        let calls = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let handles = (0..threads)
+            .map(|_| {
+                let (start, done, calls, stop) = (start.clone(), done.clone(), calls.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    loop {
+                        start.wait();
+                        if stop.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        let n = calls.load(Ordering::Relaxed);
+                        let mut x = INPUT;
+                        for _ in 0..n {
+                            x = call(black_box(x));
+                        }
+                        black_box(x);
+                        done.wait();
+                    }
+                })
+            })
+            .collect();
+        Pool { threads, start, done, calls, stop, handles }
+    }
+
+    fn run(&self, calls: u64) -> Duration {
+        self.calls.store(calls, Ordering::Relaxed);
+        let t = Instant::now();
+        self.start.wait();
+        self.done.wait();
+        t.elapsed()
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.start.wait();
+        for h in self.handles.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+fn call_threads(c: &mut Criterion) {
+    let mut g = c.benchmark_group("call_threads");
+    type Call = fn(u64) -> u64;
+    let cases: [(&str, Call); 2] = [("hcr_stub", hot::bench_module::trivial), ("hot_lib_reloader", hlr::trivial)];
+    for (name, call) in cases {
+        for threads in [1usize, 2] {
+            let pool = Pool::new(threads, call);
+            g.throughput(Throughput::Elements(pool.threads as u64));
+            g.bench_function(format!("{name}_{threads}t"), |b| b.iter_custom(|iters| pool.run(iters)));
+        }
+    }
+    g.finish();
+}
+
+#[derive(Default)]
+struct PhaseTotals {
+    timings: Vec<ReloadTimings>,
+}
+
+impl PhaseTotals {
+    fn mean(&self) -> [f64; 8] {
+        let n = self.timings.len().max(1) as f64;
+        let mut sum = [0.0; 8];
+        for t in &self.timings {
+            for (s, d) in
+                sum.iter_mut().zip([t.detect, t.copy, t.load, t.register, t.patch, t.handlers, t.unload, t.total])
+            {
+                *s += d.as_secs_f64() * 1e3;
+            }
+        }
+        sum.map(|s| s / n)
+    }
+}
+
+/// A runtime with a generated module loaded, reloading it from its two builds
+/// in turn.
+struct Reloader {
+    rt: Runtime,
+    module: GeneratedModule,
+    path: PathBuf,
+    next: usize,
+}
+
+impl Reloader {
+    fn new(module: &GeneratedModule) -> Reloader {
+        let dir = bench_dir().join("reload").join(&module.name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(hcr_benches::library_file(&module.name));
+        install(&module.builds[0], &path);
+        let rt = Runtime::with_config(Config::new().with_stub_base(0)).unwrap();
+        rt.load(&path).unwrap();
+        Reloader { rt, module: module.clone(), path, next: 1 }
+    }
+
+    /// One reload (installing the other build first, untimed).
+    fn reload(&mut self) -> ReloadTimings {
+        install(&self.module.builds[self.next], &self.path);
+        self.next = 1 - self.next;
+        let report = self.rt.perform_reload().expect("reload");
+        assert_eq!(report.reloaded, [self.module.name.as_str()]);
+        report.timings
+    }
+}
+
+fn reload(c: &mut Criterion, setup: &Setup) -> Vec<(usize, [f64; 8])> {
+    let mut phases = Vec::new();
+    let mut g = c.benchmark_group("reload");
+    g.sample_size(20).measurement_time(Duration::from_secs(8));
+    for module in &setup.scaling {
+        let mut reloader = Reloader::new(module);
+        let mut totals = PhaseTotals::default();
+        g.bench_function(format!("procs_{}", module.procs), |b| {
+            b.iter_custom(|iters| {
+                let mut spent = Duration::ZERO;
+                for _ in 0..iters {
+                    let timings = reloader.reload();
+                    spent += timings.total;
+                    totals.timings.push(timings);
+                }
+                spent
+            })
+        });
+        phases.push((module.procs, totals.mean()));
+    }
+
+    // reload_needed with 50 unchanged modules.
+    let rt = Runtime::with_config(Config::new().with_stub_base(0)).unwrap();
+    let dir = bench_dir().join("reload").join("fifty");
+    std::fs::create_dir_all(&dir).unwrap();
+    for m in &setup.tiny {
+        let path = dir.join(hcr_benches::library_file(&m.name));
+        install(&m.builds[0], &path);
+        rt.load(&path).unwrap();
+    }
+    g.sample_size(100).measurement_time(Duration::from_secs(5));
+    g.bench_function("reload_needed_50", |b| b.iter(|| assert!(!rt.reload_needed())));
+
+    // Registration of 10,000 procs (the init phase of a reload).
+    let big = setup.scaling.iter().find(|m| m.procs == 10_000).expect("the 10,000-proc module");
+    let mut reloader = Reloader::new(big);
+    g.sample_size(20).measurement_time(Duration::from_secs(8)).throughput(Throughput::Elements(10_000));
+    g.bench_function("register_10000", |b| b.iter_custom(|iters| (0..iters).map(|_| reloader.reload().register).sum()));
+    g.finish();
+    phases
+}
+
+/// Times source edit -> new code running for the hello example, `edits`
+/// times: (build, detect, reload, total) per edit, in milliseconds.
+fn edit_to_live(edits: usize) -> Vec<[f64; 4]> {
+    use hcr_demo::scratch::ScratchCrate;
+    let source = workspace_dir().join("examples/hello/module");
+    let root = hcr_demo::scratch_root();
+    let copy = ScratchCrate::copy(&source, &workspace_dir(), &root.join("bench-hello"), &root.join("target"))
+        .expect("copy the hello module");
+    copy.build().expect("first build of the hello module");
+    let rt = Runtime::with_config(Config::new().with_stub_base(0)).unwrap();
+    let library = copy.library();
+    rt.load(&library).unwrap();
+    // SAFETY: `greetings` is `extern "C" fn() -> u64` in every edit.
+    let greetings: extern "C" fn() -> u64 = unsafe { rt.get_proc("hello_module", "greetings").unwrap().cast() };
+    let mut current = "GREETINGS.load(Ordering::Relaxed)".to_owned();
+    let mut results = Vec::new();
+    for i in 1..=edits {
+        let offset = i as u64 * 1000;
+        let next = format!("GREETINGS.load(Ordering::Relaxed) + {offset}");
+        let edited = Instant::now();
+        copy.edit(&current, &next).expect("edit the source");
+        current = next;
+        let t = Instant::now();
+        copy.build().expect("rebuild");
+        let build = t.elapsed();
+        let t = Instant::now();
+        while !rt.reload_needed() {
+            assert!(t.elapsed() < Duration::from_secs(10), "the rebuilt module was not detected");
+        }
+        let detect = t.elapsed();
+        let t = Instant::now();
+        rt.perform_reload().expect("reload");
+        let reload = t.elapsed();
+        assert_eq!(greetings(), offset, "the new code runs");
+        let total = edited.elapsed();
+        results.push([build, detect, reload, total].map(|d| d.as_secs_f64() * 1e3));
+    }
+    let _ = std::fs::remove_dir_all(copy.dir());
+    results
+}
+
+/// Memory per registered stub, measured in a child process that registers
+/// `stubs` procs: (total RSS, stub table, heap) per stub, in bytes.
+fn memory(setup: &Setup, stubs: usize) -> serde_json::Value {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .env("HCR_BENCH_CHILD", "memory")
+        .env("HCR_BENCH_PROCS", stubs.to_string())
+        .env("HCR_BENCH_MILLION", &setup.million)
+        .output()
+        .expect("run the memory child");
+    assert!(out.status.success(), "memory child failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("the child prints JSON")
+}
+
+fn memory_child() {
+    let stubs: usize = std::env::var("HCR_BENCH_PROCS").unwrap().parse().unwrap();
+    let library = PathBuf::from(std::env::var_os("HCR_BENCH_MILLION").unwrap());
+    let rt = Runtime::with_config(Config::new().with_stub_base(0).with_stub_capacity(stubs + 4096)).unwrap();
+    let (rss0, heap0) = (rss_bytes(), heap_bytes());
+    let info = rt.load(&library).unwrap();
+    let (rss1, heap1) = (rss_bytes(), heap_bytes());
+    let table = resident_in(rt.stub_region());
+    assert_eq!(info.procs, stubs);
+    assert_eq!(rt.stats().stubs_in_use, stubs);
+    let per = |bytes: u64| bytes as f64 / stubs as f64;
+    println!(
+        "{}",
+        serde_json::json!({
+            "stubs": stubs,
+            "rss_per_stub": per(rss1.saturating_sub(rss0)),
+            "table_per_stub": per(table),
+            "heap_per_stub": per(heap1.saturating_sub(heap0)),
+        })
+    );
+}
+
+/// The median estimate of a criterion benchmark, in nanoseconds.
+fn estimate(group: &str, id: &str) -> Option<(f64, f64, f64)> {
+    let path = bench_dir().join("criterion").join(group).join(id).join("new/estimates.json");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    let median = &json["median"];
+    Some((
+        median["point_estimate"].as_f64()?,
+        median["confidence_interval"]["lower_bound"].as_f64()?,
+        median["confidence_interval"]["upper_bound"].as_f64()?,
+    ))
+}
+
+fn main() {
+    if std::env::var("HCR_BENCH_CHILD").as_deref() == Ok("memory") {
+        memory_child();
+        return;
+    }
+    let setup = setup();
+    let mut c = Criterion::default().output_directory(&bench_dir().join("criterion")).configure_from_args();
+    // The installed runtime the generated bindings use.
+    let runtime = Runtime::with_config(Config::new()).expect("create the runtime");
+    hot::Hcr::start_with(runtime, &[("bench_module", setup.module.as_path())]).expect("load the benchmark module");
+
+    call_overhead(&mut c, &setup);
+    call_threads(&mut c);
+    let phases = reload(&mut c, &setup);
+    c.final_summary();
+    if std::env::var_os("HCR_BENCH_ONLY_CRITERION").is_some() {
+        // For iterating on one group (`cargo bench -p hcr-benches -- call_overhead`).
+        return;
+    }
+
+    eprintln!("edit-to-live: 10 edits of the hello module ...");
+    let edits = edit_to_live(10);
+    eprintln!("memory: 1,000,000 stubs ...");
+    let memory = memory(&setup, 1_000_000);
+    report::write(&phases, &edits, &memory);
+}
+
+#[path = "hcr/report.rs"]
+mod report;
