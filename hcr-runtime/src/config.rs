@@ -37,8 +37,9 @@ pub enum UnloadPolicy {
 /// Settings for a [`Runtime`](crate::Runtime).
 ///
 /// Start from [`Config::new`] (built-in defaults) or [`Config::from_env`]
-/// (defaults overridden by `HCR_STUB_BASE` and `HCR_STUB_CAPACITY`), then
-/// adjust with the `with_*` methods, which override both.
+/// (defaults overridden by `HCR_STUB_BASE`, `HCR_STUB_CAPACITY`, `HCR_WATCH`
+/// and `HCR_REPORT_FILE`), then adjust with the `with_*` methods, which
+/// override both.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Config {
@@ -56,6 +57,17 @@ pub struct Config {
     pub search_paths: Vec<PathBuf>,
     /// What happens to replaced libraries.
     pub unload_policy: UnloadPolicy,
+    /// Watch the loaded modules' files with the system's file notifications
+    /// (inotify, FSEvents, ReadDirectoryChangesW), so that
+    /// [`Runtime::reload_needed`](crate::Runtime::reload_needed) costs one
+    /// atomic load while no file is touched, instead of one `stat` per
+    /// module. Starts one background thread. If watching fails, the runtime
+    /// falls back to checking the files (and says so in a `tracing` warning).
+    pub watch_files: bool,
+    /// A file to which every reload that did something appends one line, for
+    /// development tools such as `cargo hcr`; see
+    /// [`Runtime::perform_reload`](crate::Runtime::perform_reload).
+    pub report_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -73,12 +85,16 @@ impl Config {
             private_dir_parent: None,
             search_paths: Vec::new(),
             unload_policy: UnloadPolicy::default(),
+            watch_files: false,
+            report_file: None,
         }
     }
 
     /// Defaults overridden by the environment: `HCR_STUB_BASE` (an address,
-    /// hexadecimal with `0x` or decimal; `0` for "anywhere") and
-    /// `HCR_STUB_CAPACITY` (a number of stubs).
+    /// hexadecimal with `0x` or decimal; `0` for "anywhere"),
+    /// `HCR_STUB_CAPACITY` (a number of stubs), `HCR_WATCH` (`1`/`true`/`on`
+    /// or `0`/`false`/`off`: [`Config::watch_files`]) and `HCR_REPORT_FILE`
+    /// (a path: [`Config::report_file`]).
     ///
     /// # Errors
     ///
@@ -100,6 +116,16 @@ impl Config {
                 reason: "expected a number of stubs",
             })?;
             check_capacity("HCR_STUB_CAPACITY", config.stub_capacity)?;
+        }
+        if let Some(value) = env("HCR_WATCH") {
+            config.watch_files = parse_switch(&value).ok_or_else(|| Error::InvalidConfig {
+                name: "HCR_WATCH",
+                value: value.clone(),
+                reason: "expected 1, true, on, 0, false or off",
+            })?;
+        }
+        if let Some(value) = std::env::var_os("HCR_REPORT_FILE").filter(|v| !v.is_empty()) {
+            config.report_file = Some(PathBuf::from(value));
         }
         Ok(config)
     }
@@ -134,6 +160,18 @@ impl Config {
         self
     }
 
+    /// Sets [`Config::watch_files`].
+    pub fn with_watch_files(mut self, watch: bool) -> Config {
+        self.watch_files = watch;
+        self
+    }
+
+    /// Sets [`Config::report_file`].
+    pub fn with_report_file(mut self, path: impl Into<PathBuf>) -> Config {
+        self.report_file = Some(path.into());
+        self
+    }
+
     pub(crate) fn validate(&self) -> Result<()> {
         check_capacity("stub_capacity", self.stub_capacity)
     }
@@ -152,6 +190,14 @@ fn check_capacity(name: &'static str, capacity: usize) -> Result<()> {
         });
     }
     Ok(())
+}
+
+fn parse_switch(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "on" | "yes" => Some(true),
+        "0" | "false" | "off" | "no" => Some(false),
+        _ => None,
+    }
 }
 
 fn parse_number(text: &str) -> Option<usize> {
@@ -173,6 +219,14 @@ mod tests {
         assert_eq!(parse_number("0XfF"), Some(255));
         assert_eq!(parse_number("ten"), None);
         assert_eq!(parse_number("0x"), None);
+    }
+
+    #[test]
+    fn switches_parse_in_either_spelling() {
+        assert_eq!(parse_switch(" ON "), Some(true));
+        assert_eq!(parse_switch("1"), Some(true));
+        assert_eq!(parse_switch("False"), Some(false));
+        assert_eq!(parse_switch("maybe"), None);
     }
 
     #[test]

@@ -56,6 +56,7 @@ mod reclaim;
 mod registry;
 mod runtime;
 mod table;
+mod watch;
 
 pub use config::{Config, DEFAULT_STUB_BASE, DEFAULT_STUB_CAPACITY, MAX_STUB_CAPACITY, UnloadPolicy};
 pub use error::{Error, GlobalLayout, Result};

@@ -21,6 +21,7 @@ use crate::mapped_vec::MappedVec;
 use crate::reclaim::{Reclaimer, ThreadGuard};
 use crate::registry::{Binder, Caller, GlobalEntry, GlobalRegistry, ProcRegistry, ProcState};
 use crate::table::{StubTable, Target};
+use crate::watch::{FileWatcher, WatchSignal};
 use crate::{api, arch, os};
 
 /// Longest proc, global or module name accepted from a module or the host.
@@ -214,9 +215,18 @@ struct State {
     kept: Vec<ModuleLibrary>,
     private: PrivateDir,
     table: StubTable,
+    /// Watches the loaded modules' files, if configured.
+    watcher: Option<FileWatcher>,
 }
 
 impl State {
+    /// Points the file watcher (if any) at the files of the loaded modules.
+    fn sync_watch(&mut self) {
+        if let Some(watcher) = &mut self.watcher {
+            watcher.set_files(self.modules.iter().map(|m| m.source.as_path()));
+        }
+    }
+
     fn module_index(&self, name: &str) -> Option<usize> {
         self.modules.iter().position(|m| &*m.name == name)
     }
@@ -606,6 +616,7 @@ impl State {
         }
         self.procs.merge();
         self.collect_unreachable(&mut out);
+        self.sync_watch();
         out
     }
 
@@ -658,6 +669,19 @@ impl State {
         for staged in txn.staged.into_iter().rev() {
             staged.library.close();
         }
+    }
+}
+
+/// Appends `line` to the report file at `path`; a failure is only logged.
+fn append_line(path: &Path, line: &str) {
+    use std::io::Write;
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut file| file.write_all(format!("{line}\n").as_bytes()));
+    if let Err(e) = written {
+        tracing::warn!(path = %path.display(), error = %e, "cannot write the reload report");
     }
 }
 
@@ -948,6 +972,11 @@ pub struct Runtime {
     host_handlers: Mutex<Vec<HostHandler>>,
     generation: AtomicU64,
     reclaim: Arc<Reclaimer>,
+    /// The file watcher's event count, if files are watched.
+    watch: Option<Arc<WatchSignal>>,
+    /// The event count at the last check that found no change.
+    watch_checked: AtomicU64,
+    report_file: Option<PathBuf>,
 }
 
 impl fmt::Debug for Runtime {
@@ -995,6 +1024,15 @@ impl Runtime {
         let table = StubTable::new(config.stub_base, config.stub_capacity)?;
         let parent = config.private_dir_parent.clone().unwrap_or_else(std::env::temp_dir);
         let private = PrivateDir::create(&parent)?;
+        let watcher = if config.watch_files {
+            FileWatcher::new()
+                .inspect_err(|e| tracing::warn!(error = %e, "cannot watch module files; checking them instead"))
+                .ok()
+        } else {
+            None
+        };
+        let watch = watcher.as_ref().map(FileWatcher::signal);
+        let report_file = config.report_file.clone();
         Ok(Runtime {
             exclusive: Mutex::new(()),
             exclusive_holder: AtomicU64::new(0),
@@ -1006,11 +1044,15 @@ impl Runtime {
                 kept: Vec::new(),
                 private,
                 table,
+                watcher,
             }),
             state_holder: AtomicU64::new(0),
             host_handlers: Mutex::new(Vec::new()),
             generation: AtomicU64::new(0),
             reclaim: Arc::new(Reclaimer::default()),
+            watch,
+            watch_checked: AtomicU64::new(0),
+            report_file,
         })
     }
 
@@ -1149,6 +1191,7 @@ impl Runtime {
         }
         let mut committed = Committed::default();
         state.collect_unreachable(&mut committed);
+        state.sync_watch();
         let retired = self.retire(&mut state, committed.retired);
         drop(state);
         self.finish_retiring(retired);
@@ -1157,10 +1200,25 @@ impl Runtime {
 
     /// Whether any loaded module's file changed since it was loaded (or since
     /// a failed attempt to reload it). Costs one `stat` per module unless a
-    /// file's timestamp changed, in which case its content is hashed.
+    /// file's timestamp changed, in which case its content is hashed; with
+    /// [`Config::watch_files`], one atomic load until the system reports an
+    /// event on one of the files.
     pub fn reload_needed(&self) -> bool {
+        let events = self.watch.as_ref().and_then(|w| w.events());
+        if let Some(events) = events
+            && events == self.watch_checked.load(Ordering::Acquire)
+        {
+            return false;
+        }
         let Ok(mut state) = self.state() else { return false };
-        state.modules.iter_mut().any(|m| m.file_status() == FileStatus::Changed)
+        let changed = state.modules.iter_mut().any(|m| m.file_status() == FileStatus::Changed);
+        if let Some(events) = events
+            && !changed
+        {
+            // Everything up to `events` is accounted for.
+            self.watch_checked.fetch_max(events, Ordering::AcqRel);
+        }
+        changed
     }
 
     /// Whether the file of module `name` differs from the code that is loaded.
@@ -1198,7 +1256,43 @@ impl Runtime {
     /// released, the after-reload handlers ran with
     /// [`ReloadStage::RolledBack`], and the same files are not tried again
     /// until they change. [`Error::Reentrant`] when called from a handler.
+    ///
+    /// # Reports
+    ///
+    /// With [`Config::report_file`] set, every reload that did something
+    /// appends one line to that file, tab-separated:
+    ///
+    /// ```text
+    /// reloaded<TAB><generation><TAB><milliseconds><TAB><module>,<module>...
+    /// failed<TAB><milliseconds><TAB><error, newlines replaced by " | ">
+    /// ```
     pub fn perform_reload(&self) -> Result<ReloadReport> {
+        let started = Instant::now();
+        let result = self.reload();
+        if let Some(path) = &self.report_file {
+            let line = match &result {
+                Ok(report) if report.is_empty() => None,
+                Ok(report) => Some(format!(
+                    "reloaded\t{}\t{:.1}\t{}",
+                    report.generation,
+                    report.timings.total.as_secs_f64() * 1e3,
+                    report.reloaded.join(",")
+                )),
+                Err(Error::Reentrant) => None,
+                Err(e) => Some(format!(
+                    "failed\t{:.1}\t{}",
+                    started.elapsed().as_secs_f64() * 1e3,
+                    e.to_string().replace('\n', " | ")
+                )),
+            };
+            if let Some(line) = line {
+                append_line(path, &line);
+            }
+        }
+        result
+    }
+
+    fn reload(&self) -> Result<ReloadReport> {
         let started = Instant::now();
         let _exclusive = self.exclusive()?;
         let generation = self.generation();

@@ -57,8 +57,7 @@ fn child_calls_through_unbound_bindings() {
         return;
     }
     // What generated bindings hold for `game::update` before `Hcr::start`.
-    static CELL: hcr_runtime::abi::ProcCell =
-        hcr_runtime::abi::ProcCell::new("game", "update", 1, "extern \"C\" fn()");
+    static CELL: hcr_runtime::abi::ProcCell = hcr_runtime::abi::ProcCell::new("game", "update", 1, "extern \"C\" fn()");
     // SAFETY: an unbound cell's target takes nothing and never returns.
     let update: extern "C" fn() = unsafe { std::mem::transmute(CELL.target()) };
     eprintln!("calling through unbound bindings");

@@ -1,0 +1,94 @@
+//! What development tools rely on: watching module files, and the reload
+//! report file.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use hcr_runtime::{Config, Runtime};
+use support::{Scratch, fixture, fn1};
+
+fn watching_runtime() -> Runtime {
+    Runtime::with_config(Config::new().with_stub_base(0).with_stub_capacity(4096).with_watch_files(true)).unwrap()
+}
+
+/// Asks `reload_needed` until it says yes (file events arrive on another
+/// thread, a little later).
+fn wait_for_reload_needed(rt: &Runtime) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if rt.reload_needed() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+#[test]
+fn a_watching_runtime_sees_a_new_build_and_ignores_a_touch() {
+    let s = Scratch::new("watch");
+    let path = s.install(&fixture("counter", &[]), "counter");
+    let rt = watching_runtime();
+    rt.load(&path).unwrap();
+    let answer = fn1(&rt, "counter", "answer");
+    assert!(!rt.reload_needed());
+    assert!(!rt.reload_needed(), "asked again, with no event since");
+
+    // Rewritten with the same bytes: an event, but no change.
+    s.install(&fixture("counter", &[]), "counter");
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!rt.reload_needed());
+
+    s.install(&fixture("counter", &["v2"]), "counter");
+    assert!(wait_for_reload_needed(&rt), "the new build is seen");
+    assert!(rt.reload_needed(), "and stays seen until reloaded");
+    rt.perform_reload().unwrap();
+    assert_eq!(answer(40), 42);
+    assert!(!rt.reload_needed());
+
+    // Back to v1: still watched after the reload.
+    s.install(&fixture("counter", &[]), "counter");
+    assert!(wait_for_reload_needed(&rt));
+    rt.perform_reload().unwrap();
+    assert_eq!(answer(40), 41);
+}
+
+#[test]
+fn a_module_loaded_later_from_another_directory_is_watched_too() {
+    let (a, b) = (Scratch::new("watch-a"), Scratch::new("watch-b"));
+    let rt = watching_runtime();
+    rt.load(a.install(&fixture("counter", &[]), "counter")).unwrap();
+    rt.load(b.install(&fixture("state", &[]), "state")).unwrap();
+    assert!(!rt.reload_needed());
+    b.install(&fixture("state", &["gain"]), "state");
+    assert!(wait_for_reload_needed(&rt));
+    assert_eq!(rt.perform_reload().unwrap().reloaded, ["state"]);
+}
+
+#[test]
+fn every_reload_that_did_something_appends_a_line_to_the_report_file() {
+    let s = Scratch::new("report");
+    let report = s.module_path("report").with_extension("log");
+    let path = s.install(&fixture("counter", &[]), "counter");
+    let rt = Runtime::with_config(Config::new().with_stub_base(0).with_stub_capacity(4096).with_report_file(&report))
+        .unwrap();
+    rt.load(&path).unwrap();
+    assert!(rt.perform_reload().unwrap().is_empty());
+    assert!(!report.exists(), "nothing to report");
+
+    s.install(&fixture("counter", &["v2"]), "counter");
+    rt.perform_reload().unwrap();
+    s.install_bytes(b"not a library", "counter");
+    rt.perform_reload().unwrap_err();
+
+    let text = std::fs::read_to_string(&report).unwrap();
+    let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert_eq!((lines[0][0], lines[0][1], lines[0][3]), ("reloaded", "1", "counter"), "{text}");
+    assert!(lines[0][2].parse::<f64>().unwrap() > 0.0);
+    assert_eq!(lines[1][0], "failed", "{text}");
+    assert!(lines[1][1].parse::<f64>().unwrap() > 0.0);
+    assert!(lines[1][2].contains("counter"), "the error names the module: {text}");
+    assert_eq!(lines[1].len(), 3, "one line, three fields: {text}");
+}
