@@ -209,9 +209,10 @@ pub struct GlobalDesc {
 }
 
 /// Converts a global's value from an older layout: reads the old value at
-/// `old` (which it must leave intact) and writes the new value to `new`.
+/// `old_value` (which it must leave intact) and writes the new value to
+/// `new_value`.
 /// Returns [`Status::OK`] on success. Must not unwind.
-pub type MigrateFn = unsafe extern "C" fn(old: *const c_void, new: *mut c_void) -> Status;
+pub type MigrateFn = unsafe extern "C" fn(old_value: *const c_void, new_value: *mut c_void) -> Status;
 
 /// A way to carry a global over from an older layout: used when the global
 /// exists with exactly this size, alignment and layout hash.
@@ -513,8 +514,10 @@ pub struct ModuleDescriptor {
     pub imports: *const Str,
     /// Number of entries at `imports`.
     pub import_count: usize,
-    /// The init entry; never null in a valid module.
-    pub init: Option<InitFn>,
+    /// The init entry ([`InitFn`], written out so that C headers generated
+    /// from this file see a nullable function pointer); never null in a
+    /// valid module.
+    pub init: Option<unsafe extern "C" fn(api: *const HostApi) -> Status>,
 }
 
 // SAFETY: a descriptor is immutable static data (strings and an import list in

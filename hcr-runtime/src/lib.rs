@@ -45,6 +45,7 @@
 
 mod api;
 mod arch;
+mod capi;
 mod config;
 mod encode;
 mod error;
