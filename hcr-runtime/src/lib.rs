@@ -40,6 +40,10 @@
 //!   `hcr: call to unbound function <module>::<name>` and aborts, instead of
 //!   jumping into unmapped memory.
 //!
+//! The crate also builds as a shared library with a C API
+//! (`include/hcr.h`) for hosts in other languages, and `include/hcr_module.h`
+//! lets modules be written in C.
+//!
 //! See `docs/` in the repository for the design and the exact safety edges.
 #![deny(unsafe_op_in_unsafe_fn)]
 
