@@ -56,6 +56,9 @@ typedef struct HcrConfig {
   // Watch the modules' files so that `hcr_reload_needed` costs one atomic
   // load while nothing changes.
   bool watch_files;
+  // Milliseconds a changed module file must go unmodified before it is
+  // loaded (a linker may still be writing it); at most 10000.
+  uint32_t settle_ms;
   // A file to which every reload that did something appends one line, or
   // null. Copied by `hcr_runtime_new`.
   const char *report_file;
@@ -90,7 +93,7 @@ extern "C" {
 enum HcrResult hcr_config_default(struct HcrConfig *config);
 
 // Writes the defaults overridden by the environment (`HCR_STUB_BASE`,
-// `HCR_STUB_CAPACITY`, `HCR_WATCH`) to `*config`. `report_file` is left
+// `HCR_STUB_CAPACITY`, `HCR_WATCH`, `HCR_SETTLE_MS`) to `*config`. `report_file` is left
 // null: `hcr_runtime_new(NULL)` reads `HCR_REPORT_FILE` itself.
 //
 // # Safety

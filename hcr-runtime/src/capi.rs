@@ -62,6 +62,9 @@ pub struct HcrConfig {
     /// Watch the modules' files so that `hcr_reload_needed` costs one atomic
     /// load while nothing changes.
     pub watch_files: bool,
+    /// Milliseconds a changed module file must go unmodified before it is
+    /// loaded (a linker may still be writing it); at most 10000.
+    pub settle_ms: u32,
     /// A file to which every reload that did something appends one line, or
     /// null. Copied by `hcr_runtime_new`.
     pub report_file: *const c_char,
@@ -191,6 +194,7 @@ fn c_config(config: &Config) -> HcrConfig {
             _ => HCR_UNLOAD_DEFERRED,
         },
         watch_files: config.watch_files,
+        settle_ms: u32::try_from(config.settle_time.as_millis()).unwrap_or(u32::MAX),
         report_file: std::ptr::null(),
     }
 }
@@ -211,7 +215,7 @@ pub unsafe extern "C" fn hcr_config_default(config: *mut HcrConfig) -> HcrResult
 }
 
 /// Writes the defaults overridden by the environment (`HCR_STUB_BASE`,
-/// `HCR_STUB_CAPACITY`, `HCR_WATCH`) to `*config`. `report_file` is left
+/// `HCR_STUB_CAPACITY`, `HCR_WATCH`, `HCR_SETTLE_MS`) to `*config`. `report_file` is left
 /// null: `hcr_runtime_new(NULL)` reads `HCR_REPORT_FILE` itself.
 ///
 /// # Safety
@@ -252,7 +256,8 @@ pub unsafe extern "C" fn hcr_runtime_new(config: *const HcrConfig) -> *mut HcrRu
                         HCR_UNLOAD_NEVER => UnloadPolicy::Never,
                         other => return Err(invalid(format!("unload_policy {other} is not an HCR_UNLOAD_* value"))),
                     })
-                    .with_watch_files(c.watch_files);
+                    .with_watch_files(c.watch_files)
+                    .with_settle_time(std::time::Duration::from_millis(c.settle_ms.into()));
                 if !c.report_file.is_null() {
                     // SAFETY: per this function's contract.
                     config = config.with_report_file(unsafe { path(c.report_file, "report_file") }?);
@@ -506,12 +511,14 @@ mod tests {
             stub_capacity: 1,
             unload_policy: HCR_UNLOAD_NEVER,
             watch_files: true,
+            settle_ms: 7,
             report_file: std::ptr::null(),
         };
         // SAFETY: `config` is writable.
         assert_eq!(unsafe { hcr_config_default(&mut config) }, HcrResult::Ok);
         assert!(hcr_last_error().is_null(), "a success clears the last error");
         assert_eq!(config.stub_base, crate::DEFAULT_STUB_BASE);
+        assert_eq!(u128::from(config.settle_ms), crate::DEFAULT_SETTLE_TIME.as_millis());
         config.stub_base = 0;
         config.stub_capacity = 64;
         config.unload_policy = 9;

@@ -1,6 +1,7 @@
 //! Runtime configuration.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 
@@ -10,6 +11,10 @@ pub const DEFAULT_STUB_BASE: usize = 0x1000_0000;
 /// How many stubs the table has room for unless configured otherwise. Only
 /// address space is reserved up front; pages are committed as stubs are used.
 pub const DEFAULT_STUB_CAPACITY: usize = 1 << 20;
+
+/// How long a module file must have gone unmodified before it is loaded,
+/// unless configured otherwise.
+pub const DEFAULT_SETTLE_TIME: Duration = Duration::from_millis(30);
 
 /// The largest configurable capacity.
 pub const MAX_STUB_CAPACITY: usize = 1 << 28;
@@ -37,8 +42,8 @@ pub enum UnloadPolicy {
 /// Settings for a [`Runtime`](crate::Runtime).
 ///
 /// Start from [`Config::new`] (built-in defaults) or [`Config::from_env`]
-/// (defaults overridden by `HCR_STUB_BASE`, `HCR_STUB_CAPACITY`, `HCR_WATCH`
-/// and `HCR_REPORT_FILE`), then adjust with the `with_*` methods, which
+/// (defaults overridden by `HCR_STUB_BASE`, `HCR_STUB_CAPACITY`, `HCR_WATCH`,
+/// `HCR_SETTLE_MS` and `HCR_REPORT_FILE`), then adjust with the `with_*` methods, which
 /// override both.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -64,6 +69,14 @@ pub struct Config {
     /// module. Starts one background thread. If watching fails, the runtime
     /// falls back to checking the files (and says so in a `tracing` warning).
     pub watch_files: bool,
+    /// How long a changed module file must have gone unmodified before it is
+    /// loaded: a linker may still be writing a younger one. While a file is
+    /// younger, [`Runtime::reload_needed`](crate::Runtime::reload_needed)
+    /// answers `false` (the host is not held up) and
+    /// [`Runtime::perform_reload`](crate::Runtime::perform_reload) waits for
+    /// it. [`DEFAULT_SETTLE_TIME`] unless configured; zero loads a file as
+    /// soon as it is seen.
+    pub settle_time: Duration,
     /// A file to which every reload that did something appends one line, for
     /// development tools such as `cargo hcr`; see
     /// [`Runtime::perform_reload`](crate::Runtime::perform_reload).
@@ -86,6 +99,7 @@ impl Config {
             search_paths: Vec::new(),
             unload_policy: UnloadPolicy::default(),
             watch_files: false,
+            settle_time: DEFAULT_SETTLE_TIME,
             report_file: None,
         }
     }
@@ -93,7 +107,8 @@ impl Config {
     /// Defaults overridden by the environment: `HCR_STUB_BASE` (an address,
     /// hexadecimal with `0x` or decimal; `0` for "anywhere"),
     /// `HCR_STUB_CAPACITY` (a number of stubs), `HCR_WATCH` (`1`/`true`/`on`
-    /// or `0`/`false`/`off`: [`Config::watch_files`]) and `HCR_REPORT_FILE`
+    /// or `0`/`false`/`off`: [`Config::watch_files`]), `HCR_SETTLE_MS` (a
+    /// number of milliseconds: [`Config::settle_time`]) and `HCR_REPORT_FILE`
     /// (a path: [`Config::report_file`]).
     ///
     /// # Errors
@@ -123,6 +138,14 @@ impl Config {
                 value: value.clone(),
                 reason: "expected 1, true, on, 0, false or off",
             })?;
+        }
+        if let Some(value) = env("HCR_SETTLE_MS") {
+            let millis = value.trim().parse::<u64>().ok().filter(|&ms| ms <= MAX_SETTLE_MS);
+            config.settle_time = Duration::from_millis(millis.ok_or_else(|| Error::InvalidConfig {
+                name: "HCR_SETTLE_MS",
+                value: value.clone(),
+                reason: "expected a number of milliseconds, at most 10000",
+            })?);
         }
         if let Some(value) = std::env::var_os("HCR_REPORT_FILE").filter(|v| !v.is_empty()) {
             config.report_file = Some(PathBuf::from(value));
@@ -166,6 +189,12 @@ impl Config {
         self
     }
 
+    /// Sets [`Config::settle_time`].
+    pub fn with_settle_time(mut self, settle: Duration) -> Config {
+        self.settle_time = settle;
+        self
+    }
+
     /// Sets [`Config::report_file`].
     pub fn with_report_file(mut self, path: impl Into<PathBuf>) -> Config {
         self.report_file = Some(path.into());
@@ -173,9 +202,20 @@ impl Config {
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
-        check_capacity("stub_capacity", self.stub_capacity)
+        check_capacity("stub_capacity", self.stub_capacity)?;
+        if self.settle_time > Duration::from_millis(MAX_SETTLE_MS) {
+            return Err(Error::InvalidConfig {
+                name: "settle_time",
+                value: format!("{:?}", self.settle_time),
+                reason: "must be at most 10 seconds",
+            });
+        }
+        Ok(())
     }
 }
+
+/// The largest `HCR_SETTLE_MS`.
+const MAX_SETTLE_MS: u64 = 10_000;
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())

@@ -63,7 +63,9 @@ mod runtime;
 mod table;
 mod watch;
 
-pub use config::{Config, DEFAULT_STUB_BASE, DEFAULT_STUB_CAPACITY, MAX_STUB_CAPACITY, UnloadPolicy};
+pub use config::{
+    Config, DEFAULT_SETTLE_TIME, DEFAULT_STUB_BASE, DEFAULT_STUB_CAPACITY, MAX_STUB_CAPACITY, UnloadPolicy,
+};
 pub use error::{Error, GlobalLayout, Result};
 pub use host::ModuleBindings;
 pub use reclaim::ThreadGuard;

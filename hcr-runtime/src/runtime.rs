@@ -7,7 +7,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use hcr_abi::{
     GlobalDesc, GlobalImport, GlobalMigration, GlobalSlot, HandlerFn, InitFn, Phase, ProcDesc, ProcImport, Str,
@@ -23,6 +23,10 @@ use crate::registry::{Binder, Caller, GlobalEntry, GlobalRegistry, ProcRegistry,
 use crate::table::{StubTable, Target};
 use crate::watch::{FileWatcher, WatchSignal};
 use crate::{api, arch, os};
+
+/// The longest [`Runtime::perform_reload`] waits for module files that keep
+/// being modified; after that they are tried as they are.
+const MAX_SETTLE_WAIT: Duration = Duration::from_secs(5);
 
 /// Longest proc, global or module name accepted from a module or the host.
 const MAX_NAME: usize = 1024;
@@ -59,14 +63,20 @@ struct ModuleRecord {
 enum FileStatus {
     /// Same content as loaded.
     Clean,
-    /// Changed since the last load or attempt.
+    /// Changed since the last load or attempt, and settled.
     Changed,
+    /// Changed, but modified less than the settle time ago: a linker may
+    /// still be writing it. Settled after `left`.
+    Settling { left: Duration },
+    /// Gone: a build deletes its output before writing the new one. Nothing
+    /// to load; the loaded code stays until a file is back.
+    Missing,
     /// Differs from the loaded code, but loading exactly this file failed.
     FailedBefore,
 }
 
 impl ModuleRecord {
-    fn file_status(&mut self) -> FileStatus {
+    fn file_status(&mut self, settle: Duration) -> FileStatus {
         let quick = Quick::stat(&self.source);
         if quick == self.stamp.quick {
             return FileStatus::Clean;
@@ -74,8 +84,12 @@ impl ModuleRecord {
         if Some(quick) == self.failed {
             return FileStatus::FailedBefore;
         }
-        if quick == Quick::Missing {
-            return FileStatus::Changed;
+        let Quick::Present { modified, .. } = quick else { return FileStatus::Missing };
+        // A modification time in the future (another machine's clock) or
+        // unknown cannot be waited out.
+        let age = modified.and_then(|m| SystemTime::now().duration_since(m).ok()).unwrap_or(settle);
+        if age < settle {
+            return FileStatus::Settling { left: settle - age };
         }
         match loader::stamp_file(&self.source) {
             Ok(stamp) if stamp.hash == self.stamp.hash => {
@@ -977,6 +991,8 @@ pub struct Runtime {
     /// The event count at the last check that found no change.
     watch_checked: AtomicU64,
     report_file: Option<PathBuf>,
+    /// [`Config::settle_time`].
+    settle: Duration,
 }
 
 impl fmt::Debug for Runtime {
@@ -1033,6 +1049,7 @@ impl Runtime {
         };
         let watch = watcher.as_ref().map(FileWatcher::signal);
         let report_file = config.report_file.clone();
+        let settle = config.settle_time;
         Ok(Runtime {
             exclusive: Mutex::new(()),
             exclusive_holder: AtomicU64::new(0),
@@ -1053,6 +1070,7 @@ impl Runtime {
             watch,
             watch_checked: AtomicU64::new(0),
             report_file,
+            settle,
         })
     }
 
@@ -1199,10 +1217,15 @@ impl Runtime {
     }
 
     /// Whether any loaded module's file changed since it was loaded (or since
-    /// a failed attempt to reload it). Costs one `stat` per module unless a
-    /// file's timestamp changed, in which case its content is hashed; with
+    /// a failed attempt to reload it) and has gone [`Config::settle_time`]
+    /// unmodified since. Costs one `stat` per module unless a file's
+    /// timestamp changed, in which case its content is hashed; with
     /// [`Config::watch_files`], one atomic load until the system reports an
     /// event on one of the files.
+    ///
+    /// A file that was deleted is no change: the loaded code keeps running
+    /// until a file is back (a build deletes its output before it writes the
+    /// new one, and leaves nothing when it fails).
     pub fn reload_needed(&self) -> bool {
         let events = self.watch.as_ref().and_then(|w| w.events());
         if let Some(events) = events
@@ -1211,9 +1234,19 @@ impl Runtime {
             return false;
         }
         let Ok(mut state) = self.state() else { return false };
-        let changed = state.modules.iter_mut().any(|m| m.file_status() == FileStatus::Changed);
+        let mut changed = false;
+        let mut settling = false;
+        for module in &mut state.modules {
+            match module.file_status(self.settle) {
+                FileStatus::Changed => changed = true,
+                // No event may come when it settles: ask again next time.
+                FileStatus::Settling { .. } => settling = true,
+                FileStatus::Clean | FileStatus::Missing | FileStatus::FailedBefore => {}
+            }
+        }
         if let Some(events) = events
             && !changed
+            && !settling
         {
             // Everything up to `events` is accounted for.
             self.watch_checked.fetch_max(events, Ordering::AcqRel);
@@ -1221,7 +1254,9 @@ impl Runtime {
         changed
     }
 
-    /// Whether the file of module `name` differs from the code that is loaded.
+    /// Whether the file of module `name` differs from the code that is loaded
+    /// (including a file still settling, or one that failed to load; not a
+    /// file that is missing).
     ///
     /// # Errors
     ///
@@ -1229,7 +1264,7 @@ impl Runtime {
     pub fn has_module_changed(&self, name: &str) -> Result<bool> {
         let mut state = self.state()?;
         let index = state.module_index(name).ok_or_else(|| Error::UnknownModule { name: name.to_owned() })?;
-        Ok(state.modules[index].file_status() != FileStatus::Clean)
+        Ok(!matches!(state.modules[index].file_status(self.settle), FileStatus::Clean | FileStatus::Missing))
     }
 
     /// The number of reloads that committed.
@@ -1302,15 +1337,34 @@ impl Runtime {
         let t = Instant::now();
         let mut trigger = false;
         let mut candidates = Vec::new();
-        for i in state.topo_order() {
-            match state.modules[i].file_status() {
-                FileStatus::Clean => {}
-                FileStatus::Changed => {
-                    trigger = true;
-                    candidates.push(i);
+        loop {
+            let mut wait = Duration::ZERO;
+            for i in state.topo_order() {
+                match state.modules[i].file_status(self.settle) {
+                    FileStatus::Clean | FileStatus::Missing => {}
+                    FileStatus::Changed => {
+                        trigger = true;
+                        candidates.push(i);
+                    }
+                    FileStatus::Settling { left } if t.elapsed() < MAX_SETTLE_WAIT => wait = wait.max(left),
+                    // Still being modified after all this time: try it as it is.
+                    FileStatus::Settling { .. } => {
+                        trigger = true;
+                        candidates.push(i);
+                    }
+                    FileStatus::FailedBefore => candidates.push(i),
                 }
-                FileStatus::FailedBefore => candidates.push(i),
             }
+            if wait.is_zero() {
+                break;
+            }
+            // A file is being written: wait for it, without holding up the
+            // threads that need the state, and look at everything again.
+            drop(state);
+            std::thread::sleep(wait);
+            state = self.state()?;
+            trigger = false;
+            candidates.clear();
         }
         timings.detect = t.elapsed();
         if !trigger {

@@ -6,23 +6,10 @@ mod support;
 use std::time::{Duration, Instant};
 
 use hcr_runtime::{Config, Runtime};
-use support::{Scratch, fixture, fn1};
+use support::{Scratch, fixture, fn1, wait_for_reload_needed};
 
 fn watching_runtime() -> Runtime {
     Runtime::with_config(Config::new().with_stub_base(0).with_stub_capacity(4096).with_watch_files(true)).unwrap()
-}
-
-/// Asks `reload_needed` until it says yes (file events arrive on another
-/// thread, a little later).
-fn wait_for_reload_needed(rt: &Runtime) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if rt.reload_needed() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    false
 }
 
 #[test]
@@ -52,6 +39,40 @@ fn a_watching_runtime_sees_a_new_build_and_ignores_a_touch() {
     assert!(wait_for_reload_needed(&rt));
     rt.perform_reload().unwrap();
     assert_eq!(answer(40), 41);
+}
+
+#[test]
+fn a_file_still_being_written_is_waited_for() {
+    let settle = Duration::from_millis(500);
+    let s = Scratch::new("settle");
+    let path = s.install(&fixture("counter", &[]), "counter");
+    let config = Config::new().with_stub_base(0).with_stub_capacity(4096).with_settle_time(settle);
+    for watch in [false, true] {
+        let rt = Runtime::with_config(config.clone().with_watch_files(watch)).unwrap();
+        rt.load(&path).unwrap();
+        let answer = fn1(&rt, "counter", "answer");
+
+        // A host asking at every frame is not held up while the file is
+        // young, and is told once it has settled, with no further event.
+        let written = Instant::now();
+        s.install(&fixture("counter", &["v2"]), "counter");
+        assert!(!rt.reload_needed(), "a file modified just now is not loaded yet (watch: {watch})");
+        assert!(rt.has_module_changed("counter").unwrap());
+        assert!(wait_for_reload_needed(&rt));
+        // The file's time comes from a coarser clock: allow for it.
+        assert!(written.elapsed() + Duration::from_millis(20) >= settle, "{:?}", written.elapsed());
+        assert_eq!(rt.perform_reload().unwrap().reloaded, ["counter"]);
+        assert_eq!(answer(40), 42);
+
+        // Asked to reload at once, the runtime waits for the file to settle.
+        let written = Instant::now();
+        s.install(&fixture("counter", &[]), "counter");
+        let report = rt.perform_reload().unwrap();
+        assert_eq!(report.reloaded, ["counter"]);
+        assert!(written.elapsed() + Duration::from_millis(20) >= settle, "{:?}", written.elapsed());
+        assert!(report.timings.detect + Duration::from_millis(20) >= settle / 2, "{report}");
+        assert_eq!(answer(40), 41);
+    }
 }
 
 #[test]

@@ -98,6 +98,9 @@ fn child_reports_its_stub_base() {
     if !is_child() {
         return;
     }
+    if let Ok(config) = hcr_runtime::Config::from_env() {
+        println!("SETTLE {} ms, WATCH {}", config.settle_time.as_millis(), config.watch_files);
+    }
     match Runtime::new() {
         Ok(rt) => println!("STUB BASE {:#x}", rt.stub_region().start),
         Err(e) => println!("RUNTIME ERROR {e}"),
@@ -124,6 +127,18 @@ fn the_environment_overrides_base_and_capacity() {
     assert!(stdout.contains("RUNTIME ERROR invalid configuration HCR_STUB_CAPACITY = \"lots\""), "{stdout}");
     let stdout = child_output(&[("HCR_STUB_CAPACITY", "0")]);
     assert!(stdout.contains("RUNTIME ERROR invalid configuration HCR_STUB_CAPACITY"), "{stdout}");
+}
+
+#[test]
+fn the_environment_sets_watching_and_the_settle_time() {
+    let stdout = child_output(&[]);
+    assert!(stdout.contains("SETTLE 30 ms, WATCH false"), "{stdout}");
+    let stdout = child_output(&[("HCR_SETTLE_MS", "250"), ("HCR_WATCH", "on")]);
+    assert!(stdout.contains("SETTLE 250 ms, WATCH true"), "{stdout}");
+    let stdout = child_output(&[("HCR_SETTLE_MS", "soon")]);
+    assert!(stdout.contains("RUNTIME ERROR invalid configuration HCR_SETTLE_MS = \"soon\""), "{stdout}");
+    let stdout = child_output(&[("HCR_SETTLE_MS", "10001")]);
+    assert!(stdout.contains("RUNTIME ERROR invalid configuration HCR_SETTLE_MS"), "{stdout}");
 }
 
 #[test]

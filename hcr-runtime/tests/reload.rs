@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use hcr_runtime::{Config, ReloadStage, Runtime, StubState, UnloadPolicy};
-use support::{Scratch, fixture, fn0, fn1, runtime};
+use support::{Scratch, fixture, fn0, fn1, runtime, wait_for_reload_needed};
 
 /// Handler log of the counter fixture: (before, after, last outcome).
 fn handler_log(rt: &Runtime) -> (u64, u64, u64) {
@@ -31,7 +31,7 @@ fn a_stub_taken_before_a_reload_calls_the_new_code_after_it() {
     assert!(!rt.reload_needed());
 
     s.install(&fixture("counter", &["v2"]), "counter");
-    assert!(rt.reload_needed());
+    assert!(wait_for_reload_needed(&rt));
     assert!(rt.has_module_changed("counter").unwrap());
     let report = rt.perform_reload().unwrap();
     assert_eq!(report.reloaded, ["counter"]);

@@ -1,10 +1,13 @@
 /* A host in C for the C API tests: loads the Rust module `counter` from the
  * path it is given, calls it through a stub, reloads it with the build named
  * by HCR_TEST_V2 and then with a broken file, and prints what it sees. */
+#define _POSIX_C_SOURCE 200809L /* nanosleep */
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "hcr.h"
 
@@ -116,9 +119,16 @@ int main(int argc, char **argv) {
         perror("installing v2");
         return 1;
     }
-    if (!hcr_reload_needed(rt)) {
-        fprintf(stderr, "the new build was not noticed\n");
-        return 1;
+    /* As a host loop would: ask at every frame until the new file has
+       settled (gone unmodified for the configured settle time). */
+    int frames = 0;
+    while (!hcr_reload_needed(rt)) {
+        if (++frames == 5000) {
+            fprintf(stderr, "the new build was not noticed\n");
+            return 1;
+        }
+        struct timespec frame = {0, 1000000};
+        nanosleep(&frame, NULL);
     }
     if (hcr_perform_reload(rt, &summary) != HCR_RESULT_OK) {
         return fail("hcr_perform_reload");

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use hcr_runtime::{Config, Proc, Runtime};
 
@@ -138,6 +139,20 @@ impl Drop for Scratch {
 /// in parallel threads of one process).
 pub fn runtime() -> Runtime {
     Runtime::with_config(Config::new().with_stub_base(0).with_stub_capacity(4096)).unwrap()
+}
+
+/// Asks `reload_needed` until it says yes, as a host loop does: a new file
+/// is only reported once it has settled, and file events arrive on another
+/// thread, a little later. `false` if it never does (within 10 s).
+pub fn wait_for_reload_needed(rt: &Runtime) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if rt.reload_needed() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    false
 }
 
 /// A proc as an `extern "C" fn() -> u64`.
