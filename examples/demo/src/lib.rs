@@ -145,8 +145,9 @@ fn demo(copy: &ScratchCrate) -> Result<()> {
     }
     println!("      still running the second build: transform(7) = {}, calls = {}", held(7), demo_module::calls());
 
-    println!("\nYour turn: `cargo run -p hcr-demo -- --interactive` gives you a copy of the module to edit;");
-    println!("every save is rebuilt and reloaded into the running program.");
+    println!("\nYour turn: `cargo run -p cargo-hcr -- run -p game` runs a small game; edit");
+    println!("examples/game/logic/src/lib.rs and every save is rebuilt and reloaded into it.");
+    println!("(`cargo run -p hcr-demo -- --interactive` does the same with a copy of this demo's module.)");
     Ok(())
 }
 

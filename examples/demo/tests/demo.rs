@@ -19,7 +19,7 @@ fn the_demo_reloads_edited_code_and_shows_what_survived() {
         "refused: reload failed and was rolled back",
         "global `demo_module::CALLS` has layout `AtomicU64`",
         "still running the second build: transform(7) = 21, calls = 4",
-        "cargo run -p hcr-demo -- --interactive",
+        "cargo run -p cargo-hcr -- run -p game",
     ] {
         assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
     }

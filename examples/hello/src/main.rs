@@ -2,6 +2,7 @@
 //! reloading the module whenever it is rebuilt.
 //!
 //! ```sh
+//! cargo run -p cargo-hcr -- run -p hello   # hot: edit module/src/lib.rs and save
 //! cargo run -p hello     # hot: edit module/src/lib.rs, then cargo build -p hello-module
 //! cargo run -p hello --no-default-features --features static   # the same code, linked in, no runtime
 //! ```
@@ -20,7 +21,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let frames = std::env::args().skip_while(|a| a != "--frames").nth(1).map(|n| n.parse::<u64>()).transpose()?;
     let interval = Duration::from_millis(if frames.is_some() { 10 } else { 500 });
     let hcr = Hcr::start()?;
-    if hcr.is_hot() {
+    if hcr.is_hot() && std::env::var_os("HCR_WATCH").is_some() {
+        // Run by cargo-hcr, which rebuilds the module on every save.
+        println!("hot reloading is on: edit examples/hello/module/src/lib.rs and save");
+    } else if hcr.is_hot() {
         println!("hot reloading is on: edit examples/hello/module/src/lib.rs, then run `cargo build -p hello-module`");
     } else {
         println!("static build: the module is linked in");

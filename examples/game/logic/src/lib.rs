@@ -2,7 +2,7 @@
 //! look. Their positions and velocities live in a runtime-owned global, so
 //! they carry on from where they were when this code is replaced.
 //!
-//! Try, while `cargo run -p game` runs (then `cargo build -p game-logic`):
+//! Try, while `cargo run -p cargo-hcr -- run -p game` runs, and save:
 //! * `GRAVITY` to `-40.0`, and everything floats up;
 //! * `BOUNCE` to `1.0`, and nothing ever comes to rest;
 //! * the glyph `'o'` to `'@'`.

@@ -1,0 +1,84 @@
+//! The host process: started directly (not through `cargo run`), with the
+//! environment that makes its runtime watch and report, and stopped
+//! gently, then firmly.
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::process;
+
+/// The environment variable that makes the runtime watch its module files.
+pub const WATCH_VAR: &str = "HCR_WATCH";
+/// The environment variable naming the file the runtime reports reloads to.
+pub const REPORT_VAR: &str = "HCR_REPORT_FILE";
+
+/// The running host.
+#[derive(Debug)]
+pub struct Host {
+    child: Child,
+    exited: Option<ExitStatus>,
+}
+
+impl Host {
+    /// Starts `executable` with `args`, its standard streams those of
+    /// cargo-hcr, `HCR_WATCH=1`, and `HCR_REPORT_FILE=report_file`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Spawn`] if it cannot be started.
+    pub fn spawn(executable: &Path, args: &[OsString], report_file: &Path) -> Result<Host> {
+        let mut command = Command::new(executable);
+        command.args(args).env(WATCH_VAR, "1").env(REPORT_VAR, report_file);
+        process::die_with_parent(&mut command);
+        let child =
+            command.spawn().map_err(|source| Error::Spawn { program: executable.display().to_string(), source })?;
+        Ok(Host { child, exited: None })
+    }
+
+    /// Its exit status, if it has exited.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Process`] if it cannot be waited for.
+    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
+        if self.exited.is_none() {
+            self.exited = self.child.try_wait().map_err(|source| Error::Process { what: "the host".into(), source })?;
+        }
+        Ok(self.exited)
+    }
+
+    /// Stops it: sends `signal`, waits up to `grace` for it to exit (less if
+    /// `hurry` says so; it is asked every few milliseconds), then kills it.
+    /// Returns its exit status.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Process`] if it cannot be signalled or waited for.
+    pub fn stop(
+        &mut self,
+        signal: libc::c_int,
+        grace: Duration,
+        mut hurry: impl FnMut() -> bool,
+    ) -> Result<ExitStatus> {
+        if let Some(status) = self.try_wait()? {
+            return Ok(status);
+        }
+        // Not reaped, so the id is still the host's.
+        let signalled = process::signal(self.child.id(), signal);
+        let deadline = Instant::now() + grace;
+        while signalled.is_ok() && Instant::now() < deadline && !hurry() {
+            if let Some(status) = self.try_wait()? {
+                return Ok(status);
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let status = self.child.wait().map_err(|source| Error::Process { what: "the host".into(), source })?;
+        self.exited = Some(status);
+        Ok(status)
+    }
+}
