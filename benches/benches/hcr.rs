@@ -227,7 +227,12 @@ impl Reloader {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(hcr_benches::library_file(&module.name));
         install(&module.builds[0], &path);
-        let rt = Runtime::with_config(Config::new().with_stub_base(0)).unwrap();
+        // What is timed is the reload a host performs once `reload_needed()`
+        // said yes, that is, after the file has settled. The builds are
+        // installed whole (by a rename), so nothing needs to settle: without
+        // the wait, `perform_reload` can be called right after the install.
+        let config = Config::new().with_stub_base(0).with_settle_time(Duration::ZERO);
+        let rt = Runtime::with_config(config).unwrap();
         rt.load(&path).unwrap();
         Reloader { rt, module: module.clone(), path, next: 1 }
     }
@@ -274,6 +279,14 @@ fn reload(c: &mut Criterion, setup: &Setup) -> Vec<(usize, [f64; 8])> {
     }
     g.sample_size(100).measurement_time(Duration::from_secs(5));
     g.bench_function("reload_needed_50", |b| b.iter(|| assert!(!rt.reload_needed())));
+    drop(rt);
+    // The same, with the runtime watching the files (`HCR_WATCH=1`).
+    let rt = Runtime::with_config(Config::new().with_stub_base(0).with_watch_files(true)).unwrap();
+    for m in &setup.tiny {
+        rt.load(dir.join(hcr_benches::library_file(&m.name))).unwrap();
+    }
+    assert!(!rt.reload_needed(), "the first answer checks the files");
+    g.bench_function("reload_needed_50_watched", |b| b.iter(|| assert!(!rt.reload_needed())));
 
     // Registration of 10,000 procs (the init phase of a reload).
     let big = setup.scaling.iter().find(|m| m.procs == 10_000).expect("the 10,000-proc module");
