@@ -49,9 +49,7 @@ pub fn die_with_parent(command: &mut Command) {
 ///
 /// The system's error, e.g. `ESRCH` when there is no such process.
 pub fn signal(pid: u32, signal: libc::c_int) -> io::Result<()> {
-    let pid = libc::pid_t::try_from(pid).map_err(io::Error::other)?;
-    // SAFETY: `kill` has no memory-safety preconditions.
-    if unsafe { libc::kill(pid, signal) } == -1 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    kill(libc::pid_t::try_from(pid).map_err(io::Error::other)?, signal)
 }
 
 /// Sends `signal` to every process of the process group `group`, as
@@ -61,10 +59,13 @@ pub fn signal(pid: u32, signal: libc::c_int) -> io::Result<()> {
 ///
 /// As for [`signal`].
 pub fn signal_group(group: u32, signal: libc::c_int) -> io::Result<()> {
-    let group = libc::pid_t::try_from(group).map_err(io::Error::other)?;
-    // SAFETY: `kill` has no memory-safety preconditions; a negative id names
-    // a process group.
-    if unsafe { libc::kill(-group, signal) } == -1 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    // A negative id names a process group.
+    kill(-libc::pid_t::try_from(group).map_err(io::Error::other)?, signal)
+}
+
+fn kill(target: libc::pid_t, signal: libc::c_int) -> io::Result<()> {
+    // SAFETY: `kill` has no memory-safety preconditions.
+    if unsafe { libc::kill(target, signal) } == -1 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
 /// The exit code that reports `status` the way a shell does: the process's

@@ -118,28 +118,10 @@ impl<T> Global<T> {
     ///
     /// The status of a refused registration.
     pub unsafe fn register(&self, api: &HostApi, name: &str, layout_hash: u64, layout: &str) -> Result<bool, Status> {
-        let desc = GlobalDesc {
-            name: Str::new(name),
-            size: size_of::<T>(),
-            align: align_of::<T>(),
-            layout_hash,
-            layout: Str::new(layout),
-        };
-        let mut slot = GlobalSlot { ptr: core::ptr::null_mut(), initialize: 0 };
-        // SAFETY: forwarded from the caller.
-        unsafe { api.register_global(&desc, &mut slot) }.ok()?;
-        let ptr = slot.ptr.cast::<T>();
-        if ptr.is_null() || !ptr.is_aligned() {
-            return Err(Status::INTERNAL);
-        }
-        let fresh = slot.initialize == 1;
-        if fresh {
-            // SAFETY: the runtime handed us fresh storage of `T`'s size and
-            // alignment to initialise.
-            unsafe { ptr.write((self.init)()) };
-        }
-        self.ptr.store(ptr, Ordering::Release);
-        Ok(fresh)
+        self.register_with(name, layout_hash, layout, |desc, slot| {
+            // SAFETY: forwarded from the caller.
+            unsafe { api.register_global(desc, slot) }
+        })
     }
 
     /// Like [`Global::register`], offering migrations from older layouts.
@@ -162,6 +144,22 @@ impl<T> Global<T> {
         layout: &str,
         migrations: &[crate::GlobalMigration],
     ) -> Result<bool, Status> {
+        self.register_with(name, layout_hash, layout, |desc, slot| {
+            // SAFETY: forwarded from the caller.
+            unsafe { api.register_global_migrating(desc, migrations, slot) }
+        })
+    }
+
+    /// Describes `T` to `register` (one of the runtime's registration
+    /// entries), then points the global at the storage it returned, writing
+    /// the initial value if the storage is fresh. Whether it initialised.
+    fn register_with(
+        &self,
+        name: &str,
+        layout_hash: u64,
+        layout: &str,
+        register: impl FnOnce(&GlobalDesc, &mut GlobalSlot) -> Status,
+    ) -> Result<bool, Status> {
         let desc = GlobalDesc {
             name: Str::new(name),
             size: size_of::<T>(),
@@ -170,15 +168,15 @@ impl<T> Global<T> {
             layout: Str::new(layout),
         };
         let mut slot = GlobalSlot { ptr: core::ptr::null_mut(), initialize: 0 };
-        // SAFETY: forwarded from the caller.
-        unsafe { api.register_global_migrating(&desc, migrations, &mut slot) }.ok()?;
+        register(&desc, &mut slot).ok()?;
         let ptr = slot.ptr.cast::<T>();
         if ptr.is_null() || !ptr.is_aligned() {
             return Err(Status::INTERNAL);
         }
         let fresh = slot.initialize == 1;
         if fresh {
-            // SAFETY: fresh storage of `T`'s size and alignment to initialise.
+            // SAFETY: the runtime handed us fresh storage of `T`'s size and
+            // alignment (checked non-null and aligned above) to initialise.
             unsafe { ptr.write((self.init)()) };
         }
         self.ptr.store(ptr, Ordering::Release);

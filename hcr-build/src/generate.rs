@@ -466,18 +466,37 @@ fn binding_parts(p: &Proc) -> (syn::Ident, syn::Ident, Vec<TokenStream>, Vec<syn
     (ident, ptr, decl, args, fn_pointer_type(&p.sig))
 }
 
-fn docs(module: &str, p: &Proc) -> (String, String) {
-    (
-        format!(" Calls `{module}::{}` (the module's current code).", p.name),
-        format!(" The stable address of `{module}::{}`: valid across reloads, usable as a callback.", p.name),
-    )
+/// The two items bound for proc `p`: the function that calls it with
+/// `body`, and `<name>_ptr`, which returns `pointer`.
+fn binding_fns(module: &str, p: &Proc, cfg: &TokenStream, body: &TokenStream, pointer: &TokenStream) -> TokenStream {
+    let (ident, ptr, params, _, fn_type) = binding_parts(p);
+    let output = &p.sig.output;
+    let unsafety = &p.sig.unsafety;
+    let call_doc = format!(" Calls `{module}::{}` (the module's current code).", p.name);
+    let ptr_doc = format!(" The stable address of `{module}::{}`: valid across reloads, usable as a callback.", p.name);
+    let doc_safety = unsafety
+        .map(|_| quote!(#[doc = ""] #[doc = " # Safety"] #[doc = ""] #[doc = " As for the module's function."]));
+    quote! {
+        #[doc = #call_doc]
+        #doc_safety
+        #cfg
+        #[inline]
+        pub #unsafety fn #ident(#(#params),*) #output {
+            #body
+        }
+
+        #[doc = #ptr_doc]
+        #cfg
+        #[inline]
+        pub fn #ptr() -> #fn_type {
+            #pointer
+        }
+    }
 }
 
 fn hot_binding(module: &str, p: &Proc, cfg: &TokenStream) -> TokenStream {
-    let (ident, ptr, params, args, fn_type) = binding_parts(p);
-    let output = &p.sig.output;
+    let (ident, _, _, args, fn_type) = binding_parts(p);
     let unsafety = &p.sig.unsafety;
-    let (call_doc, ptr_doc) = docs(module, p);
     let target_safety = safety(
         "the cell gives the current code of this proc, looked up for this signature (or a handler that aborts); it stays valid for the runtime's lifetime.",
     );
@@ -494,61 +513,29 @@ fn hot_binding(module: &str, p: &Proc, cfg: &TokenStream) -> TokenStream {
     } else {
         quote!(#target f(#(#args),*))
     };
-    let doc_safety = unsafety
-        .map(|_| quote!(#[doc = ""] #[doc = " # Safety"] #[doc = ""] #[doc = " As for the module's function."]));
-    quote! {
-        #[doc = #call_doc]
-        #doc_safety
-        #cfg
-        #[inline]
-        pub #unsafety fn #ident(#(#params),*) #output {
-            #body
-        }
-
-        #[doc = #ptr_doc]
-        #cfg
-        #[inline]
-        pub fn #ptr() -> #fn_type {
-            #stub_safety
-            unsafe { ::core::mem::transmute::<*const (), #fn_type>(__cells::#ident.stub()) }
-        }
-    }
+    let pointer = quote! {
+        #stub_safety
+        unsafe { ::core::mem::transmute::<*const (), #fn_type>(__cells::#ident.stub()) }
+    };
+    binding_fns(module, p, cfg, &body, &pointer)
 }
 
 fn static_binding(module: &str, p: &Proc, cfg: &TokenStream) -> TokenStream {
-    let (ident, ptr, params, args, fn_type) = binding_parts(p);
+    let (ident, _, params, args, fn_type) = binding_parts(p);
     let output = &p.sig.output;
     let unsafety = &p.sig.unsafety;
-    let (call_doc, ptr_doc) = docs(module, p);
     if let Some(path) = &p.public_path {
         // A direct call by path: the same call as from the module crate.
         let lib = format_ident!("{}", module);
         let segments = path.iter().map(|s| format_ident!("{}", s));
         let target = quote!(::#lib #(:: #segments)* :: #ident);
-        let doc_safety = unsafety
-            .map(|_| quote!(#[doc = ""] #[doc = " # Safety"] #[doc = ""] #[doc = " As for the module's function."]));
         let body = if unsafety.is_some() {
             let note = safety("the caller upholds the contract of the module's function.");
             quote!(#note unsafe { #target(#(#args),*) })
         } else {
             quote!(#target(#(#args),*))
         };
-        return quote! {
-            #[doc = #call_doc]
-            #doc_safety
-            #cfg
-            #[inline]
-            pub #unsafety fn #ident(#(#params),*) #output {
-                #body
-            }
-
-            #[doc = #ptr_doc]
-            #cfg
-            #[inline]
-            pub fn #ptr() -> #fn_type {
-                #target
-            }
-        };
+        return binding_fns(module, p, cfg, &body, &target);
     }
     let body = if unsafety.is_some() {
         let note = safety(
@@ -569,24 +556,7 @@ fn static_binding(module: &str, p: &Proc, cfg: &TokenStream) -> TokenStream {
             unsafe { ::core::mem::transmute::<unsafe extern "C" fn(#(#params),*) #output, #fn_type>(__static::#ident) }
         }
     };
-    let doc_safety = unsafety
-        .map(|_| quote!(#[doc = ""] #[doc = " # Safety"] #[doc = ""] #[doc = " As for the module's function."]));
-    quote! {
-        #[doc = #call_doc]
-        #doc_safety
-        #cfg
-        #[inline]
-        pub #unsafety fn #ident(#(#params),*) #output {
-            #body
-        }
-
-        #[doc = #ptr_doc]
-        #cfg
-        #[inline]
-        pub fn #ptr() -> #fn_type {
-            #pointer
-        }
-    }
+    binding_fns(module, p, cfg, &body, &pointer)
 }
 
 /// A host's bindings file: one module of bindings per reloadable module, and

@@ -1335,9 +1335,9 @@ impl Runtime {
         let mut state = self.state()?;
 
         let t = Instant::now();
-        let mut trigger = false;
-        let mut candidates = Vec::new();
-        loop {
+        let (trigger, candidates) = loop {
+            let mut trigger = false;
+            let mut candidates = Vec::new();
             let mut wait = Duration::ZERO;
             for i in state.topo_order() {
                 match state.modules[i].file_status(self.settle) {
@@ -1356,16 +1356,14 @@ impl Runtime {
                 }
             }
             if wait.is_zero() {
-                break;
+                break (trigger, candidates);
             }
             // A file is being written: wait for it, without holding up the
             // threads that need the state, and look at everything again.
             drop(state);
             std::thread::sleep(wait);
             state = self.state()?;
-            trigger = false;
-            candidates.clear();
-        }
+        };
         timings.detect = t.elapsed();
         if !trigger {
             timings.total = started.elapsed();

@@ -21,8 +21,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let frames = std::env::args().skip_while(|a| a != "--frames").nth(1).map(|n| n.parse::<u64>()).transpose()?;
     let interval = Duration::from_millis(if frames.is_some() { 10 } else { 500 });
     let hcr = Hcr::start()?;
-    if hcr.is_hot() && std::env::var_os("HCR_WATCH").is_some() {
-        // Run by cargo-hcr, which rebuilds the module on every save.
+    if hcr.is_hot() && std::env::var_os("HCR_REPORT_FILE").is_some() {
+        // Run by cargo-hcr, which rebuilds the module on every save and
+        // follows the reloads.
         println!("hot reloading is on: edit examples/hello/module/src/lib.rs and save");
     } else if hcr.is_hot() {
         println!("hot reloading is on: edit examples/hello/module/src/lib.rs, then run `cargo build -p hello-module`");
