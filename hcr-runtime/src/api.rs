@@ -1,9 +1,9 @@
 //! The `extern "C"` entry points of [`HostApi`] that module inits call.
 //!
 //! Each entry turns its raw arguments into references, runs the matching
-//! [`Session`] method and converts the outcome into a [`Status`]. A panic in
-//! the runtime is caught here and reported as [`Status::INTERNAL`]: nothing
-//! unwinds into module code.
+//! [`InitContext`] method and converts the outcome into a [`Status`]. A panic
+//! in the runtime is caught here and reported as [`Status::INTERNAL`]:
+//! nothing unwinds into module code.
 
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -14,23 +14,44 @@ use hcr_abi::{
 };
 
 use crate::error::Error;
-use crate::runtime::Session;
 
-/// Builds the table for one init call. The table (and `session`) must
-/// outlive the call and nothing else may touch `session` during it.
-pub(crate) fn host_api(session: &mut Session<'_>) -> HostApi {
+/// What a module's init can ask of the runtime, with its arguments read and
+/// checked for null: implemented by the runtime's init session.
+pub(crate) trait InitContext {
+    /// Records an error for the module being initialised.
+    fn record(&mut self, error: Error);
+    /// An invalid-argument error naming the module being initialised.
+    fn invalid(&self, reason: String) -> Error;
+    /// Registers one of the module's procs.
+    fn register_proc(&mut self, desc: &ProcDesc) -> Result<(), Error>;
+    /// The stub of another module's proc.
+    fn get_proc(&mut self, import: &ProcImport) -> Result<*const c_void, Error>;
+    /// Registers one of the module's globals, with migrations from older
+    /// layouts.
+    fn register_global(&mut self, desc: &GlobalDesc, migrations: &[GlobalMigration]) -> Result<GlobalSlot, Error>;
+    /// The storage of another module's global.
+    fn get_global(&mut self, import: &GlobalImport) -> Result<*mut c_void, Error>;
+    /// Registers a reload handler.
+    fn add_handler(&mut self, phase: Phase, f: HandlerFn, user: *mut c_void) -> Result<(), Error>;
+    /// Adds a message explaining a failure.
+    fn report(&mut self, message: Str);
+}
+
+/// Builds the table for one init call. The table (and `context`) must
+/// outlive the call and nothing else may touch `context` during it.
+pub(crate) fn host_api<C: InitContext>(context: &mut C) -> HostApi {
     HostApi {
         size: size_of::<HostApi>() as u32,
         abi_major: ABI_MAJOR,
         abi_minor: ABI_MINOR,
-        ctx: (session as *mut Session<'_>).cast(),
-        register_proc,
-        get_proc,
-        register_global,
-        get_global,
-        add_handler,
-        report_error,
-        register_global_migrating,
+        ctx: (context as *mut C).cast(),
+        register_proc: register_proc::<C>,
+        get_proc: get_proc::<C>,
+        register_global: register_global::<C>,
+        get_global: get_global::<C>,
+        add_handler: add_handler::<C>,
+        report_error: report_error::<C>,
+        register_global_migrating: register_global_migrating::<C>,
     }
 }
 
@@ -47,18 +68,18 @@ fn status_of(error: &Error) -> Status {
     }
 }
 
-/// Runs `f` on the session behind `ctx`, recording an error and catching
+/// Runs `f` on the context behind `ctx`, recording an error and catching
 /// panics.
 ///
 /// # Safety
 ///
-/// `ctx` must be the `ctx` of a table made by [`host_api`] whose init call is
-/// running on this thread.
-unsafe fn with_session(ctx: *mut c_void, f: impl FnOnce(&mut Session<'_>) -> Result<(), Error>) -> Status {
+/// `ctx` must be the `ctx` of a table made by [`host_api`] for a `C` whose
+/// init call is running on this thread.
+unsafe fn with_session<C: InitContext>(ctx: *mut c_void, f: impl FnOnce(&mut C) -> Result<(), Error>) -> Status {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: by the contract above, `ctx` is a live, exclusively
-        // borrowed `Session` for the duration of this call.
-        let session = unsafe { &mut *ctx.cast::<Session<'_>>() };
+        // borrowed `C` for the duration of this call.
+        let session = unsafe { &mut *ctx.cast::<C>() };
         match f(session) {
             Ok(()) => Status::OK,
             Err(error) => {
@@ -81,21 +102,25 @@ unsafe fn arg<'a, T>(ptr: *const T, what: &str) -> Result<&'a T, String> {
     unsafe { ptr.as_ref() }.ok_or_else(|| format!("{what} is a null pointer"))
 }
 
-unsafe extern "C" fn register_proc(ctx: *mut c_void, proc_: *const ProcDesc) -> Status {
+unsafe extern "C" fn register_proc<C: InitContext>(ctx: *mut c_void, proc_: *const ProcDesc) -> Status {
     // SAFETY: `ctx` comes from `host_api` (module contract); `proc_` is
     // checked for null and otherwise valid by the module contract.
     unsafe {
-        with_session(ctx, |s| {
+        with_session::<C>(ctx, |s| {
             let desc = arg(proc_, "the proc descriptor").map_err(|r| s.invalid(r))?;
             s.register_proc(desc)
         })
     }
 }
 
-unsafe extern "C" fn get_proc(ctx: *mut c_void, import: *const ProcImport, out: *mut *const c_void) -> Status {
+unsafe extern "C" fn get_proc<C: InitContext>(
+    ctx: *mut c_void,
+    import: *const ProcImport,
+    out: *mut *const c_void,
+) -> Status {
     // SAFETY: as for `register_proc`; `out` is checked for null.
     unsafe {
-        with_session(ctx, |s| {
+        with_session::<C>(ctx, |s| {
             let import = arg(import, "the proc import").map_err(|r| s.invalid(r))?;
             if out.is_null() {
                 return Err(s.invalid("the output pointer is null".into()));
@@ -107,10 +132,14 @@ unsafe extern "C" fn get_proc(ctx: *mut c_void, import: *const ProcImport, out: 
     }
 }
 
-unsafe extern "C" fn register_global(ctx: *mut c_void, global: *const GlobalDesc, out: *mut GlobalSlot) -> Status {
+unsafe extern "C" fn register_global<C: InitContext>(
+    ctx: *mut c_void,
+    global: *const GlobalDesc,
+    out: *mut GlobalSlot,
+) -> Status {
     // SAFETY: as for `register_proc`; `out` is checked for null.
     unsafe {
-        with_session(ctx, |s| {
+        with_session::<C>(ctx, |s| {
             let desc = arg(global, "the global descriptor").map_err(|r| s.invalid(r))?;
             if out.is_null() {
                 return Err(s.invalid("the output pointer is null".into()));
@@ -122,7 +151,7 @@ unsafe extern "C" fn register_global(ctx: *mut c_void, global: *const GlobalDesc
     }
 }
 
-unsafe extern "C" fn register_global_migrating(
+unsafe extern "C" fn register_global_migrating<C: InitContext>(
     ctx: *mut c_void,
     global: *const GlobalDesc,
     migrations: *const GlobalMigration,
@@ -132,7 +161,7 @@ unsafe extern "C" fn register_global_migrating(
     // SAFETY: as for `register_global`; `migrations` is checked for null and
     // otherwise points at `migration_count` entries (module contract).
     unsafe {
-        with_session(ctx, |s| {
+        with_session::<C>(ctx, |s| {
             let desc = arg(global, "the global descriptor").map_err(|r| s.invalid(r))?;
             if out.is_null() || (migrations.is_null() && migration_count > 0) {
                 return Err(s.invalid("a null pointer was passed".into()));
@@ -149,10 +178,14 @@ unsafe extern "C" fn register_global_migrating(
     }
 }
 
-unsafe extern "C" fn get_global(ctx: *mut c_void, import: *const GlobalImport, out: *mut *mut c_void) -> Status {
+unsafe extern "C" fn get_global<C: InitContext>(
+    ctx: *mut c_void,
+    import: *const GlobalImport,
+    out: *mut *mut c_void,
+) -> Status {
     // SAFETY: as for `register_proc`; `out` is checked for null.
     unsafe {
-        with_session(ctx, |s| {
+        with_session::<C>(ctx, |s| {
             let import = arg(import, "the global import").map_err(|r| s.invalid(r))?;
             if out.is_null() {
                 return Err(s.invalid("the output pointer is null".into()));
@@ -164,15 +197,20 @@ unsafe extern "C" fn get_global(ctx: *mut c_void, import: *const GlobalImport, o
     }
 }
 
-unsafe extern "C" fn add_handler(ctx: *mut c_void, phase: Phase, handler: HandlerFn, user: *mut c_void) -> Status {
+unsafe extern "C" fn add_handler<C: InitContext>(
+    ctx: *mut c_void,
+    phase: Phase,
+    handler: HandlerFn,
+    user: *mut c_void,
+) -> Status {
     // SAFETY: as for `register_proc`.
-    unsafe { with_session(ctx, |s| s.add_handler(phase, handler, user)) }
+    unsafe { with_session::<C>(ctx, |s| s.add_handler(phase, handler, user)) }
 }
 
-unsafe extern "C" fn report_error(ctx: *mut c_void, message: Str) {
+unsafe extern "C" fn report_error<C: InitContext>(ctx: *mut c_void, message: Str) {
     // SAFETY: as for `register_proc`; `message` is valid for the call.
     let _ = unsafe {
-        with_session(ctx, |s| {
+        with_session::<C>(ctx, |s| {
             s.report(message);
             Ok(())
         })

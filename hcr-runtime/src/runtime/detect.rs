@@ -1,0 +1,51 @@
+//! Change detection: whether a module's file differs from the loaded code.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use crate::loader::{self, Quick, Stamp};
+
+/// Whether a module's file differs from the loaded code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum FileStatus {
+    /// Same content as loaded.
+    Clean,
+    /// Changed since the last load or attempt, and settled.
+    Changed,
+    /// Changed, but modified less than the settle time ago: a linker may
+    /// still be writing it. Settled after `left`.
+    Settling { left: Duration },
+    /// Gone: a build deletes its output before writing the new one. Nothing
+    /// to load; the loaded code stays until a file is back.
+    Missing,
+    /// Differs from the loaded code, but loading exactly this file failed.
+    FailedBefore,
+}
+
+/// The status of the file at `path`, loaded with `stamp`; `failed` is the
+/// quick stamp of the last attempt that failed. A file that was only
+/// touched (same content) updates `stamp` so that the next check is a
+/// `stat` again.
+pub(super) fn file_status(path: &Path, stamp: &mut Stamp, failed: Option<Quick>, settle: Duration) -> FileStatus {
+    let quick = Quick::stat(path);
+    if quick == stamp.quick {
+        return FileStatus::Clean;
+    }
+    if Some(quick) == failed {
+        return FileStatus::FailedBefore;
+    }
+    let Quick::Present { modified, .. } = quick else { return FileStatus::Missing };
+    // A modification time in the future (another machine's clock) or
+    // unknown cannot be waited out.
+    let age = modified.and_then(|m| SystemTime::now().duration_since(m).ok()).unwrap_or(settle);
+    if age < settle {
+        return FileStatus::Settling { left: settle - age };
+    }
+    match loader::stamp_file(path) {
+        Ok(new) if new.hash == stamp.hash => {
+            stamp.quick = new.quick;
+            FileStatus::Clean
+        }
+        _ => FileStatus::Changed,
+    }
+}

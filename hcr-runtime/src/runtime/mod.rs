@@ -1,0 +1,396 @@
+//! The runtime: loaded modules, the load/reload transaction and the public
+//! [`Runtime`] API.
+//!
+//! * this file: the [`Runtime`] facade;
+//! * [`ops`]: loads, unloads and reloads around the transaction;
+//! * [`txn`]: the transaction (stage, check, commit or roll back);
+//! * [`session`]: the context of a module's init;
+//! * [`state`]: what the state lock protects;
+//! * [`graph`]: the module graph;
+//! * [`detect`]: whether module files changed;
+//! * [`handlers`]: module reload handlers and host callbacks;
+//! * [`reads`]: the read-side methods;
+//! * [`lock`]: re-entrancy-aware locks;
+//! * [`handles`] and [`report`]: the types handed out.
+
+mod detect;
+mod graph;
+mod handlers;
+mod handles;
+mod lock;
+mod ops;
+mod reads;
+mod report;
+mod session;
+mod state;
+mod txn;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use self::handlers::HostHandlers;
+pub use self::handles::{GlobalRef, Proc};
+use self::lock::{Held, hold};
+pub use self::report::{
+    Inspection, ModuleInfo, ReloadEvent, ReloadReport, ReloadStage, ReloadTimings, Stats, StubInfo, StubState,
+};
+use self::state::State;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::loader::PrivateDir;
+use crate::reclaim::{Reclaimer, ThreadGuard};
+use crate::table::StubTable;
+use crate::watch::{FileWatcher, WatchSignal};
+
+/// The hot code reloading runtime.
+///
+/// It owns the stub table, the globals and the loaded modules. Hosts usually
+/// create one at start-up, [`load`](Runtime::load) their root modules, take
+/// proc addresses with [`get_proc`](Runtime::get_proc), and call
+/// [`perform_reload`](Runtime::perform_reload) at a point of their choosing
+/// (typically once per frame or tick, when
+/// [`reload_needed`](Runtime::reload_needed) says so).
+///
+/// All methods take `&self` and may be called from any thread; loads and
+/// reloads are serialised. Calling through stubs never takes a lock.
+///
+/// # Dropping
+///
+/// Dropping the runtime unloads every module, frees every global and unmaps
+/// the stub table. Every stub address and global pointer handed out becomes
+/// invalid; make sure no thread still uses them.
+pub struct Runtime {
+    exclusive: Mutex<()>,
+    exclusive_holder: AtomicU64,
+    state: Mutex<State>,
+    state_holder: AtomicU64,
+    host_handlers: HostHandlers,
+    generation: AtomicU64,
+    reclaim: Arc<Reclaimer>,
+    /// The file watcher's event count, if files are watched.
+    watch: Option<Arc<WatchSignal>>,
+    /// The event count at the last check that found no change.
+    watch_checked: AtomicU64,
+    report_file: Option<PathBuf>,
+    /// [`Config::settle_time`].
+    settle: Duration,
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime").field("generation", &self.generation()).finish_non_exhaustive()
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        // Threads may still be registered, but the runtime (and every stub)
+        // goes away now: close what was retired; then the state's drop
+        // closes the loaded modules and unmaps the table.
+        self.reclaim.close_all();
+    }
+}
+
+impl Runtime {
+    /// Creates a runtime configured by [`Config::from_env`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a bad environment variable, and the errors
+    /// of [`Runtime::with_config`].
+    pub fn new() -> Result<Runtime> {
+        Runtime::with_config(Config::from_env()?)
+    }
+
+    /// Creates a runtime: reserves the stub table and creates the private
+    /// directory for module copies.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`], [`Error::Reserve`] when the address space
+    /// cannot be reserved, [`Error::PrivateDir`] when the directory cannot be
+    /// created.
+    ///
+    /// # Platform-specific behaviour
+    ///
+    /// The table is reserved with no access rights, without `MAP_FIXED` on
+    /// Unix (an existing mapping at the preferred address is never replaced)
+    /// and with `MEM_RESERVE` on Windows.
+    pub fn with_config(config: Config) -> Result<Runtime> {
+        config.validate()?;
+        let table = StubTable::new(config.stub_base, config.stub_capacity)?;
+        let parent = config.private_dir_parent.clone().unwrap_or_else(std::env::temp_dir);
+        let private = PrivateDir::create(&parent)?;
+        let watcher = if config.watch_files {
+            FileWatcher::new()
+                .inspect_err(|e| tracing::warn!(error = %e, "cannot watch module files; checking them instead"))
+                .ok()
+        } else {
+            None
+        };
+        let watch = watcher.as_ref().map(FileWatcher::signal);
+        let report_file = config.report_file.clone();
+        let settle = config.settle_time;
+        Ok(Runtime {
+            exclusive: Mutex::new(()),
+            exclusive_holder: AtomicU64::new(0),
+            state: Mutex::new(State::new(config, table, private, watcher)),
+            state_holder: AtomicU64::new(0),
+            host_handlers: HostHandlers::default(),
+            generation: AtomicU64::new(0),
+            reclaim: Arc::new(Reclaimer::default()),
+            watch,
+            watch_checked: AtomicU64::new(0),
+            report_file,
+            settle,
+        })
+    }
+
+    fn exclusive(&self) -> Result<Held<'_, ()>> {
+        hold(&self.exclusive, &self.exclusive_holder, &[&self.state_holder])
+    }
+
+    fn state(&self) -> Result<Held<'_, State>> {
+        hold(&self.state, &self.state_holder, &[])
+    }
+
+    /// Loads a module (and, first, the modules it imports) from `path`.
+    ///
+    /// The file is copied into the runtime's private directory and the copy
+    /// is loaded, so the build may overwrite `path` at any time. Loading a
+    /// path that is already loaded just marks it as loaded by the host.
+    ///
+    /// # Errors
+    ///
+    /// Any load failure ([`Error::ReadModule`], [`Error::NotLoadable`],
+    /// [`Error::NotAModule`], [`Error::AbiMismatch`], [`Error::InitFailed`],
+    /// [`Error::ImportNotFound`], [`Error::ImportCycle`], a registration
+    /// error...). Nothing of the failed load remains.
+    pub fn load(&self, path: impl AsRef<Path>) -> Result<ModuleInfo> {
+        self.load_module(path.as_ref())
+    }
+
+    /// Registers the calling thread as one that runs module code, so that
+    /// under [`UnloadPolicy::Deferred`] replaced libraries stay loaded until
+    /// it passes a quiescent point ([`ThreadGuard::quiescent`]). Register a
+    /// thread before it first calls module code.
+    ///
+    /// Threads that are not registered are not waited for: if one of them
+    /// runs a module's code while a reload replaces that module, it may
+    /// return into an unloaded library and crash.
+    pub fn register_thread(&self) -> ThreadGuard {
+        ThreadGuard::register(&self.reclaim)
+    }
+
+    /// Closes every replaced library that no registered thread can still be
+    /// running; returns how many. Quiescent points and reloads do this too.
+    pub fn collect_retired(&self) -> usize {
+        self.reclaim.collect()
+    }
+
+    /// Stops treating module `name` as loaded by the host. It is unloaded,
+    /// with every import nothing else needs, unless another module imports
+    /// it. Returns the modules that were unloaded.
+    ///
+    /// The procs of unloaded modules keep their stubs, which then report a
+    /// call and abort; their globals are freed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownModule`], or [`Error::Reentrant`] from a handler.
+    pub fn unload(&self, name: &str) -> Result<Vec<String>> {
+        self.unload_module(name)
+    }
+
+    /// Whether any loaded module's file changed since it was loaded (or since
+    /// a failed attempt to reload it) and has gone [`Config::settle_time`]
+    /// unmodified since. Costs one `stat` per module unless a file's
+    /// timestamp changed, in which case its content is hashed; with
+    /// [`Config::watch_files`], one atomic load until the system reports an
+    /// event on one of the files.
+    ///
+    /// A file that was deleted is no change: the loaded code keeps running
+    /// until a file is back (a build deletes its output before it writes the
+    /// new one, and leaves nothing when it fails).
+    pub fn reload_needed(&self) -> bool {
+        self.files_changed()
+    }
+
+    /// Whether the file of module `name` differs from the code that is loaded
+    /// (including a file still settling, or one that failed to load; not a
+    /// file that is missing).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownModule`].
+    pub fn has_module_changed(&self, name: &str) -> Result<bool> {
+        self.module_changed(name)
+    }
+
+    /// The number of reloads that committed.
+    pub fn generation(&self) -> u64 {
+        // Acquire: pairs with the release store after a commit.
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Reloads every module whose file changed, as one transaction.
+    ///
+    /// In order: detect changed files (timestamp and size, confirmed by a
+    /// content hash), copy them, run every module's before-reload handlers
+    /// (imports first), load the new builds (and any new imports) and run
+    /// their inits. If all of that succeeded, commit: re-point the stubs,
+    /// unbind procs that disappeared, free globals that disappeared, unload
+    /// replaced libraries and modules nothing imports any more, then run the
+    /// after-reload handlers of the new code.
+    ///
+    /// Returns an empty report when nothing changed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ReloadFailed`] listing every failure. Then nothing was
+    /// patched, no global was touched, everything the attempt allocated was
+    /// released, the after-reload handlers ran with
+    /// [`ReloadStage::RolledBack`], and the same files are not tried again
+    /// until they change. [`Error::Reentrant`] when called from a handler.
+    ///
+    /// # Reports
+    ///
+    /// With [`Config::report_file`] set, every reload that did something
+    /// appends one line to that file, tab-separated:
+    ///
+    /// ```text
+    /// reloaded<TAB><generation><TAB><milliseconds><TAB><module>,<module>...
+    /// failed<TAB><milliseconds><TAB><error, newlines replaced by " | ">
+    /// ```
+    pub fn perform_reload(&self) -> Result<ReloadReport> {
+        let started = Instant::now();
+        let result = self.reload();
+        if let Some(path) = &self.report_file {
+            let line = match &result {
+                Ok(report) if report.is_empty() => None,
+                Ok(report) => Some(format!(
+                    "reloaded\t{}\t{:.1}\t{}",
+                    report.generation,
+                    report.timings.total.as_secs_f64() * 1e3,
+                    report.reloaded.join(",")
+                )),
+                Err(Error::Reentrant) => None,
+                Err(e) => Some(format!(
+                    "failed\t{:.1}\t{}",
+                    started.elapsed().as_secs_f64() * 1e3,
+                    e.to_string().replace('\n', " | ")
+                )),
+            };
+            if let Some(line) = line {
+                ops::append_line(path, &line);
+            }
+        }
+        result
+    }
+
+    /// Registers a host callback run before every reload attempt and after it
+    /// committed or rolled back, after the modules' own handlers.
+    pub fn on_reload(&self, handler: impl FnMut(&ReloadEvent) + Send + 'static) {
+        self.host_handlers.add(handler);
+    }
+
+    /// The stable address of proc `name` of `module`: a stub that always jumps
+    /// to the current code. If the proc is not registered (yet), the stub is
+    /// created unbound and bound when the proc is registered; calling it
+    /// before that prints `hcr: call to unbound function module::name` and
+    /// aborts.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for an empty or overlong name,
+    /// [`Error::CapacityExhausted`], [`Error::Reentrant`] from a module init.
+    pub fn get_proc(&self, module: &str, name: &str) -> Result<Proc> {
+        self.get_proc_with_signature(module, name, 0, "")
+    }
+
+    /// Like [`Runtime::get_proc`], for a caller compiled against a known
+    /// signature (`signature_hash` as generated by `hcr-build`, `0` for
+    /// unknown). The host stays bound with that signature: a reload that
+    /// would change the proc's signature is refused.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Runtime::get_proc`], and [`Error::SignatureMismatch`] if the
+    /// proc is registered with another signature.
+    pub fn get_proc_with_signature(
+        &self,
+        module: &str,
+        name: &str,
+        signature_hash: u64,
+        signature: &str,
+    ) -> Result<Proc> {
+        self.proc_with_signature(module, name, signature_hash, signature)
+    }
+
+    /// The storage of global `name` of `module`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownGlobal`], or [`Error::Reentrant`] from a module init.
+    pub fn get_global(&self, module: &str, name: &str) -> Result<GlobalRef> {
+        self.global(module, name)
+    }
+
+    /// The loaded modules, imports before their importers.
+    pub fn modules(&self) -> Vec<ModuleInfo> {
+        self.module_infos()
+    }
+
+    /// A listing of every stub, for debugging: index, module, proc, target
+    /// and (on x86-64) the decoded stub instruction.
+    pub fn inspect(&self) -> Inspection {
+        self.inspection()
+    }
+
+    /// Counters describing what the runtime holds.
+    pub fn stats(&self) -> Stats {
+        self.counters()
+    }
+
+    /// The address range reserved for the stub table.
+    pub fn stub_region(&self) -> std::ops::Range<usize> {
+        self.state.lock().table.range()
+    }
+
+    /// The private directory holding copies of the loaded modules.
+    pub fn private_dir(&self) -> PathBuf {
+        self.state.lock().private.path().to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Runtime>();
+        check::<Proc>();
+        check::<GlobalRef>();
+        check::<Error>();
+    }
+
+    #[test]
+    fn host_get_proc_before_load_hands_out_a_pending_stub() {
+        let rt = Runtime::with_config(Config::new().with_stub_base(0).with_stub_capacity(100)).unwrap();
+        let p = rt.get_proc("later", "f").unwrap();
+        assert_eq!(rt.get_proc("later", "f").unwrap(), p, "same stub every time");
+        let listing = rt.inspect();
+        assert_eq!(listing.stubs.len(), 1);
+        assert_eq!(listing.stubs[0].state, StubState::Pending);
+        assert_eq!(listing.stubs[0].address, p.addr() as usize);
+        assert!(listing.to_string().contains("later::f"));
+        assert!(rt.get_proc("", "f").is_err());
+    }
+}

@@ -1,0 +1,193 @@
+//! The context of one module's init: the `ctx` of its
+//! [`hcr_abi::HostApi`]. Everything it registers goes into the running
+//! transaction.
+
+use std::ffi::c_void;
+use std::sync::Arc;
+
+use hcr_abi::{GlobalDesc, GlobalImport, GlobalMigration, GlobalSlot, HandlerFn, Phase, ProcDesc, ProcImport, Str};
+
+use super::handlers::Handler;
+use super::state::State;
+use super::txn::{StagedProc, Txn};
+use crate::api::InitContext;
+use crate::error::{Error, GlobalLayout, Result};
+use crate::loader;
+use crate::registry::{Binder, Caller, GlobalEntry, GlobalRegistry};
+
+/// Longest proc, global or module name accepted from a module or the host.
+pub(super) const MAX_NAME: usize = 1024;
+
+/// The init of staged module `index` of `txn`.
+pub(super) struct Session<'a> {
+    pub(super) state: &'a mut State,
+    pub(super) txn: &'a mut Txn,
+    pub(super) index: usize,
+}
+
+impl Session<'_> {
+    fn module(&self) -> Arc<str> {
+        self.txn.staged[self.index].record.name.clone()
+    }
+
+    fn text(&self, s: Str, max: usize, what: &str) -> Result<String> {
+        loader::read_str(s, max, what).map_err(|r| self.invalid(r))
+    }
+
+    fn name(&self, s: Str, what: &str) -> Result<String> {
+        let name = self.text(s, MAX_NAME, what)?;
+        if name.is_empty() {
+            return Err(self.invalid(format!("its {what} is empty")));
+        }
+        Ok(name)
+    }
+}
+
+impl InitContext for Session<'_> {
+    fn record(&mut self, error: Error) {
+        self.txn.staged[self.index].errors.push(error);
+    }
+
+    fn invalid(&self, reason: String) -> Error {
+        Error::InvalidArgument { module: self.module().to_string(), reason }
+    }
+
+    fn register_proc(&mut self, desc: &ProcDesc) -> Result<()> {
+        let module = self.module();
+        let name = self.name(desc.name, "proc name")?;
+        if desc.addr.is_null() {
+            return Err(self.invalid(format!("proc `{name}` has a null address")));
+        }
+        let signature = self.text(desc.signature, 4096, "signature")?;
+        let stub = self.state.proc_stub(&module, &name, true)?;
+        if !self.txn.registered.insert(stub) {
+            return Err(Error::DuplicateProc { module: module.to_string(), name });
+        }
+        let signature = self.state.procs.intern_signature(desc.signature_hash, &signature);
+        self.txn.staged[self.index].procs.push(StagedProc { stub, addr: desc.addr as usize, signature });
+        Ok(())
+    }
+
+    fn get_proc(&mut self, import: &ProcImport) -> Result<*const c_void> {
+        let module: Arc<str> = self.name(import.module, "module name")?.into();
+        let name = self.name(import.name, "proc name")?;
+        let signature = self.text(import.signature, 4096, "signature")?;
+        let stub = self.state.proc_stub(&module, &name, true)?;
+        if import.signature_hash != 0 {
+            let binder = Binder {
+                caller: Caller::Module(self.module()),
+                hash: import.signature_hash,
+                signature: signature.into(),
+            };
+            self.txn.binds.push((stub, binder));
+        }
+        Ok(self.state.publish(stub) as *const c_void)
+    }
+
+    fn register_global(&mut self, desc: &GlobalDesc, migrations: &[GlobalMigration]) -> Result<GlobalSlot> {
+        let module = self.module();
+        let name = self.name(desc.name, "global name")?;
+        let requested = GlobalLayout {
+            size: desc.size,
+            align: desc.align,
+            hash: desc.layout_hash,
+            text: self.text(desc.layout, 4096, "layout")?,
+        };
+        let globals = &mut self.txn.staged[self.index].record.globals;
+        if globals.iter().any(|g| **g == *name) {
+            return Err(Error::DuplicateGlobal { module: module.to_string(), name });
+        }
+        let Some(existing) = self.state.globals.get(&module, &name) else {
+            let slot = GlobalRegistry::new_slot(&module, &name, &requested)?;
+            let ptr = slot.as_ptr();
+            self.state.globals.insert(module.clone(), &name, GlobalEntry { slot, layout: requested });
+            self.txn.created_globals.push((module, name.as_str().into()));
+            self.txn.staged[self.index].record.globals.push(name.into());
+            return Ok(GlobalSlot { ptr: ptr.cast(), initialize: 1 });
+        };
+        if same_layout(&existing.layout, &requested) {
+            let ptr = existing.slot.as_ptr();
+            globals.push(name.into());
+            return Ok(GlobalSlot { ptr: ptr.cast(), initialize: 0 });
+        }
+        let from = &existing.layout;
+        let migration = migrations
+            .iter()
+            .find(|m| m.from_layout_hash == from.hash && m.from_size == from.size && m.from_align == from.align);
+        let Some(migration) = migration else {
+            return Err(Error::GlobalLayoutMismatch {
+                module: module.to_string(),
+                name,
+                existing: Box::new(existing.layout.clone()),
+                requested: Box::new(requested),
+            });
+        };
+        // The old value stays where it is (the old code keeps using it until
+        // the commit, and keeps it after a rollback); the migration writes
+        // the new value into new storage.
+        let slot = GlobalRegistry::new_slot(&module, &name, &requested)?;
+        let old = existing.slot.as_ptr();
+        // SAFETY: `old` holds the global's value in the layout this migration
+        // declares it reads (hash, size and alignment matched), and `slot` is
+        // fresh storage of the new layout. Migrations are module code that
+        // must not unwind; generated ones catch panics.
+        let status = unsafe { (migration.migrate)(old.cast(), slot.as_ptr().cast()) };
+        if !status.is_ok() {
+            return Err(Error::MigrationFailed {
+                module: module.to_string(),
+                name,
+                from: Box::new(existing.layout.clone()),
+            });
+        }
+        let ptr = slot.as_ptr();
+        self.txn.migrated.push((module, name.as_str().into(), GlobalEntry { slot, layout: requested }));
+        self.txn.staged[self.index].record.globals.push(name.into());
+        Ok(GlobalSlot { ptr: ptr.cast(), initialize: 0 })
+    }
+
+    fn get_global(&mut self, import: &GlobalImport) -> Result<*mut c_void> {
+        let module = self.name(import.module, "module name")?;
+        let name = self.name(import.name, "global name")?;
+        let requested = GlobalLayout {
+            size: import.size,
+            align: import.align,
+            hash: import.layout_hash,
+            text: self.text(import.layout, 4096, "layout")?,
+        };
+        let Some(existing) = self.state.globals.get(&module, &name) else {
+            return Err(Error::UnknownGlobal { module, name });
+        };
+        let matches = existing.layout.size == requested.size
+            && existing.layout.align == requested.align
+            && (requested.hash == 0 || requested.hash == existing.layout.hash);
+        if !matches {
+            return Err(Error::GlobalLayoutMismatch {
+                module,
+                name,
+                existing: Box::new(existing.layout.clone()),
+                requested: Box::new(requested),
+            });
+        }
+        Ok(existing.slot.as_ptr().cast())
+    }
+
+    fn add_handler(&mut self, phase: Phase, f: HandlerFn, user: *mut c_void) -> Result<()> {
+        if phase != Phase::BEFORE_RELOAD && phase != Phase::AFTER_RELOAD {
+            return Err(self.invalid(format!("handler phase {} is unknown", phase.0)));
+        }
+        self.txn.staged[self.index].record.handlers.push(Handler { phase, f, user: user as usize });
+        Ok(())
+    }
+
+    fn report(&mut self, message: Str) {
+        let text = loader::read_str(message, 64 * 1024, "error message")
+            .unwrap_or_else(|reason| format!("<unreadable message: {reason}>"));
+        self.txn.staged[self.index].messages.push(text);
+    }
+}
+
+/// Globals keep their storage only if size, alignment and layout hash all
+/// stay the same.
+fn same_layout(a: &GlobalLayout, b: &GlobalLayout) -> bool {
+    a.size == b.size && a.align == b.align && a.hash == b.hash
+}

@@ -1,0 +1,493 @@
+//! The transaction shared by loads and reloads: stage (open every new
+//! library, then run the inits), check, then commit or roll back.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hcr_abi::InitFn;
+
+use super::graph::Graph;
+use super::session::Session;
+use super::state::{ModuleRecord, State};
+use crate::error::{Error, Result};
+use crate::loader::{ModuleLibrary, PrivateCopy};
+use crate::mapped_vec::MappedVec;
+use crate::registry::{Binder, Caller, GlobalEntry, ProcState};
+use crate::{api, arch, os};
+
+/// A proc registered by a module in an uncommitted transaction.
+#[derive(Clone, Copy)]
+pub(super) struct StagedProc {
+    pub(super) stub: u32,
+    pub(super) addr: usize,
+    /// Interned signature id.
+    pub(super) signature: u32,
+}
+
+/// A set of stub indices, one bit each.
+#[derive(Default)]
+pub(super) struct StubSet(MappedVec<u64>);
+
+impl StubSet {
+    /// Adds `stub`; false if it was there already.
+    pub(super) fn insert(&mut self, stub: u32) -> bool {
+        let (word, bit) = ((stub / 64) as usize, 1u64 << (stub % 64));
+        if word >= self.0.len() {
+            self.0.resize((word + 1).max(self.0.len() * 2), 0);
+        }
+        let fresh = self.0[word] & bit == 0;
+        self.0[word] |= bit;
+        fresh
+    }
+
+    pub(super) fn contains(&self, stub: u32) -> bool {
+        self.0.get((stub / 64) as usize).is_some_and(|w| w & (1u64 << (stub % 64)) != 0)
+    }
+}
+
+/// A module opened by an uncommitted transaction: its record-to-be, plus
+/// what only the transaction needs.
+pub(super) struct Staged {
+    pub(super) record: ModuleRecord,
+    init: InitFn,
+    /// Opening it (or an import it needed) failed: its init does not run.
+    broken: bool,
+    pub(super) procs: MappedVec<StagedProc>,
+    pub(super) messages: Vec<String>,
+    pub(super) errors: Vec<Error>,
+}
+
+/// Everything a load or reload did that is not committed yet.
+pub(super) struct Txn {
+    pub(super) staged: Vec<Staged>,
+    /// Stubs in use when the transaction started: every stub from here on
+    /// was created by it (stubs are taken in order).
+    watermark: u32,
+    /// Stubs registered by the staged modules.
+    pub(super) registered: StubSet,
+    pub(super) created_globals: Vec<(Arc<str>, Box<str>)>,
+    /// Bindings made by the staged inits (checked, then recorded, at commit).
+    pub(super) binds: Vec<(u32, Binder)>,
+    /// Globals migrated to a new layout: new storage, installed at commit.
+    pub(super) migrated: Vec<(Arc<str>, Box<str>, GlobalEntry)>,
+    times: TxnTimes,
+}
+
+/// Time a transaction spent, by phase.
+#[derive(Clone, Copy, Default)]
+pub(super) struct TxnTimes {
+    /// Copying imports into the private directory.
+    pub(super) copy: Duration,
+    /// Checking and opening libraries.
+    pub(super) load: Duration,
+    /// Running inits.
+    pub(super) init: Duration,
+    /// Committing.
+    pub(super) commit: Duration,
+}
+
+/// How a module enters a transaction.
+#[derive(Clone, PartialEq, Eq)]
+pub(super) enum Role {
+    /// Loaded by the host.
+    Root,
+    /// Imported by another module.
+    Import,
+    /// A new build of the loaded module `expected`.
+    Replace { root: bool, expected: Arc<str> },
+}
+
+/// A file a transaction loads: its private copy, the file the user knows,
+/// and why it is loaded.
+pub(super) struct Input {
+    pub(super) copy: PrivateCopy,
+    pub(super) source: PathBuf,
+    pub(super) role: Role,
+}
+
+/// What a commit changed.
+#[derive(Default)]
+pub(super) struct Committed {
+    pub(super) reloaded: Vec<String>,
+    pub(super) loaded: Vec<String>,
+    pub(super) unloaded: Vec<String>,
+    pub(super) retired: Vec<ModuleLibrary>,
+}
+
+impl State {
+    /// Runs one transaction: opens `inputs` (and the imports they need),
+    /// checks the module graph, runs the inits, checks signatures and the
+    /// calling thread's stack, then commits (as `generation`) or rolls back.
+    /// On failure nothing changed, and every error found is returned.
+    pub(super) fn transact(
+        &mut self,
+        inputs: Vec<Input>,
+        generation: u64,
+    ) -> (std::result::Result<Committed, Vec<Error>>, TxnTimes) {
+        let mut txn = Txn {
+            staged: Vec::new(),
+            watermark: self.procs.len(),
+            registered: StubSet::default(),
+            created_globals: Vec::new(),
+            binds: Vec::new(),
+            migrated: Vec::new(),
+            times: TxnTimes::default(),
+        };
+        let mut errors = Vec::new();
+        for Input { copy, source, role } in inputs {
+            if let Err(e) = self.open(&mut txn, copy, source, role) {
+                errors.extend(e);
+            }
+        }
+        match self.check_graph(&txn) {
+            Ok(()) => errors.extend(self.init_all(&mut txn)),
+            Err(e) => errors.push(e),
+        }
+        if errors.is_empty() {
+            errors.extend(self.check_signatures(&txn));
+        }
+        if errors.is_empty()
+            && let Err(e) = check_stack(self.leaving(&txn.staged))
+        {
+            errors.push(e);
+        }
+        let mut times = txn.times;
+        if errors.is_empty() {
+            let started = Instant::now();
+            let committed = self.commit(txn, generation);
+            times.commit = started.elapsed();
+            (Ok(committed), times)
+        } else {
+            self.rollback(txn);
+            (Err(errors), times)
+        }
+    }
+
+    /// Opens a private copy and, depth first, the imports it needs that are
+    /// neither loaded nor staged. Nothing of the module runs yet.
+    fn open(
+        &mut self,
+        txn: &mut Txn,
+        copy: PrivateCopy,
+        source: PathBuf,
+        role: Role,
+    ) -> std::result::Result<(), Vec<Error>> {
+        let stamp = copy.stamp;
+        let started = Instant::now();
+        let opened = ModuleLibrary::open(copy, &source);
+        txn.times.load += started.elapsed();
+        let (library, descriptor) = opened.map_err(|e| vec![e])?;
+        let name = descriptor.name.as_str();
+        match &role {
+            Role::Replace { expected, .. } => {
+                if **expected != *name {
+                    return Err(vec![Error::ModuleNameMismatch {
+                        path: source,
+                        expected: expected.to_string(),
+                        found: name.to_owned(),
+                    }]);
+                }
+            }
+            Role::Root | Role::Import => {
+                let existing = match self.module_index(name) {
+                    Some(index) => Some(self.modules[index].source.clone()),
+                    None => txn.staged.iter().find(|s| &*s.record.name == name).map(|s| s.record.source.clone()),
+                };
+                if let Some(existing) = existing {
+                    return Err(vec![Error::DuplicateModule { name: name.to_owned(), existing, path: source }]);
+                }
+            }
+        }
+        let name: Arc<str> = Arc::from(name);
+        let imports: Vec<Arc<str>> = descriptor.imports.iter().map(|i| Arc::from(i.as_str())).collect();
+        txn.staged.push(Staged {
+            record: ModuleRecord {
+                name: name.clone(),
+                source: source.clone(),
+                stamp,
+                failed: None,
+                library,
+                build_id: descriptor.build_id,
+                abi_minor: descriptor.abi_minor,
+                imports: imports.clone(),
+                root: match role {
+                    Role::Root => true,
+                    Role::Import => false,
+                    Role::Replace { root, .. } => root,
+                },
+                globals: Vec::new(),
+                handlers: Vec::new(),
+                generation: 0,
+            },
+            init: descriptor.init,
+            broken: false,
+            procs: MappedVec::new(),
+            messages: Vec::new(),
+            errors: Vec::new(),
+        });
+        let index = txn.staged.len() - 1;
+        for import in &imports {
+            if self.module_index(import).is_some() || txn.staged.iter().any(|s| s.record.name == *import) {
+                continue;
+            }
+            let opened = self.resolve_import(&name, &source, import).map_err(|e| vec![e]).and_then(|path| {
+                let started = Instant::now();
+                let copy = self.private.copy_in(&path).map_err(|e| vec![e]);
+                txn.times.copy += started.elapsed();
+                self.open(txn, copy?, path, Role::Import)
+            });
+            if let Err(errors) = opened {
+                txn.staged[index].broken = true;
+                return Err(errors);
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts the staged modules in dependency order, then runs the init of
+    /// every one that opened, imports first.
+    fn init_all(&mut self, txn: &mut Txn) -> Vec<Error> {
+        let order: Vec<usize> = {
+            let graph = self.graph_after(&txn.staged);
+            let names = graph.ordered_names();
+            names.iter().filter_map(|n| txn.staged.iter().position(|s| &*s.record.name == *n)).collect()
+        };
+        let mut slots: Vec<Option<Staged>> = std::mem::take(&mut txn.staged).into_iter().map(Some).collect();
+        txn.staged = order.into_iter().filter_map(|i| slots[i].take()).collect();
+        let mut errors = Vec::new();
+        for index in 0..txn.staged.len() {
+            if txn.staged[index].broken {
+                continue;
+            }
+            let started = Instant::now();
+            let outcome = self.run_init(txn, index);
+            txn.times.init += started.elapsed();
+            if let Err(e) = outcome {
+                errors.extend(e);
+            }
+        }
+        errors
+    }
+
+    fn run_init(&mut self, txn: &mut Txn, index: usize) -> std::result::Result<(), Vec<Error>> {
+        let init = txn.staged[index].init;
+        let status = {
+            let mut session = Session { state: self, txn, index };
+            let api = api::host_api(&mut session);
+            // SAFETY: `init` is the entry of a module whose descriptor passed
+            // validation; by the module contract it is an `InitFn` that does
+            // not unwind. `api` and the session it points at outlive the call,
+            // and nothing else touches the session until it returns.
+            unsafe { init(&api) }
+        };
+        let staged = &mut txn.staged[index];
+        if !staged.errors.is_empty() {
+            return Err(std::mem::take(&mut staged.errors));
+        }
+        if status.is_ok() {
+            return Ok(());
+        }
+        let message = if staged.messages.is_empty() {
+            format!("init returned status {}", status.0)
+        } else {
+            staged.messages.join("; ")
+        };
+        Err(vec![Error::InitFailed {
+            module: staged.record.name.to_string(),
+            path: staged.record.source.clone(),
+            message,
+            cause: None,
+        }])
+    }
+
+    /// The module graph as it would be after `staged` committed.
+    fn graph_after<'a>(&'a self, staged: &'a [Staged]) -> Graph<'a> {
+        let loaded = self.modules.iter().map(|m| (&*m.name, m.imports.as_slice(), m.root));
+        let staged = staged.iter().map(|s| (&*s.record.name, s.record.imports.as_slice(), s.record.root));
+        Graph::new(loaded.chain(staged))
+    }
+
+    /// Refuses a module graph with a cycle, as it would be after `txn`.
+    fn check_graph(&self, txn: &Txn) -> Result<()> {
+        let graph = self.graph_after(&txn.staged);
+        match graph.cycle(txn.staged.iter().map(|s| &*s.record.name)) {
+            Some(cycle) => Err(Error::ImportCycle { cycle }),
+            None => Ok(()),
+        }
+    }
+
+    /// Refuses signature changes of procs in use: after `txn`, every caller
+    /// bound with a known signature must match the proc's signature. The
+    /// bindings of modules that `txn` replaces are replaced by theirs.
+    fn check_signatures(&self, txn: &Txn) -> Vec<Error> {
+        let replaced: HashSet<&str> = txn.staged.iter().map(|s| &*s.record.name).collect();
+        // Only stubs someone is bound to can mismatch.
+        let mut touched: Vec<u32> = self.procs.bound_stubs().chain(txn.binds.iter().map(|(s, _)| *s)).collect();
+        touched.sort_unstable();
+        touched.dedup();
+        if touched.is_empty() {
+            return Vec::new();
+        }
+        let mut new_binds: HashMap<u32, Vec<&Binder>> = HashMap::new();
+        for (stub, binder) in &txn.binds {
+            new_binds.entry(*stub).or_default().push(binder);
+        }
+        let mut registered: HashMap<u32, (u64, &str)> = HashMap::new();
+        for staged in &txn.staged {
+            for p in staged.procs.iter().filter(|p| touched.binary_search(&p.stub).is_ok()) {
+                registered.insert(p.stub, self.procs.signature_of(p.signature));
+            }
+        }
+        let mut errors = Vec::new();
+        for stub in touched {
+            let entry = self.procs.get(stub);
+            let (hash, text) = match registered.get(&stub) {
+                Some(&(hash, text)) => (hash, text),
+                None if stub < txn.watermark
+                    && entry.state == ProcState::Bound
+                    && !replaced.contains(&**entry.module) =>
+                {
+                    (entry.signature_hash, entry.signature)
+                }
+                // Not registered (yet, or any more): nothing to compare with.
+                None => continue,
+            };
+            if hash == 0 {
+                continue;
+            }
+            let kept = self
+                .procs
+                .binders(stub)
+                .iter()
+                .filter(|b| !matches!(&b.caller, Caller::Module(m) if replaced.contains(&**m)));
+            let new = new_binds.get(&stub).into_iter().flatten().copied();
+            let mut reported = HashSet::new();
+            for b in kept.chain(new) {
+                if b.hash != 0 && b.hash != hash && reported.insert(b.caller.clone()) {
+                    errors.push(Error::SignatureMismatch {
+                        module: entry.module.to_string(),
+                        name: entry.name.to_string(),
+                        caller: b.caller.to_string(),
+                        expected: b.signature.to_string(),
+                        found: text.to_owned(),
+                    });
+                }
+            }
+        }
+        errors
+    }
+
+    /// The loaded modules whose libraries committing `staged` would take
+    /// away: those it replaces, and those nothing would need any more.
+    pub(super) fn leaving(&self, staged: &[Staged]) -> Vec<&ModuleRecord> {
+        let reachable = self.graph_after(staged).reachable();
+        let replaced: HashSet<&str> = staged.iter().map(|s| &*s.record.name).collect();
+        self.modules.iter().filter(|m| replaced.contains(&*m.name) || !reachable.contains(&*m.name)).collect()
+    }
+
+    /// Makes `txn` current: patch stubs, swap module records, retire old
+    /// libraries, unload modules nothing needs any more. Cannot fail.
+    fn commit(&mut self, txn: Txn, generation: u64) -> Committed {
+        let mut out = Committed::default();
+        if arch::WEAKLY_ORDERED {
+            // Everything the inits wrote (globals above all) must be visible
+            // to any thread that reaches new code through a patched stub.
+            os::process_barrier();
+        }
+        let Txn { staged, binds, migrated, watermark, registered, .. } = txn;
+        let replaced: HashSet<Arc<str>> = staged.iter().map(|s| s.record.name.clone()).collect();
+        self.procs.forget_binders_of(&replaced);
+        for (stub, binder) in binds {
+            self.procs.add_binder(stub, binder);
+        }
+        for (module, name, entry) in migrated {
+            self.globals.insert(module, &name, entry);
+        }
+        for staged in staged {
+            for p in &staged.procs {
+                self.procs.set_signature(p.stub, p.signature);
+                self.procs.set_state(p.stub, ProcState::Bound);
+                self.table.bind(p.stub, p.addr);
+            }
+            let mut record = staged.record;
+            record.generation = generation;
+            match self.module_index(&record.name) {
+                Some(index) => {
+                    let old = std::mem::replace(&mut self.modules[index], record);
+                    self.remove_procs_of(&old.name, |stub| registered.contains(stub));
+                    let kept: HashSet<&str> = self.modules[index].globals.iter().map(|g| &**g).collect();
+                    for global in old.globals.iter().filter(|g| !kept.contains(&***g)) {
+                        self.globals.remove(&old.name, global);
+                    }
+                    out.reloaded.push(old.name.to_string());
+                    out.retired.push(old.library);
+                }
+                None => {
+                    out.loaded.push(record.name.to_string());
+                    self.modules.push(record);
+                }
+            }
+        }
+        // Stubs the transaction created only by asking for them wait, pending,
+        // for a module to register them.
+        for stub in watermark..self.procs.len() {
+            if !registered.contains(stub) {
+                self.procs.set_state(stub, ProcState::Pending);
+            }
+        }
+        self.procs.merge();
+        self.collect_unreachable(&mut out);
+        self.sync_watch();
+        out
+    }
+
+    /// Unloads every module that is neither a root nor imported by one,
+    /// dependents before their imports.
+    pub(super) fn collect_unreachable(&mut self, out: &mut Committed) {
+        let doomed: Vec<Arc<str>> = {
+            let graph = self.graph();
+            let reachable = graph.reachable();
+            let order = graph.ordered_names();
+            order.into_iter().rev().filter(|n| !reachable.contains(n)).map(Arc::from).collect()
+        };
+        self.procs.forget_binders_of(&doomed.iter().cloned().collect());
+        for name in doomed {
+            let index = self.module_index(&name).expect("module is loaded");
+            let record = self.modules.remove(index);
+            self.remove_procs_of(&record.name, |_| false);
+            for global in &record.globals {
+                self.globals.remove(&record.name, global);
+            }
+            out.unloaded.push(record.name.to_string());
+            out.retired.push(record.library);
+        }
+    }
+
+    /// Undoes everything `txn` created; the state is as before it started.
+    fn rollback(&mut self, txn: Txn) {
+        self.procs.truncate(txn.watermark);
+        self.table.truncate(txn.watermark);
+        for (module, name) in &txn.created_globals {
+            self.globals.remove(module, name);
+        }
+        for staged in txn.staged.into_iter().rev() {
+            staged.record.library.close();
+        }
+    }
+}
+
+/// Refuses to take away a library the calling thread is running.
+pub(super) fn check_stack<'a>(leaving: impl IntoIterator<Item = &'a ModuleRecord>) -> Result<()> {
+    let leaving: Vec<(&Path, &str)> = leaving.into_iter().map(|m| (m.library.path(), &*m.name)).collect();
+    if leaving.is_empty() {
+        return Ok(());
+    }
+    for (address, object) in os::stack_objects() {
+        if let Some((_, module)) = leaving.iter().find(|(path, _)| *path == object) {
+            return Err(Error::CalledFromModule { module: (*module).to_owned(), address });
+        }
+    }
+    Ok(())
+}
