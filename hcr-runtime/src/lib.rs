@@ -56,6 +56,7 @@ mod error;
 mod host;
 mod loader;
 mod mapped_vec;
+mod names;
 mod os;
 mod reclaim;
 mod registry;

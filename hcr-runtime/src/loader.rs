@@ -13,7 +13,7 @@ use object::{Object, ObjectSection};
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::error::{Error, Result};
-use crate::{arch, os};
+use crate::{arch, names, os};
 
 /// The cheap part of a file's identity: what `stat` says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -373,15 +373,10 @@ pub(crate) fn read_str(s: Str, max: usize, what: &str) -> std::result::Result<St
     std::str::from_utf8(bytes).map(str::to_owned).map_err(|_| format!("its {what} is not UTF-8"))
 }
 
-/// A module name: also a file-name stem, so restricted to a safe alphabet.
+/// A module name from module memory (see [`names::check_module_name`]).
 fn module_name(s: Str, what: &str) -> std::result::Result<String, String> {
-    let name = read_str(s, 255, what)?;
-    let valid = !name.is_empty()
-        && !name.starts_with('.')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    if !valid {
-        return Err(format!("its {what} `{name}` is not a valid module name"));
-    }
+    let name = read_str(s, names::MAX_MODULE_NAME, what)?;
+    names::check_module_name(&name, what)?;
     Ok(name)
 }
 

@@ -11,6 +11,16 @@ use crate::error::{Error, GlobalLayout, Result};
 /// as an invalid argument rather than attempted.
 const MAX_GLOBAL_SIZE: usize = 1 << 30;
 
+/// Whether a global's storage, of layout `existing`, serves a registration
+/// or a lookup asking for `requested`: the same size and alignment, and the
+/// same layout hash unless the requested one is `0` (unknown). Anything else
+/// needs a migration (for a registration) or is refused.
+pub(crate) fn layout_fits(existing: &GlobalLayout, requested: &GlobalLayout) -> bool {
+    existing.size == requested.size
+        && existing.align == requested.align
+        && (requested.hash == 0 || requested.hash == existing.hash)
+}
+
 /// Zeroed, aligned heap memory for one global; freed on drop.
 pub(crate) struct GlobalBox {
     ptr: NonNull<u8>,

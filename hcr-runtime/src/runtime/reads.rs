@@ -8,9 +8,9 @@ use super::Runtime;
 use super::detect::FileStatus;
 use super::handles::{GlobalRef, Proc};
 use super::report::{Inspection, ModuleInfo, Stats, StubInfo, StubState};
-use super::session::MAX_NAME;
 use crate::arch;
 use crate::error::{Error, Result};
+use crate::names::{check_module_name, check_name};
 use crate::registry::{Binder, Caller, ProcState};
 use crate::table::Target;
 
@@ -59,13 +59,9 @@ impl Runtime {
         signature_hash: u64,
         signature: &str,
     ) -> Result<Proc> {
-        for (what, value) in [("module name", module), ("proc name", name)] {
-            if value.is_empty() || value.len() > MAX_NAME {
-                return Err(Error::InvalidArgument {
-                    module: "<host>".into(),
-                    reason: format!("{what} {value:?} is empty or longer than {MAX_NAME} bytes"),
-                });
-            }
+        let checked = check_module_name(module, "module name").and_then(|()| check_name(name, "proc name"));
+        if let Err(reason) = checked {
+            return Err(Error::InvalidArgument { module: "<host>".into(), reason });
         }
         let mut state = self.state()?;
         let module = state.procs.module_name(module).unwrap_or_else(|| Arc::from(module));

@@ -13,10 +13,8 @@ use super::txn::{StagedProc, Txn};
 use crate::api::InitContext;
 use crate::error::{Error, GlobalLayout, Result};
 use crate::loader;
-use crate::registry::{Binder, Caller, GlobalEntry, GlobalRegistry};
-
-/// Longest proc, global or module name accepted from a module or the host.
-pub(super) const MAX_NAME: usize = 1024;
+use crate::names::{MAX_MODULE_NAME, MAX_NAME, check_module_name, check_name};
+use crate::registry::{Binder, Caller, GlobalEntry, GlobalRegistry, layout_fits};
 
 /// The init of staged module `index` of `txn`.
 pub(super) struct Session<'a> {
@@ -34,11 +32,17 @@ impl Session<'_> {
         loader::read_str(s, max, what).map_err(|r| self.invalid(r))
     }
 
+    /// A proc or global name.
     fn name(&self, s: Str, what: &str) -> Result<String> {
         let name = self.text(s, MAX_NAME, what)?;
-        if name.is_empty() {
-            return Err(self.invalid(format!("its {what} is empty")));
-        }
+        check_name(&name, what).map_err(|r| self.invalid(r))?;
+        Ok(name)
+    }
+
+    /// The name of a module.
+    fn module_name(&self, s: Str) -> Result<String> {
+        let name = self.text(s, MAX_MODULE_NAME, "module name")?;
+        check_module_name(&name, "module name").map_err(|r| self.invalid(r))?;
         Ok(name)
     }
 }
@@ -69,7 +73,7 @@ impl InitContext for Session<'_> {
     }
 
     fn get_proc(&mut self, import: &ProcImport) -> Result<*const c_void> {
-        let module: Arc<str> = self.name(import.module, "module name")?.into();
+        let module: Arc<str> = self.module_name(import.module)?.into();
         let name = self.name(import.name, "proc name")?;
         let signature = self.text(import.signature, 4096, "signature")?;
         let stub = self.state.proc_stub(&module, &name, true)?;
@@ -105,7 +109,7 @@ impl InitContext for Session<'_> {
             self.txn.staged[self.index].record.globals.push(name.into());
             return Ok(GlobalSlot { ptr: ptr.cast(), initialize: 1 });
         };
-        if same_layout(&existing.layout, &requested) {
+        if layout_fits(&existing.layout, &requested) {
             let ptr = existing.slot.as_ptr();
             globals.push(name.into());
             return Ok(GlobalSlot { ptr: ptr.cast(), initialize: 0 });
@@ -146,7 +150,7 @@ impl InitContext for Session<'_> {
     }
 
     fn get_global(&mut self, import: &GlobalImport) -> Result<*mut c_void> {
-        let module = self.name(import.module, "module name")?;
+        let module = self.module_name(import.module)?;
         let name = self.name(import.name, "global name")?;
         let requested = GlobalLayout {
             size: import.size,
@@ -157,10 +161,7 @@ impl InitContext for Session<'_> {
         let Some(existing) = self.state.globals.get(&module, &name) else {
             return Err(Error::UnknownGlobal { module, name });
         };
-        let matches = existing.layout.size == requested.size
-            && existing.layout.align == requested.align
-            && (requested.hash == 0 || requested.hash == existing.layout.hash);
-        if !matches {
+        if !layout_fits(&existing.layout, &requested) {
             return Err(Error::GlobalLayoutMismatch {
                 module,
                 name,
@@ -184,10 +185,4 @@ impl InitContext for Session<'_> {
             .unwrap_or_else(|reason| format!("<unreadable message: {reason}>"));
         self.txn.staged[self.index].messages.push(text);
     }
-}
-
-/// Globals keep their storage only if size, alignment and layout hash all
-/// stay the same.
-fn same_layout(a: &GlobalLayout, b: &GlobalLayout) -> bool {
-    a.size == b.size && a.align == b.align && a.hash == b.hash
 }
