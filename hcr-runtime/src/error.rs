@@ -12,12 +12,16 @@ pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// No error leaves the program in a half-reloaded state: a failed load or
 /// reload rolls back, and the code and globals that were current before it
 /// stay current.
-#[derive(Debug, thiserror::Error)]
+///
+/// Every message says what to do next. `Debug` shows the message and the
+/// chain of causes, so `fn main() -> Result<(), Box<dyn std::error::Error>>`
+/// prints a readable error.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A configuration value (set in code or in an environment variable) is
     /// not acceptable.
-    #[error("invalid configuration {name} = {value:?}: {reason}")]
+    #[error("invalid configuration {name} = {value:?}: {reason}; fix the setting (or unset the variable)")]
     InvalidConfig {
         /// The setting or environment variable.
         name: &'static str,
@@ -28,7 +32,9 @@ pub enum Error {
     },
 
     /// The address space for the stub table could not be reserved.
-    #[error("cannot reserve {size} bytes of address space for the stub table")]
+    #[error(
+        "cannot reserve {size} bytes of address space for the stub table; lower HCR_STUB_CAPACITY, or set HCR_STUB_BASE=0"
+    )]
     Reserve {
         /// Bytes requested.
         size: usize,
@@ -38,7 +44,9 @@ pub enum Error {
     },
 
     /// Pages of the stub table could not be committed or protected.
-    #[error("cannot change the protection of stub table pages")]
+    #[error(
+        "cannot change the protection of stub table pages; check the memory limits and that executable mappings are allowed"
+    )]
     Protect {
         /// The system's error.
         #[source]
@@ -46,14 +54,14 @@ pub enum Error {
     },
 
     /// Every stub of the table is in use.
-    #[error("the stub table is full: all {capacity} stubs are in use (raise HCR_STUB_CAPACITY)")]
+    #[error("the stub table is full: all {capacity} stubs are in use; raise HCR_STUB_CAPACITY and restart")]
     CapacityExhausted {
         /// The configured capacity.
         capacity: usize,
     },
 
     /// The private directory for module copies could not be created.
-    #[error("cannot create the private module directory {}", path.display())]
+    #[error("cannot create the private module directory {}; point Config::private_dir_parent (or TMPDIR) at a writable directory that allows executable mappings", path.display())]
     PrivateDir {
         /// The directory.
         path: PathBuf,
@@ -63,7 +71,7 @@ pub enum Error {
     },
 
     /// A module file could not be read.
-    #[error("cannot read module file {}", path.display())]
+    #[error("cannot read module file {}; check that it exists and is readable", path.display())]
     ReadModule {
         /// The module file.
         path: PathBuf,
@@ -73,7 +81,7 @@ pub enum Error {
     },
 
     /// A module file could not be copied into the private directory.
-    #[error("cannot copy module file {} to {}", path.display(), copy.display())]
+    #[error("cannot copy module file {} to {}; check the space and permissions of the private directory", path.display(), copy.display())]
     CopyModule {
         /// The module file.
         path: PathBuf,
@@ -86,7 +94,7 @@ pub enum Error {
 
     /// The file is not a dynamic library this process can load: not an object
     /// file, truncated, corrupt, or refused by the system loader.
-    #[error("{} is not a loadable library: {reason}", path.display())]
+    #[error("{} is not a loadable library: {reason}; rebuild the module", path.display())]
     NotLoadable {
         /// The module file.
         path: PathBuf,
@@ -98,7 +106,7 @@ pub enum Error {
     },
 
     /// The file is a library for another CPU architecture.
-    #[error("{} is built for {found}, but this process runs on {expected}", path.display())]
+    #[error("{} is built for {found}, but this process runs on {expected}; build the module for {expected}", path.display())]
     WrongArchitecture {
         /// The module file.
         path: PathBuf,
@@ -109,7 +117,7 @@ pub enum Error {
     },
 
     /// The library does not carry a valid hcr module descriptor.
-    #[error("{} is not an hcr module: {reason}", path.display())]
+    #[error("{} is not an hcr module: {reason}; build it with hcr-build's `Module` in its build script", path.display())]
     NotAModule {
         /// The module file.
         path: PathBuf,
@@ -119,7 +127,7 @@ pub enum Error {
 
     /// The module was built against another major version of the hcr ABI.
     #[error(
-        "{} was built for hcr ABI {found_major}.{found_minor}, but this runtime speaks ABI {}.x",
+        "{} was built for hcr ABI {found_major}.{found_minor}, but this runtime speaks ABI {}.x; rebuild the module against this runtime's hcr-abi",
         path.display(),
         hcr_abi::ABI_MAJOR
     )]
@@ -133,7 +141,7 @@ pub enum Error {
     },
 
     /// The module's init entry reported failure (or panicked and caught it).
-    #[error("init of module `{module}` ({}) failed: {message}", path.display())]
+    #[error("init of module `{module}` ({}) failed: {message}; fix the module and rebuild it", path.display())]
     InitFailed {
         /// The module.
         module: String,
@@ -147,7 +155,7 @@ pub enum Error {
     },
 
     /// A module registered the same proc name twice in one init.
-    #[error("module `{module}` registered proc `{name}` twice")]
+    #[error("module `{module}` registered proc `{name}` twice; register each proc once")]
     DuplicateProc {
         /// The module.
         module: String,
@@ -156,7 +164,7 @@ pub enum Error {
     },
 
     /// A module registered the same global name twice in one init.
-    #[error("module `{module}` registered global `{name}` twice")]
+    #[error("module `{module}` registered global `{name}` twice; register each global once")]
     DuplicateGlobal {
         /// The module.
         module: String,
@@ -166,7 +174,9 @@ pub enum Error {
 
     /// A global was registered or requested with a layout that differs from
     /// the one it has.
-    #[error("global `{module}::{name}` has layout {existing}, but {requested} was asked for")]
+    #[error(
+        "global `{module}::{name}` has layout {existing}, but {requested} was asked for; add a `Migration` from the old layout, or restart"
+    )]
     GlobalLayoutMismatch {
         /// The module that owns the global.
         module: String,
@@ -180,7 +190,9 @@ pub enum Error {
 
     /// A proc's signature is not the one a caller was bound with: a reload
     /// that changes the signature of a proc in use is refused.
-    #[error("proc `{module}::{name}` has signature `{found}`, but {caller} was bound to it as `{expected}`")]
+    #[error(
+        "proc `{module}::{name}` has signature `{found}`, but {caller} was bound to it as `{expected}`; change the caller in the same reload, or restart to rebuild the host"
+    )]
     SignatureMismatch {
         /// The module that registers the proc.
         module: String,
@@ -195,7 +207,9 @@ pub enum Error {
     },
 
     /// A module's migration of a global from an older layout failed.
-    #[error("migration of global `{module}::{name}` from layout {from} failed (it panicked or reported failure)")]
+    #[error(
+        "migration of global `{module}::{name}` from layout {from} failed (it panicked or reported failure); fix the migration, or restart"
+    )]
     MigrationFailed {
         /// The module that owns the global.
         module: String,
@@ -218,7 +232,7 @@ pub enum Error {
     },
 
     /// A module passed an argument the runtime cannot accept.
-    #[error("module `{module}` passed an invalid argument: {reason}")]
+    #[error("module `{module}` passed an invalid argument: {reason}; fix the registration or the call")]
     InvalidArgument {
         /// The module.
         module: String,
@@ -227,7 +241,10 @@ pub enum Error {
     },
 
     /// A module imports a module whose file was not found.
-    #[error("module `{importer}` imports `{import}`, which was not found (looked at {})", paths(searched))]
+    #[error(
+        "module `{importer}` imports `{import}`, which was not found (looked at {}); build `{import}` into one of those places, or add its directory to Config::search_paths",
+        paths(searched)
+    )]
     ImportNotFound {
         /// The importing module.
         importer: String,
@@ -238,14 +255,14 @@ pub enum Error {
     },
 
     /// Modules import each other in a cycle.
-    #[error("import cycle: {}", cycle.join(" -> "))]
+    #[error("import cycle: {}; remove one of these imports", cycle.join(" -> "))]
     ImportCycle {
         /// The modules on the cycle, the first repeated at the end.
         cycle: Vec<String>,
     },
 
     /// A file that was loaded as one module now holds another.
-    #[error("{} now holds module `{found}`, but it was loaded as `{expected}`", path.display())]
+    #[error("{} now holds module `{found}`, but it was loaded as `{expected}`; restore the name, or load the new module with Runtime::load", path.display())]
     ModuleNameMismatch {
         /// The module file.
         path: PathBuf,
@@ -256,7 +273,7 @@ pub enum Error {
     },
 
     /// A module of the same name is already loaded from another file.
-    #[error("module `{name}` is already loaded from {}; refusing {}", existing.display(), path.display())]
+    #[error("module `{name}` is already loaded from {}; refusing {}: load each module from one file", existing.display(), path.display())]
     DuplicateModule {
         /// The module.
         name: String,
@@ -267,14 +284,16 @@ pub enum Error {
     },
 
     /// No module of that name is loaded.
-    #[error("no module named `{name}` is loaded")]
+    #[error("no module named `{name}` is loaded; load it first (Runtime::modules lists what is loaded)")]
     UnknownModule {
         /// The name asked for.
         name: String,
     },
 
     /// No global of that name is registered.
-    #[error("no global `{module}::{name}` is registered")]
+    #[error(
+        "no global `{module}::{name}` is registered; check the name, and that its module is loaded and registers it"
+    )]
     UnknownGlobal {
         /// The module asked for.
         module: String,
@@ -282,8 +301,22 @@ pub enum Error {
         name: String,
     },
 
-    /// A load or reload failed and was rolled back: the code and globals that
-    /// were current before it are still current.
+    /// A new build no longer registers a proc that a caller is bound to
+    /// with its signature: the caller's next call would abort.
+    #[error(
+        "proc `{module}::{name}` would be gone after this reload, but {binder} is bound to it; restore the function, or restart to rebuild the host"
+    )]
+    BoundProcRemoved {
+        /// The module that registered the proc.
+        module: String,
+        /// The proc.
+        name: String,
+        /// Who is bound to it: `the host` or `module `m``.
+        binder: String,
+    },
+
+    /// A reload failed and was rolled back: the code and globals that were
+    /// current before it are still current.
     #[error("reload failed and was rolled back, the old code keeps running: {}", summary(first, rest))]
     ReloadFailed {
         /// The first failure.
@@ -293,33 +326,89 @@ pub enum Error {
         rest: Vec<Error>,
     },
 
+    /// A load failed and was rolled back: nothing of it remains.
+    #[error("load failed and was rolled back, nothing changed: {}", summary(first, rest))]
+    LoadFailed {
+        /// The first failure.
+        #[source]
+        first: Box<Error>,
+        /// Further failures, one entry per cause.
+        rest: Vec<Error>,
+    },
+
     /// A runtime was already installed for this process.
-    #[error("a runtime is already installed for this process")]
+    #[error("a runtime is already installed for this process; use Runtime::installed to reach it")]
     AlreadyInstalled,
 
     /// A load, unload or reload was started from inside a reload handler or a
     /// module's init, or a runtime method was called from a module's init.
-    #[error("the runtime was re-entered from a reload handler or module init; this is not allowed")]
+    #[error(
+        "the runtime was re-entered from a reload handler or module init, where this call is not allowed; make it from host code"
+    )]
     Reentrant,
 }
 
 impl Error {
-    /// The individual failures: those of a [`Error::ReloadFailed`], or the
-    /// error itself.
+    /// The individual failures: those of a [`Error::ReloadFailed`] or an
+    /// [`Error::LoadFailed`], or the error itself.
     pub fn failures(&self) -> Vec<&Error> {
         match self {
-            Error::ReloadFailed { first, rest } => std::iter::once(&**first).chain(rest).collect(),
+            Error::ReloadFailed { first, rest } | Error::LoadFailed { first, rest } => {
+                std::iter::once(&**first).chain(rest).collect()
+            }
             other => vec![other],
         }
     }
 
-    /// Wraps a non-empty list of failures; `None` when there are none.
+    /// The modules an error names as the owner of what was asked for (a
+    /// global, an import, a proc): what a failure may have depended on.
+    pub(crate) fn modules_named(&self) -> Vec<String> {
+        match self {
+            Error::UnknownGlobal { module, .. }
+            | Error::GlobalLayoutMismatch { module, .. }
+            | Error::SignatureMismatch { module, .. }
+            | Error::BoundProcRemoved { module, .. } => vec![module.clone()],
+            Error::ImportNotFound { import, .. } => vec![import.clone()],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Wraps a non-empty list of a reload's failures; `None` when there are
+    /// none.
     pub(crate) fn rolled_back(mut failures: Vec<Error>) -> Option<Error> {
         if failures.is_empty() {
             return None;
         }
         let first = Box::new(failures.remove(0));
         Some(Error::ReloadFailed { first, rest: failures })
+    }
+
+    /// Wraps a non-empty list of a load's failures; `None` when there are
+    /// none.
+    pub(crate) fn load_failed(mut failures: Vec<Error>) -> Option<Error> {
+        if failures.is_empty() {
+            return None;
+        }
+        let first = Box::new(failures.remove(0));
+        Some(Error::LoadFailed { first, rest: failures })
+    }
+}
+
+impl fmt::Debug for Error {
+    /// The message, then every cause in the chain that the message does not
+    /// already include.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let message = self.to_string();
+        f.write_str(&message)?;
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            if !message.contains(&text) {
+                write!(f, "\n  caused by: {text}")?;
+            }
+            source = cause.source();
+        }
+        Ok(())
     }
 }
 

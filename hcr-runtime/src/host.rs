@@ -61,16 +61,17 @@ impl Runtime {
     }
 
     /// Binds a generated binding's cell to its proc's stub, with the
-    /// signature the bindings were generated for.
+    /// signature the bindings were generated for. The cell is `'static`, so
+    /// the runtime must be too (an installed runtime is): the cell keeps the
+    /// stub's address for good.
     ///
     /// # Errors
     ///
     /// As for [`Runtime::get_proc_with_signature`].
-    pub fn bind(&self, cell: &'static ProcCell) -> Result<()> {
+    pub fn bind(&'static self, cell: &'static ProcCell) -> Result<()> {
         let proc = self.get_proc_with_signature(cell.module(), cell.name(), cell.signature_hash(), cell.signature())?;
-        // SAFETY: the slot is the stub's own, in the table this runtime owns
-        // until it is dropped; calling bindings after that is outside the
-        // contract (documented on `Runtime`).
+        // SAFETY: the slot is the stub's own, in the table this runtime owns;
+        // the runtime is `'static`, so the table outlives the cell's use.
         unsafe { cell.bind_slot(proc.addr().cast(), proc.slot()) };
         Ok(())
     }
@@ -81,7 +82,7 @@ impl Runtime {
     /// # Errors
     ///
     /// The first failing load or bind; modules loaded before it stay loaded.
-    pub fn load_bindings(&self, modules: &[ModuleBindings], overrides: &[(&str, &Path)]) -> Result<()> {
+    pub fn load_bindings(&'static self, modules: &[ModuleBindings], overrides: &[(&str, &Path)]) -> Result<()> {
         for module in modules {
             self.load(module.path(overrides))?;
         }

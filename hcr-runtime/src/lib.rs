@@ -12,9 +12,8 @@
 //! # fn main() -> Result<(), hcr_runtime::Error> {
 //! let runtime = hcr_runtime::Runtime::new()?;
 //! runtime.load("target/debug/libgame.so")?;
-//! let update = runtime.get_proc("game", "update")?;
 //! // SAFETY: `game::update` is an `extern "C" fn(f32)`.
-//! let update: extern "C" fn(f32) = unsafe { update.cast() };
+//! let update = unsafe { runtime.get_proc("game", "update")?.typed::<extern "C" fn(f32)>() };
 //! loop {
 //!     if runtime.reload_needed() {
 //!         match runtime.perform_reload() {
@@ -34,8 +33,10 @@
 //!   is ever writable and executable at the same time.
 //! * A load or reload is a transaction: if anything fails (the file, the
 //!   loader, the descriptor, the ABI version, the module's init, a
-//!   registration), nothing is patched and everything the attempt allocated
-//!   is released.
+//!   registration, a signature or a proc a caller is bound to), nothing is
+//!   patched and everything the attempt allocated is released, except the
+//!   stubs it created: they stay with their names, unbound, and the same
+//!   procs get them back later.
 //! * Calling a function that is not (or no longer) registered prints
 //!   `hcr: call to unbound function <module>::<name>` and aborts, instead of
 //!   jumping into unmapped memory.
@@ -71,8 +72,8 @@ pub use error::{Error, GlobalLayout, Result};
 pub use host::ModuleBindings;
 pub use reclaim::ThreadGuard;
 pub use runtime::{
-    GlobalRef, Inspection, ModuleInfo, Proc, ReloadEvent, ReloadReport, ReloadStage, ReloadTimings, Runtime, Stats,
-    StubInfo, StubState,
+    GlobalRef, Inspection, ModuleInfo, Proc, Refusal, ReloadEvent, ReloadReport, ReloadStage, ReloadTimings, Runtime,
+    Stats, Stub, StubInfo, StubState,
 };
 
 /// The ABI crate, re-exported for hosts that also speak to modules directly.

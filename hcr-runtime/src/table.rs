@@ -207,9 +207,9 @@ impl StubTable {
         self.next as usize
     }
 
-    /// Takes the next stub out of the table. Its slot holds no target yet
-    /// (or, if the index was given back, its pad): bind or unbind it before
-    /// its address is handed to anyone.
+    /// Takes the next stub out of the table, for good: indices are never
+    /// given back or reused. Its slot holds no target yet: bind or unbind it
+    /// before its address is handed to anyone.
     pub(crate) fn allocate(&mut self) -> Result<u32> {
         if self.next >= self.capacity {
             return Err(Error::CapacityExhausted { capacity: self.capacity() });
@@ -221,19 +221,6 @@ impl StubTable {
         }
         self.next += 1;
         Ok(index)
-    }
-
-    /// Gives back every stub from `len` on (those of a rolled-back
-    /// transaction, always the newest). A stub whose address may have been
-    /// handed out keeps pointing at its pad, so a stray call still reports
-    /// instead of jumping to code that reuses the index.
-    pub(crate) fn truncate(&mut self, len: u32) {
-        for index in len..self.next {
-            if self.slot(index).load(Ordering::Relaxed) != 0 {
-                self.unbind(index, "<released stub>");
-            }
-        }
-        self.next = self.next.min(len);
     }
 
     /// Points a stub at `target` with one atomic store.
@@ -413,15 +400,13 @@ mod tests {
     }
 
     #[test]
-    fn capacity_exhaustion_is_an_error_and_truncated_stubs_are_reused() {
+    fn capacity_exhaustion_is_an_error() {
         let mut table = StubTable::new(0, 3).unwrap();
-        table.allocate().unwrap();
-        let b = table.allocate().unwrap();
-        table.allocate().unwrap();
+        for expected in 0..3 {
+            assert_eq!(table.allocate().unwrap(), expected);
+        }
         assert!(matches!(table.allocate(), Err(Error::CapacityExhausted { capacity: 3 })));
-        table.truncate(b);
-        assert_eq!(table.in_use(), 1);
-        assert_eq!(table.allocate().unwrap(), b);
+        assert_eq!(table.in_use(), 3);
     }
 
     #[test]

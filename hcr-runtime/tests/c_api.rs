@@ -204,7 +204,7 @@ fn a_c_host_loads_and_reloads_a_rust_module() {
     assert!(out.status.success(), "the C host failed: {:?}\n{stdout}\n{stderr}", out.status);
     let lines: Vec<&str> = stdout.lines().collect();
     let expected = [
-        "missing module refused: cannot read module file /nonexistent/libnothing.so",
+        "missing module refused: load failed and was rolled back, nothing changed: cannot read module file /nonexistent/libnothing.so",
         "v1: answer(40) = 41, count = 3, COUNT is 8 bytes and holds 3",
         "nothing changed: reloaded 0, generation 0",
         "v2: answer(40) = 42 through the same pointer, count = 3, COUNT at the same address holds 3",

@@ -5,7 +5,7 @@ mod support;
 
 use std::path::Path;
 
-use hcr_runtime::{Config, Error, Runtime};
+use hcr_runtime::{Config, Error, Runtime, StubState};
 use support::{Scratch, fixture, fn0, fn1, runtime, wait_for_reload_needed};
 
 /// A runtime running counter v1 with some state.
@@ -31,7 +31,8 @@ impl Running {
     }
 
     /// Installs `bytes` as the counter module, reloads, and checks that the
-    /// reload failed cleanly. Returns the error.
+    /// reload failed cleanly (twice: the same build installed again fails
+    /// the same way and takes no new stub). Returns the error.
     fn fail_with(&self, bytes: &[u8]) -> Error {
         let answer = fn1(&self.rt, "counter", "answer");
         let before = self.rt.stats();
@@ -42,12 +43,22 @@ impl Running {
         assert!(matches!(err, Error::ReloadFailed { .. }), "{err}");
         self.assert_v1_intact(answer);
         let after = self.rt.stats();
-        assert_eq!(after.stubs_in_use, before.stubs_in_use, "stubs allocated by the attempt were released");
+        // The stubs the attempt created stay, unbound, with their names.
+        for stub in &self.rt.inspect().stubs[before.stubs_in_use..] {
+            assert_eq!((stub.module.as_str(), stub.state), ("counter", StubState::Pending), "{stub:?}");
+        }
         assert_eq!(after.globals, before.globals, "globals allocated by the attempt were freed");
         assert_eq!(after.modules, before.modules);
         assert_eq!(support::file_count(&self.rt.private_dir()), copies, "the attempt's copies were deleted");
         assert!(!self.rt.reload_needed(), "a failed file is not retried until it changes");
         assert!(self.rt.has_module_changed("counter").unwrap());
+
+        self.scratch.install_bytes(bytes, "counter");
+        assert!(wait_for_reload_needed(&self.rt), "a new file is tried again");
+        let again = self.rt.perform_reload().expect_err("the same build fails again");
+        assert_eq!(again.to_string(), err.to_string());
+        assert_eq!(self.rt.stats().stubs_in_use, after.stubs_in_use, "the same procs got the same stubs");
+        self.assert_v1_intact(answer);
         err
     }
 
@@ -140,9 +151,10 @@ fn an_init_that_reports_failure_rolls_back_and_frees_what_it_registered() {
         other => panic!("{other}"),
     }
     assert!(r.rt.get_global("counter", "ADDED").is_err());
-    // Before-handlers of v1 ran, and v1's after-handlers saw the rollback.
+    // Before-handlers of v1 ran, and v1's after-handlers saw the rollback,
+    // once for each of the two attempts `fail_with` makes.
     let log = fn0(&r.rt, "counter", "handler_log")();
-    assert_eq!((log & 0xFFFF, (log >> 16) & 0xFFFF), (1, 1));
+    assert_eq!((log & 0xFFFF, (log >> 16) & 0xFFFF), (2, 2));
     assert_eq!(log >> 32, u64::from(hcr_runtime::abi::Outcome::ROLLED_BACK.0));
     r.recovers();
 }
@@ -193,7 +205,7 @@ fn a_file_that_now_holds_another_module_rolls_back() {
 
 #[test]
 fn running_out_of_stubs_during_a_reload_rolls_back() {
-    // v1 registers 7 procs; v2 needs 2 more than the table has.
+    // v1 registers 8 procs; v2 registers 9, one more than the table has.
     let rt = Runtime::with_config(Config::new().with_stub_base(0).with_stub_capacity(8)).unwrap();
     let r = Running::with("capacity", rt);
     let err = r.fail_with_artifact(&fixture("counter", &["v2"]));
@@ -260,10 +272,11 @@ fn an_import_cycle_is_refused_on_load_and_on_reload() {
     let path = s.install(&fixture("user", &[]), "user");
     let rt = runtime();
     let err = rt.load(&path).unwrap_err();
-    match &err {
+    match first(&err) {
         Error::ImportCycle { cycle } => assert_eq!(cycle, &["user", "dep", "user"]),
         other => panic!("{other}"),
     }
+    assert!(err.to_string().starts_with("load failed and was rolled back, nothing changed: import cycle"), "{err}");
     let stats = rt.stats();
     assert_eq!((stats.modules, stats.stubs_in_use, stats.globals), (0, 0, 0), "nothing of the load remains");
     assert_eq!(support::file_count(&rt.private_dir()), 0);
@@ -282,18 +295,29 @@ fn an_import_cycle_is_refused_on_load_and_on_reload() {
 }
 
 #[test]
-fn a_failed_load_leaves_nothing_behind() {
+fn a_failed_load_leaves_nothing_behind_but_pending_stubs() {
     let s = Scratch::new("failed-load");
     let rt = runtime();
-    for (artifact, expect) in
-        [(fixture("counter", &["init-fails"]), "InitFailed"), (fixture("plain", &[]), "NotAModule")]
-    {
-        let path = s.install(&artifact, "counter");
+    let init_fails = fixture("counter", &["init-fails"]);
+    let mut stubs = None;
+    for (artifact, is_expected) in [
+        (&init_fails, (|e| matches!(e, Error::InitFailed { .. })) as fn(&Error) -> bool),
+        (&fixture("plain", &[]), |e| matches!(e, Error::NotAModule { .. })),
+        (&init_fails, |e| matches!(e, Error::InitFailed { .. })),
+    ] {
+        let path = s.install(artifact, "counter");
         let err = rt.load(&path).unwrap_err();
-        assert!(format!("{err:?}").starts_with(expect), "{err:?}");
+        assert!(matches!(err, Error::LoadFailed { .. }), "{err}");
+        assert!(is_expected(first(&err)), "{err}");
+        assert!(err.to_string().starts_with("load failed and was rolled back, nothing changed: "), "{err}");
         let stats = rt.stats();
-        assert_eq!((stats.modules, stats.stubs_in_use, stats.globals), (0, 0, 0));
+        assert_eq!((stats.modules, stats.globals), (0, 0));
         assert_eq!(support::file_count(&rt.private_dir()), 0);
+        // The procs the failed init registered keep their stubs, unbound.
+        let listing = rt.inspect();
+        assert!(listing.stubs.iter().all(|s| s.state == StubState::Pending), "{listing}");
+        assert!(stats.stubs_in_use > 0);
+        assert_eq!(*stubs.get_or_insert(stats.stubs_in_use), stats.stubs_in_use, "a later load takes the same stubs");
     }
 }
 

@@ -1,8 +1,10 @@
 //! Reloading under load: worker threads call reloadable functions in tight
 //! loops while the main thread reloads the module back and forth.
 //!
-//! The normal test reloads 1,000 times; the soak variant 100,000 times. Both
-//! check that memory stays flat (RSS, and the heap's own accounting, which is
+//! The normal test reloads 1,000 times; the soak variant 100,000 times.
+//! After each commit, every worker must run the new version before the next
+//! reload (counted per worker), every answer must be one version's, and
+//! memory must stay flat (RSS, and the heap's own accounting, which is
 //! what is checked under an emulator):
 //!
 //! ```sh
@@ -11,7 +13,7 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use support::{Scratch, fixture, fn0, fn1, runtime};
@@ -55,9 +57,16 @@ fn mapped_copies(dir: &std::path::Path) -> usize {
 struct Outcome {
     calls: u64,
     wrong_answers: u64,
+    /// Per worker: how many commits it saw the new version of.
+    observed: Vec<u64>,
     rss_kib: Vec<u64>,
     heap_kib: Vec<u64>,
     elapsed: Duration,
+}
+
+/// Packs a commit number and the version it made current.
+fn expectation(commit: u64, version: u64) -> u64 {
+    commit << 8 | version
 }
 
 fn stress(reloads: usize, name: &str) -> Outcome {
@@ -71,22 +80,39 @@ fn stress(reloads: usize, name: &str) -> Outcome {
     let bump = fn0(&rt, "counter", "bump");
     let count = fn0(&rt, "counter", "count");
     let stop = AtomicBool::new(false);
+    // The last commit and the version it made current, published by the
+    // reloading thread after the commit (release), read by the workers
+    // (acquire): a worker that reads commit `n` calls after it.
+    let expected = AtomicU64::new(expectation(0, 1));
+    // Per worker: the last commit whose version it saw answer.
+    let seen: Vec<AtomicU64> = (0..WORKERS).map(|_| AtomicU64::new(0)).collect();
     let started = Instant::now();
 
-    let (calls, wrong_answers, rss, heap) = std::thread::scope(|scope| {
+    let (calls, wrong_answers, observed, rss, heap) = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..WORKERS)
             .map(|w| {
-                let (rt, stop) = (&rt, &stop);
+                let (rt, stop, expected, seen) = (&rt, &stop, &expected, &seen[w]);
                 scope.spawn(move || {
                     // Registered before the first call into module code.
                     let guard = rt.register_thread();
-                    let (mut calls, mut wrong) = (0u64, 0u64);
+                    let (mut calls, mut wrong, mut observed) = (0u64, 0u64, 0u64);
                     let mut x = w as u64;
+                    // Relaxed: `stop` only ends the loop; joining the
+                    // thread orders everything after it.
                     while !stop.load(Ordering::Relaxed) {
+                        let now = expected.load(Ordering::Acquire);
+                        let (commit, version) = (now >> 8, now & 0xFF);
                         for _ in 0..64 {
                             let r = answer(x);
                             if r != x + 1 && r != x + 2 {
                                 wrong += 1;
+                            }
+                            // Relaxed load: only this thread stores `seen`.
+                            // Release store: pairs with the reloading
+                            // thread's acquire load, which waits for it.
+                            if r == x + version && seen.load(Ordering::Relaxed) < commit {
+                                observed += 1;
+                                seen.store(commit, Ordering::Release);
                             }
                             bump();
                             calls += 1;
@@ -94,7 +120,7 @@ fn stress(reloads: usize, name: &str) -> Outcome {
                         }
                         guard.quiescent();
                     }
-                    (calls, wrong)
+                    (calls, wrong, observed)
                 })
             })
             .collect();
@@ -107,19 +133,28 @@ fn stress(reloads: usize, name: &str) -> Outcome {
             s.install(if i % 2 == 0 { &v2 } else { &v1 }, "counter");
             let report = rt.perform_reload().expect("every reload commits");
             assert_eq!(report.reloaded, ["counter"], "reload {i}");
+            let commit = i as u64 + 1;
+            expected.store(expectation(commit, if i % 2 == 0 { 2 } else { 1 }), Ordering::Release);
+            // Every worker runs the new code before the next reload.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while seen.iter().any(|w| w.load(Ordering::Acquire) < commit) {
+                assert!(Instant::now() < deadline, "a worker never ran the code of commit {commit}");
+                std::thread::yield_now();
+            }
             if i % sample_every == 0 {
                 rss.push(rss_kib());
                 heap.push(heap_kib());
             }
         }
         stop.store(true, Ordering::Relaxed);
-        let mut totals = (0, 0);
+        let mut totals = (0, 0, Vec::new());
         for worker in workers {
-            let (calls, wrong) = worker.join().expect("no worker crashed");
+            let (calls, wrong, observed) = worker.join().expect("no worker crashed");
             totals.0 += calls;
             totals.1 += wrong;
+            totals.2.push(observed);
         }
-        (totals.0, totals.1, rss, heap)
+        (totals.0, totals.1, totals.2, rss, heap)
     });
 
     // Every increment made through module code is in the global.
@@ -131,7 +166,7 @@ fn stress(reloads: usize, name: &str) -> Outcome {
     assert_eq!(stats.unloads, reloads as u64, "every replaced library was unloaded");
     assert_eq!(mapped_copies(&rt.private_dir()), 1, "only the current library is still mapped");
     assert_eq!(stats.threads, 0);
-    Outcome { calls, wrong_answers, rss_kib: rss, heap_kib: heap, elapsed: started.elapsed() }
+    Outcome { calls, wrong_answers, observed, rss_kib: rss, heap_kib: heap, elapsed: started.elapsed() }
 }
 
 fn report(what: &str, reloads: usize, o: &Outcome) {
@@ -154,7 +189,7 @@ fn four_threads_call_through_stubs_while_the_module_reloads_a_thousand_times() {
     let outcome = stress(reloads, "stress");
     report("stress", reloads, &outcome);
     assert_eq!(outcome.wrong_answers, 0, "every call returned a v1 or a v2 answer");
-    assert!(outcome.calls > 0);
+    assert_eq!(outcome.observed, [reloads as u64; WORKERS], "every worker ran the new code of every commit");
     // Memory does not grow with the number of reloads: compare the end
     // with the first samples after warm-up.
     let (warm, last) = (outcome.heap_kib[2], *outcome.heap_kib.last().unwrap());
@@ -174,6 +209,7 @@ fn soak() {
     let outcome = stress(reloads, "soak");
     report("soak", reloads, &outcome);
     assert_eq!(outcome.wrong_answers, 0);
+    assert_eq!(outcome.observed, [reloads as u64; WORKERS]);
     // Flat: the end of the run uses no more memory than the first tenth
     // after warm-up, give or take allocator noise.
     let (early, late) = (outcome.heap_kib[2], *outcome.heap_kib.last().unwrap());

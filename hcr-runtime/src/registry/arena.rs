@@ -96,17 +96,6 @@ impl NameArena {
         }
         index
     }
-
-    /// Forgets every name from index `len` on.
-    pub(super) fn truncate(&mut self, len: u32) {
-        if len >= self.len {
-            return;
-        }
-        let offset = self.offset(len);
-        self.bytes.truncate(offset as usize);
-        self.checkpoints.truncate(len.div_ceil(CHECKPOINT) as usize);
-        self.len = len;
-    }
 }
 
 /// Marks a free slot of [`FreshIndex`].
@@ -187,9 +176,6 @@ mod tests {
             assert_eq!(arena.index_at(offset), i as u32);
             assert_eq!(arena.get(offset), name.as_bytes(), "lengths above 127 take two bytes");
         }
-        arena.truncate(17);
-        assert_eq!(arena.len(), 17);
-        assert_eq!(arena.push(b"again"), offsets[17]);
-        assert_eq!(arena.get(arena.offset(17)), b"again");
+        assert_eq!(arena.len(), 40);
     }
 }

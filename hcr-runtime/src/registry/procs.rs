@@ -1,9 +1,9 @@
 //! The proc registry: one record per stub, looked up by `(module, name)`.
 
-use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::hash::RandomState;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::arena::{FreshIndex, NameArena};
 use super::signatures::Signatures;
@@ -51,11 +51,15 @@ pub(crate) struct ProcRegistry {
     fresh: FreshIndex,
     merged: u32,
     hasher: RandomState,
-    /// `(stub, arena offset)` of the last proc looked up: a new build of a
-    /// module registers its procs in the order the last one did, so the next
-    /// lookup is most often for the next stub.
-    hint: Cell<Option<(u32, u32)>>,
+    /// `stub << 32 | arena offset` of the last proc looked up ([`NO_HINT`]
+    /// for none): a new build of a module registers its procs in the order
+    /// the last one did, so the next lookup is most often for the next stub.
+    /// Atomic so that lookups can share the registry.
+    hint: AtomicU64,
 }
+
+/// [`ProcRegistry::hint`] when there is none.
+const NO_HINT: u64 = u64::MAX;
 
 impl Default for ProcRegistry {
     fn default() -> ProcRegistry {
@@ -70,7 +74,7 @@ impl Default for ProcRegistry {
             fresh: FreshIndex::default(),
             merged: 0,
             hasher: RandomState::new(),
-            hint: Cell::new(None),
+            hint: AtomicU64::new(NO_HINT),
         }
     }
 }
@@ -90,14 +94,17 @@ impl ProcRegistry {
     pub(crate) fn lookup(&self, module: &str, name: &str) -> Option<u32> {
         let &id = self.module_ids.get(module)?;
         let name = name.as_bytes();
-        if let Some((stub, offset)) = self.hint.get()
-            && stub + 1 < self.len()
-        {
+        // Relaxed: the hint is one word holding a consistent pair, checked
+        // against the names before it is trusted; any value a racing lookup
+        // left is a valid pair.
+        let hint = self.hint.load(Ordering::Relaxed);
+        let (stub, offset) = ((hint >> 32) as u32, hint as u32);
+        if hint != NO_HINT && stub + 1 < self.len() {
             // Names are unique within a module: if the next stub is this
             // module's and has this name, it is the one.
             let next = self.names.next(offset);
             if self.names.get(next) == name && self.module_id_of(stub + 1) == id {
-                self.hint.set(Some((stub + 1, next)));
+                self.set_hint(stub + 1, next);
                 return Some(stub + 1);
             }
         }
@@ -107,13 +114,18 @@ impl ProcRegistry {
             Err(_) => self.fresh.find(FreshIndex::hash(&self.hasher, id, name), id, name, &self.names)?,
         };
         let stub = self.names.index_at(offset);
-        self.hint.set(Some((stub, offset)));
+        self.set_hint(stub, offset);
         Some(stub)
     }
 
+    fn set_hint(&self, stub: u32, offset: u32) {
+        // Relaxed: see `lookup`.
+        self.hint.store(u64::from(stub) << 32 | u64::from(offset), Ordering::Relaxed);
+    }
+
     /// Records proc `(module, name)` for `stub`, which must be the next stub
-    /// ([`ProcRegistry::len`]). Its state is [`ProcState::Bound`] until set:
-    /// the transaction that creates it settles it.
+    /// ([`ProcRegistry::len`]). It is [`ProcState::Pending`] until a commit
+    /// binds it, and keeps its name for good: the registry only grows.
     pub(crate) fn insert(&mut self, module: &Arc<str>, name: &str, stub: u32) {
         assert_eq!(stub, self.len(), "stubs are recorded in order");
         let id = match self.module_ids.get(module) {
@@ -130,11 +142,13 @@ impl ProcRegistry {
         }
         let offset = self.names.push(name.as_bytes());
         self.signatures.push();
+        self.unbound.insert(stub, ProcState::Pending);
         self.fresh.insert(&self.hasher, &self.names, offset, id);
     }
 
     /// Moves the names added since the last merge into their modules' sorted
-    /// lists. Called when a transaction commits.
+    /// lists. Called when a transaction ends and when a stub is created
+    /// outside one.
     pub(crate) fn merge(&mut self) {
         let len = self.len();
         if self.merged == len {
@@ -174,37 +188,6 @@ impl ProcRegistry {
             start = end;
         }
         self.merged = len;
-    }
-
-    /// Forgets every stub from `len` on (a rolled-back transaction's). They
-    /// must not have been merged.
-    pub(crate) fn truncate(&mut self, len: u32) {
-        debug_assert!(len >= self.merged, "merged stubs are never truncated");
-        let len = len.max(self.merged);
-        if len >= self.len() {
-            return;
-        }
-        self.names.truncate(len);
-        self.signatures.truncate(len as usize);
-        while self.runs.last().is_some_and(|&(start, _)| start >= len) {
-            self.runs.pop();
-        }
-        self.unbound.retain(|&s, _| s < len);
-        self.binders.retain(|&s, _| s < len);
-        if self.hint.get().is_some_and(|(stub, _)| stub >= len) {
-            self.hint.set(None);
-        }
-        // Re-index what is left unmerged.
-        self.fresh = FreshIndex::default();
-        if self.merged == len {
-            return;
-        }
-        let mut at = self.names.offset(self.merged);
-        for stub in self.merged..len {
-            let id = self.module_id_of(stub);
-            self.fresh.insert(&self.hasher, &self.names, at, id);
-            at = self.names.next(at);
-        }
     }
 
     /// Everything known about `stub`.
@@ -332,37 +315,155 @@ mod tests {
         assert_eq!(r.get(33).label(), "a::p33");
         assert_eq!(r.get(4).module.as_ref(), "b");
     }
+}
 
-    #[test]
-    fn truncation_forgets_a_transaction() {
-        let mut r = ProcRegistry::default();
-        let a = module("a");
-        for stub in 0..20 {
-            r.insert(&a, &format!("keep{stub}"), stub);
+/// The registry against a model made of plain maps: random inserts,
+/// lookups, merges, rollbacks (which keep every name), state changes,
+/// signatures, binders and per-module listings.
+#[cfg(test)]
+mod model_tests {
+    use std::collections::{BTreeMap, HashMap, HashSet};
+    use std::sync::Arc;
+
+    use proptest::prelude::*;
+
+    use super::ProcRegistry;
+    use crate::registry::{Binder, Caller, ProcState};
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// Looks `(module, name)` up and, if it is not there, inserts it.
+        Get(u8, u8),
+        Lookup(u8, u8),
+        Merge,
+        /// What a rolled-back transaction does to the registry: names stay.
+        Rollback,
+        SetState(u16, u8),
+        Sign(u16, u8, u8),
+        Bind(u16, Option<u8>, u8),
+        Forget(u8),
+        List(u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0..4u8, 0..40u8).prop_map(|(m, n)| Op::Get(m, n)),
+            3 => (0..5u8, 0..45u8).prop_map(|(m, n)| Op::Lookup(m, n)),
+            1 => Just(Op::Merge),
+            1 => Just(Op::Rollback),
+            1 => (any::<u16>(), 0..3u8).prop_map(|(s, k)| Op::SetState(s, k)),
+            1 => (any::<u16>(), 0..4u8, 0..3u8).prop_map(|(s, h, t)| Op::Sign(s, h, t)),
+            1 => (any::<u16>(), proptest::option::of(0..4u8), 0..3u8).prop_map(|(s, c, h)| Op::Bind(s, c, h)),
+            1 => (0..4u8).prop_map(Op::Forget),
+            1 => (0..5u8).prop_map(Op::List),
+        ]
+    }
+
+    fn module(m: u8) -> Arc<str> {
+        Arc::from(format!("module{m}").as_str())
+    }
+
+    /// Names of different lengths (some past 127 bytes), not in insertion
+    /// order.
+    fn name(n: u8) -> String {
+        format!("{}{}", "p".repeat(usize::from(n % 7) * 23), 97 - n)
+    }
+
+    #[derive(Default)]
+    struct Model {
+        stubs: HashMap<(u8, u8), u32>,
+        by_stub: Vec<(u8, u8)>,
+        merged: usize,
+        states: Vec<ProcState>,
+        sigs: HashMap<(u64, String), u32>,
+        sig_of: Vec<(u64, String)>,
+        binders: BTreeMap<u32, Vec<Binder>>,
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn the_registry_behaves_like_its_model(ops in proptest::collection::vec(op(), 1..300)) {
+            let mut r = ProcRegistry::default();
+            let mut m = Model::default();
+            for op in ops {
+                match op {
+                    Op::Get(mo, n) => {
+                        let found = r.lookup(&module(mo), &name(n));
+                        prop_assert_eq!(found, m.stubs.get(&(mo, n)).copied());
+                        if found.is_none() {
+                            let stub = r.len();
+                            r.insert(&module(mo), &name(n), stub);
+                            m.stubs.insert((mo, n), stub);
+                            m.by_stub.push((mo, n));
+                            m.states.push(ProcState::Pending);
+                            m.sig_of.push((0, String::new()));
+                        }
+                    }
+                    Op::Lookup(mo, n) => prop_assert_eq!(r.lookup(&module(mo), &name(n)), m.stubs.get(&(mo, n)).copied()),
+                    Op::Merge | Op::Rollback => {
+                        r.merge();
+                        m.merged = m.by_stub.len();
+                    }
+                    Op::SetState(s, k) if !m.by_stub.is_empty() => {
+                        let stub = u32::from(s) % r.len();
+                        let state = [ProcState::Pending, ProcState::Bound, ProcState::Removed][usize::from(k)];
+                        r.set_state(stub, state);
+                        m.states[stub as usize] = state;
+                    }
+                    Op::Sign(s, h, t) if !m.by_stub.is_empty() => {
+                        let stub = u32::from(s) % r.len();
+                        let (hash, text) = (u64::from(h), format!("fn({t})"));
+                        let id = r.intern_signature(hash, &text);
+                        let known = *m.sigs.entry((hash, text.clone())).or_insert(id);
+                        prop_assert_eq!(id, known, "one id per signature");
+                        r.set_signature(stub, id);
+                        m.sig_of[stub as usize] = (hash, text);
+                    }
+                    Op::Bind(s, caller, h) if !m.by_stub.is_empty() => {
+                        let stub = u32::from(s) % r.len();
+                        let caller = caller.map_or(Caller::Host, |c| Caller::Module(module(c)));
+                        let binder = Binder { caller, hash: u64::from(h) + 1, signature: Arc::from("fn()") };
+                        r.add_binder(stub, binder.clone());
+                        let list = m.binders.entry(stub).or_default();
+                        if !list.contains(&binder) {
+                            list.push(binder);
+                        }
+                    }
+                    Op::Forget(mo) => {
+                        r.forget_binders_of(&HashSet::from([module(mo)]));
+                        m.binders.retain(|_, list| {
+                            list.retain(|b| b.caller != Caller::Module(module(mo)));
+                            !list.is_empty()
+                        });
+                    }
+                    Op::List(mo) => {
+                        let listed: Vec<u32> = r.module_stubs(&module(mo)).collect();
+                        let mut expected: Vec<(String, u32)> = m.by_stub[..m.merged]
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, (x, _))| *x == mo)
+                            .map(|(stub, &(_, n))| (name(n), stub as u32))
+                            .collect();
+                        expected.sort();
+                        prop_assert_eq!(listed, expected.into_iter().map(|(_, s)| s).collect::<Vec<_>>());
+                    }
+                    Op::SetState(..) | Op::Sign(..) | Op::Bind(..) => {}
+                }
+                prop_assert_eq!(r.len() as usize, m.by_stub.len());
+            }
+            for (stub, &(mo, n)) in m.by_stub.iter().enumerate() {
+                let view = r.get(stub as u32);
+                let (expected_module, expected_name) = (module(mo), name(n));
+                prop_assert_eq!((view.module.as_ref(), view.name), (expected_module.as_ref(), expected_name.as_str()));
+                prop_assert_eq!(view.state, m.states[stub]);
+                let (hash, text) = &m.sig_of[stub];
+                prop_assert_eq!((view.signature_hash, view.signature), (*hash, text.as_str()));
+                prop_assert_eq!(r.binders(stub as u32), m.binders.get(&(stub as u32)).map_or(&[][..], Vec::as_slice));
+            }
+            let mut bound: Vec<u32> = r.bound_stubs().collect();
+            bound.sort_unstable();
+            prop_assert_eq!(bound, m.binders.keys().copied().collect::<Vec<_>>());
         }
-        r.merge();
-        let watermark = r.len();
-        for stub in 20..50 {
-            r.insert(&a, &format!("drop{stub}"), stub);
-        }
-        let sig = r.intern_signature(7, "extern \"C\" fn()");
-        r.set_signature(25, sig);
-        r.truncate(watermark);
-        assert_eq!(r.len(), 20);
-        assert_eq!(r.lookup("a", "drop25"), None);
-        assert_eq!(r.lookup("a", "keep19"), Some(19));
-        r.insert(&a, "again", 20);
-        r.insert(&a, "more", 21);
-        r.truncate(21);
-        assert_eq!(r.lookup("a", "again"), Some(20), "still indexed after a partial truncation");
-        assert_eq!(r.lookup("a", "more"), None);
-        assert_eq!(r.get(20).name, "again");
-        let mut empty = ProcRegistry::default();
-        for stub in 0..3 {
-            empty.insert(&a, "x", stub);
-        }
-        empty.truncate(0);
-        assert_eq!((empty.len(), empty.lookup("a", "x")), (0, None), "back to nothing");
-        assert_eq!(r.signature(20).0, 0);
     }
 }

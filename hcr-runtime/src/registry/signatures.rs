@@ -82,14 +82,6 @@ impl Signatures {
             SigIds::Wide(v) => v.push(0),
         }
     }
-
-    /// Forgets the ids of every stub from `len` on.
-    pub(super) fn truncate(&mut self, len: usize) {
-        match &mut self.ids {
-            SigIds::Narrow(v) => v.truncate(len),
-            SigIds::Wide(v) => v.truncate(len),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -22,11 +22,11 @@ pub(super) enum FileStatus {
     FailedBefore,
 }
 
-/// The status of the file at `path`, loaded with `stamp`; `failed` is the
-/// quick stamp of the last attempt that failed. A file that was only
-/// touched (same content) updates `stamp` so that the next check is a
-/// `stat` again.
-pub(super) fn file_status(path: &Path, stamp: &mut Stamp, failed: Option<Quick>, settle: Duration) -> FileStatus {
+/// The status of the file at `path`, loaded with `stamp`, from `stat`
+/// alone; `failed` is the quick stamp of the last attempt that failed. A
+/// file whose `stat` differs is [`FileStatus::Changed`] (once settled), even
+/// if only touched: telling that apart needs its content hashed.
+pub(super) fn quick_status(path: &Path, stamp: &Stamp, failed: Option<Quick>, settle: Duration) -> FileStatus {
     let quick = Quick::stat(path);
     if quick == stamp.quick {
         return FileStatus::Clean;
@@ -40,6 +40,17 @@ pub(super) fn file_status(path: &Path, stamp: &mut Stamp, failed: Option<Quick>,
     let age = modified.and_then(|m| SystemTime::now().duration_since(m).ok()).unwrap_or(settle);
     if age < settle {
         return FileStatus::Settling { left: settle - age };
+    }
+    FileStatus::Changed
+}
+
+/// As [`quick_status`], but a changed file is hashed: one that was only
+/// touched (same content) is clean, and updates `stamp` so that the next
+/// check is a `stat` again.
+pub(super) fn file_status(path: &Path, stamp: &mut Stamp, failed: Option<Quick>, settle: Duration) -> FileStatus {
+    let status = quick_status(path, stamp, failed, settle);
+    if status != FileStatus::Changed {
+        return status;
     }
     match loader::stamp_file(path) {
         Ok(new) if new.hash == stamp.hash => {

@@ -3,9 +3,12 @@
 //!
 //! * this file: the [`Runtime`] facade;
 //! * [`ops`]: loads, unloads and reloads around the transaction;
-//! * [`txn`]: the transaction (stage, check, commit or roll back);
+//! * [`txn`]: the transaction (stage, check, commit or roll back), and
+//!   [`checks`]: what it checks;
 //! * [`session`]: the context of a module's init;
-//! * [`state`]: what the state lock protects;
+//! * [`state`]: what the state lock protects; [`stubs`]: the procs and
+//!   their stubs, under a lock of their own; [`snapshot`]: the committed
+//!   state readers see;
 //! * [`graph`]: the module graph;
 //! * [`detect`]: whether module files changed;
 //! * [`handlers`]: module reload handlers and host callbacks;
@@ -13,6 +16,7 @@
 //! * [`lock`]: re-entrancy-aware locks;
 //! * [`handles`] and [`report`]: the types handed out.
 
+mod checks;
 mod detect;
 mod graph;
 mod handlers;
@@ -22,7 +26,9 @@ mod ops;
 mod reads;
 mod report;
 mod session;
+mod snapshot;
 mod state;
+mod stubs;
 mod txn;
 
 use std::fmt;
@@ -31,15 +37,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use arc_swap::ArcSwap;
+use parking_lot::{Mutex, RwLock};
 
 use self::handlers::HostHandlers;
-pub use self::handles::{GlobalRef, Proc};
+pub use self::handles::{GlobalRef, Proc, Stub};
 use self::lock::{Held, hold};
 pub use self::report::{
-    Inspection, ModuleInfo, ReloadEvent, ReloadReport, ReloadStage, ReloadTimings, Stats, StubInfo, StubState,
+    Inspection, ModuleInfo, Refusal, ReloadEvent, ReloadReport, ReloadStage, ReloadTimings, Stats, StubInfo, StubState,
 };
+use self::snapshot::Snapshot;
 use self::state::State;
+use self::stubs::Stubs;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::loader::PrivateDir;
@@ -56,19 +65,50 @@ use crate::watch::{FileWatcher, WatchSignal};
 /// (typically once per frame or tick, when
 /// [`reload_needed`](Runtime::reload_needed) says so).
 ///
-/// All methods take `&self` and may be called from any thread; loads and
-/// reloads are serialised. Calling through stubs never takes a lock.
+/// # Thread-safety
+///
+/// All methods take `&self` and may be called from any thread; loads,
+/// unloads and reloads are serialised. Calling through stubs never takes a
+/// lock. [`reload_needed`](Runtime::reload_needed),
+/// [`has_module_changed`](Runtime::has_module_changed),
+/// [`generation`](Runtime::generation), [`modules`](Runtime::modules),
+/// [`stats`](Runtime::stats), [`inspect`](Runtime::inspect),
+/// [`stub_region`](Runtime::stub_region),
+/// [`private_dir`](Runtime::private_dir) and
+/// [`get_proc`](Runtime::get_proc) of a proc that has a stub answer from the
+/// committed state and never wait behind a running reload, even one whose
+/// module init never returns. The other methods may wait for it.
+///
+/// From a module's init or a reload handler, every method either works or
+/// returns [`Error::Reentrant`]: loads, unloads and reloads are refused from
+/// both; from an init, so is everything that needs the state a reload holds
+/// ([`get_global`](Runtime::get_global), and
+/// [`get_proc_with_signature`](Runtime::get_proc_with_signature) when it
+/// creates a stub or binds a signature).
 ///
 /// # Dropping
 ///
 /// Dropping the runtime unloads every module, frees every global and unmaps
 /// the stub table. Every stub address and global pointer handed out becomes
-/// invalid; make sure no thread still uses them.
+/// invalid: the borrow in [`Proc`], [`Stub`] and [`GlobalRef`] keeps safe
+/// code from using them afterwards, but raw addresses taken from them are
+/// the caller's to stop using. A thread still calling through a stub while
+/// the runtime is dropped jumps into unmapped memory and crashes: stop every
+/// thread that runs module code first (registered threads are not waited
+/// for). An installed runtime ([`Runtime::install`]) is never dropped.
 pub struct Runtime {
     exclusive: Mutex<()>,
     exclusive_holder: AtomicU64,
     state: Mutex<State>,
     state_holder: AtomicU64,
+    /// The procs and their stubs; also reachable from the state.
+    stubs: Arc<RwLock<Stubs>>,
+    /// The committed state, for readers that must not wait.
+    committed: ArcSwap<Snapshot>,
+    /// The reserved address range of the stub table (never changes).
+    region: std::ops::Range<usize>,
+    /// The private directory (never changes).
+    private_path: PathBuf,
     host_handlers: HostHandlers,
     generation: AtomicU64,
     reclaim: Arc<Reclaimer>,
@@ -89,9 +129,11 @@ impl fmt::Debug for Runtime {
 
 impl Drop for Runtime {
     fn drop(&mut self) {
-        // Threads may still be registered, but the runtime (and every stub)
-        // goes away now: close what was retired; then the state's drop
-        // closes the loaded modules and unmaps the table.
+        // Threads may still be registered and running module code, but the
+        // runtime (and every stub) goes away now. This is the one place to
+        // wait for them (or to refuse) before anything is unmapped; today
+        // nothing waits. Then close what was retired; the state's drop
+        // closes the loaded modules, and the table is unmapped last.
         self.reclaim.close_all();
     }
 }
@@ -124,8 +166,11 @@ impl Runtime {
     pub fn with_config(config: Config) -> Result<Runtime> {
         config.validate()?;
         let table = StubTable::new(config.stub_base, config.stub_capacity)?;
+        let region = table.range();
         let parent = config.private_dir_parent.clone().unwrap_or_else(std::env::temp_dir);
         let private = PrivateDir::create(&parent)?;
+        let private_path = private.path().to_owned();
+        let stubs = Arc::new(RwLock::new(Stubs { procs: Default::default(), table }));
         let watcher = if config.watch_files {
             FileWatcher::new()
                 .inspect_err(|e| tracing::warn!(error = %e, "cannot watch module files; checking them instead"))
@@ -139,8 +184,12 @@ impl Runtime {
         Ok(Runtime {
             exclusive: Mutex::new(()),
             exclusive_holder: AtomicU64::new(0),
-            state: Mutex::new(State::new(config, table, private, watcher)),
+            state: Mutex::new(State::new(config, stubs.clone(), private, watcher)),
             state_holder: AtomicU64::new(0),
+            stubs,
+            committed: ArcSwap::from_pointee(Snapshot::default()),
+            region,
+            private_path,
             host_handlers: HostHandlers::default(),
             generation: AtomicU64::new(0),
             reclaim: Arc::new(Reclaimer::default()),
@@ -167,10 +216,18 @@ impl Runtime {
     ///
     /// # Errors
     ///
-    /// Any load failure ([`Error::ReadModule`], [`Error::NotLoadable`],
-    /// [`Error::NotAModule`], [`Error::AbiMismatch`], [`Error::InitFailed`],
-    /// [`Error::ImportNotFound`], [`Error::ImportCycle`], a registration
-    /// error...). Nothing of the failed load remains.
+    /// [`Error::LoadFailed`] listing every failure ([`Error::ReadModule`],
+    /// [`Error::NotLoadable`], [`Error::NotAModule`], [`Error::AbiMismatch`],
+    /// [`Error::InitFailed`], [`Error::ImportNotFound`],
+    /// [`Error::ImportCycle`], [`Error::DuplicateModule`], a registration or
+    /// signature error...; [`Error::failures`] lists them). Nothing of the
+    /// failed load remains but the stubs it created, pending, which the same
+    /// procs get back later. [`Error::ReadModule`] alone when the path
+    /// cannot be made absolute; [`Error::Reentrant`] from a handler or init.
+    ///
+    /// # Thread-safety
+    ///
+    /// Waits for a running load, unload or reload.
     pub fn load(&self, path: impl AsRef<Path>) -> Result<ModuleInfo> {
         self.load_module(path.as_ref())
     }
@@ -202,43 +259,71 @@ impl Runtime {
     ///
     /// # Errors
     ///
-    /// [`Error::UnknownModule`], or [`Error::Reentrant`] from a handler.
+    /// [`Error::UnknownModule`]; [`Error::CalledFromModule`] when the calling
+    /// thread runs code of a module it would unload; [`Error::Reentrant`]
+    /// from a handler or init.
     pub fn unload(&self, name: &str) -> Result<Vec<String>> {
         self.unload_module(name)
     }
 
     /// Whether any loaded module's file changed since it was loaded (or since
     /// a failed attempt to reload it) and has gone [`Config::settle_time`]
-    /// unmodified since. Costs one `stat` per module unless a file's
-    /// timestamp changed, in which case its content is hashed; with
+    /// unmodified since. Costs one `stat` per module, and never reads a
+    /// file: a file that was only touched (new timestamp, same content)
+    /// counts as changed until [`Runtime::perform_reload`] hashes it, finds
+    /// nothing to do and remembers the new timestamp. With
     /// [`Config::watch_files`], one atomic load until the system reports an
     /// event on one of the files.
     ///
     /// A file that was deleted is no change: the loaded code keeps running
     /// until a file is back (a build deletes its output before it writes the
     /// new one, and leaves nothing when it fails).
+    ///
+    /// # Thread-safety
+    ///
+    /// Answers from the committed state, without waiting for a running
+    /// reload.
     pub fn reload_needed(&self) -> bool {
         self.files_changed()
     }
 
     /// Whether the file of module `name` differs from the code that is loaded
     /// (including a file still settling, or one that failed to load; not a
-    /// file that is missing).
+    /// file that is missing, nor one that was only touched: a file whose
+    /// timestamp changed is hashed).
     ///
     /// # Errors
     ///
     /// [`Error::UnknownModule`].
+    ///
+    /// # Thread-safety
+    ///
+    /// Answers from the committed state, without waiting for a running
+    /// reload.
     pub fn has_module_changed(&self, name: &str) -> Result<bool> {
         self.module_changed(name)
     }
 
-    /// The number of reloads that committed.
+    /// The number of reloads that committed. Never waits.
     pub fn generation(&self) -> u64 {
         // Acquire: pairs with the release store after a commit.
         self.generation.load(Ordering::Acquire)
     }
 
     /// Reloads every module whose file changed, as one transaction.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hcr_runtime::Error> {
+    /// # let runtime = hcr_runtime::Runtime::new()?;
+    /// if runtime.reload_needed() {
+    ///     match runtime.perform_reload() {
+    ///         Ok(report) => println!("{report}"),
+    ///         Err(e) => eprintln!("{e}"), // the old code keeps running
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// In order: detect changed files (timestamp and size, confirmed by a
     /// content hash), copy them, run every module's before-reload handlers
@@ -250,18 +335,31 @@ impl Runtime {
     ///
     /// Returns an empty report when nothing changed.
     ///
+    /// Files that failed to load before are not tried again until they
+    /// change (or until a module their failure involved commits). When
+    /// several files changed and some are refused, the others are retried
+    /// without them: the report lists what committed, and the refused
+    /// builds in [`ReloadReport::refused`]; each refused file is not tried
+    /// again until it changes. A refused file is tried together with the
+    /// changed ones when the failure involved both (a caller and its callee
+    /// changing signature in two steps).
+    ///
     /// # Errors
     ///
-    /// [`Error::ReloadFailed`] listing every failure. Then nothing was
-    /// patched, no global was touched, everything the attempt allocated was
-    /// released, the after-reload handlers ran with
-    /// [`ReloadStage::RolledBack`], and the same files are not tried again
-    /// until they change. [`Error::Reentrant`] when called from a handler.
+    /// [`Error::ReloadFailed`] listing every failure when nothing could
+    /// commit. Then nothing was patched, no global was touched, everything
+    /// the attempt allocated was released (stubs it created stay, pending),
+    /// the after-reload handlers ran with [`ReloadStage::RolledBack`], and
+    /// the refused files are not tried again until they change.
+    /// [`Error::Reentrant`] when called from a handler or an init;
+    /// [`Error::CalledFromModule`] when the calling thread runs code of a
+    /// module the reload would unload (nothing is marked failed then).
     ///
     /// # Reports
     ///
     /// With [`Config::report_file`] set, every reload that did something
-    /// appends one line to that file, tab-separated:
+    /// appends lines to that file, tab-separated: one for what committed,
+    /// one for what was refused:
     ///
     /// ```text
     /// reloaded<TAB><generation><TAB><milliseconds><TAB><module>,<module>...
@@ -271,23 +369,23 @@ impl Runtime {
         let started = Instant::now();
         let result = self.reload();
         if let Some(path) = &self.report_file {
-            let line = match &result {
-                Ok(report) if report.is_empty() => None,
-                Ok(report) => Some(format!(
-                    "reloaded\t{}\t{:.1}\t{}",
-                    report.generation,
-                    report.timings.total.as_secs_f64() * 1e3,
-                    report.reloaded.join(",")
-                )),
-                Err(Error::Reentrant) => None,
-                Err(e) => Some(format!(
-                    "failed\t{:.1}\t{}",
-                    started.elapsed().as_secs_f64() * 1e3,
-                    e.to_string().replace('\n', " | ")
-                )),
-            };
-            if let Some(line) = line {
-                ops::append_line(path, &line);
+            let ms = started.elapsed().as_secs_f64() * 1e3;
+            let mut lines = Vec::new();
+            match &result {
+                Ok(report) => {
+                    if !report.is_empty() {
+                        lines.push(format!("reloaded\t{}\t{ms:.1}\t{}", report.generation, report.reloaded.join(",")));
+                    }
+                    if !report.refused.is_empty() {
+                        let refused: Vec<String> = report.refused.iter().map(|r| r.error.to_string()).collect();
+                        lines.push(format!("failed\t{ms:.1}\t{}", refused.join("; ")));
+                    }
+                }
+                Err(Error::Reentrant) => {}
+                Err(e) => lines.push(format!("failed\t{ms:.1}\t{e}")),
+            }
+            for line in lines {
+                ops::append_line(path, &line.replace('\n', " | "));
             }
         }
         result
@@ -305,11 +403,29 @@ impl Runtime {
     /// before that prints `hcr: call to unbound function module::name` and
     /// aborts.
     ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hcr_runtime::Error> {
+    /// let runtime = hcr_runtime::Runtime::new()?;
+    /// runtime.load("target/debug/libgame.so")?;
+    /// // SAFETY: `game::score` is an `extern "C" fn() -> u64`.
+    /// let score = unsafe { runtime.get_proc("game", "score")?.typed::<extern "C" fn() -> u64>() };
+    /// println!("{}", score());
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Errors
     ///
-    /// [`Error::InvalidArgument`] for an empty or overlong name,
-    /// [`Error::CapacityExhausted`], [`Error::Reentrant`] from a module init.
-    pub fn get_proc(&self, module: &str, name: &str) -> Result<Proc> {
+    /// [`Error::InvalidArgument`] for a name that breaks the name rules (an
+    /// empty or overlong name, a module name that is not a file-name stem),
+    /// [`Error::CapacityExhausted`], [`Error::Reentrant`] from a module init
+    /// when the stub does not exist yet.
+    ///
+    /// # Thread-safety
+    ///
+    /// For a proc that already has a stub, answers without waiting for a
+    /// running reload. Creating a stub waits for it.
+    pub fn get_proc(&self, module: &str, name: &str) -> Result<Proc<'_>> {
         self.get_proc_with_signature(module, name, 0, "")
     }
 
@@ -322,13 +438,20 @@ impl Runtime {
     ///
     /// As for [`Runtime::get_proc`], and [`Error::SignatureMismatch`] if the
     /// proc is registered with another signature.
+    ///
+    /// # Thread-safety
+    ///
+    /// With a signature, waits for a running load or reload (which checks
+    /// every binder before it commits, so a binder must not appear between
+    /// its check and its commit), and returns [`Error::Reentrant`] from a
+    /// module init.
     pub fn get_proc_with_signature(
         &self,
         module: &str,
         name: &str,
         signature_hash: u64,
         signature: &str,
-    ) -> Result<Proc> {
+    ) -> Result<Proc<'_>> {
         self.proc_with_signature(module, name, signature_hash, signature)
     }
 
@@ -337,34 +460,43 @@ impl Runtime {
     /// # Errors
     ///
     /// [`Error::UnknownGlobal`], or [`Error::Reentrant`] from a module init.
-    pub fn get_global(&self, module: &str, name: &str) -> Result<GlobalRef> {
+    ///
+    /// # Thread-safety
+    ///
+    /// Waits for a running load or reload.
+    pub fn get_global(&self, module: &str, name: &str) -> Result<GlobalRef<'_>> {
         self.global(module, name)
     }
 
-    /// The loaded modules, imports before their importers.
+    /// The loaded modules, imports before their importers, as of the last
+    /// commit. Never waits for a running reload.
     pub fn modules(&self) -> Vec<ModuleInfo> {
         self.module_infos()
     }
 
     /// A listing of every stub, for debugging: index, module, proc, target
-    /// and (on x86-64) the decoded stub instruction.
+    /// and (on x86-64) the decoded stub instruction. Works from inits and
+    /// handlers, and never waits for a running reload (stubs a running
+    /// transaction created show as pending).
     pub fn inspect(&self) -> Inspection {
         self.inspection()
     }
 
-    /// Counters describing what the runtime holds.
+    /// Counters describing what the runtime holds, as of the last commit
+    /// (the stubs as they are). Never waits for a running reload.
     pub fn stats(&self) -> Stats {
         self.counters()
     }
 
-    /// The address range reserved for the stub table.
+    /// The address range reserved for the stub table. Never waits.
     pub fn stub_region(&self) -> std::ops::Range<usize> {
-        self.state.lock().table.range()
+        self.region.clone()
     }
 
-    /// The private directory holding copies of the loaded modules.
+    /// The private directory holding copies of the loaded modules. Never
+    /// waits.
     pub fn private_dir(&self) -> PathBuf {
-        self.state.lock().private.path().to_owned()
+        self.private_path.clone()
     }
 }
 
@@ -376,8 +508,9 @@ mod tests {
     fn runtime_is_send_and_sync() {
         fn check<T: Send + Sync>() {}
         check::<Runtime>();
-        check::<Proc>();
-        check::<GlobalRef>();
+        check::<Proc<'static>>();
+        check::<GlobalRef<'static>>();
+        check::<Stub<'static, extern "C" fn()>>();
         check::<Error>();
     }
 

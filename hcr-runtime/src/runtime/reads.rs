@@ -1,5 +1,6 @@
-//! The read side of the runtime: changed files, procs, globals, listings and
-//! counters.
+//! The read side of the runtime. Most reads never wait behind a reload:
+//! they answer from the published snapshot or take the stubs' lock, which
+//! a reload holds only for moments and never while module code runs.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -15,6 +16,7 @@ use crate::registry::{Binder, Caller, ProcState};
 use crate::table::Target;
 
 impl Runtime {
+    /// See [`Runtime::reload_needed`]: `stat`s the snapshot's files.
     pub(super) fn files_changed(&self) -> bool {
         let events = self.watch.as_ref().and_then(|w| w.events());
         // Acquire: pairs with the release half of the `fetch_max` below, so
@@ -24,11 +26,11 @@ impl Runtime {
         {
             return false;
         }
-        let Ok(mut state) = self.state() else { return false };
+        let snapshot = self.committed.load();
         let mut changed = false;
         let mut settling = false;
-        for module in &mut state.modules {
-            match module.file_status(self.settle) {
+        for file in &snapshot.files {
+            match file.quick_status(self.settle) {
                 FileStatus::Changed => changed = true,
                 // No event may come when it settles: ask again next time.
                 FileStatus::Settling { .. } => settling = true,
@@ -46,28 +48,61 @@ impl Runtime {
         changed
     }
 
+    /// See [`Runtime::has_module_changed`].
     pub(super) fn module_changed(&self, name: &str) -> Result<bool> {
-        let mut state = self.state()?;
-        let index = state.module_index(name).ok_or_else(|| Error::UnknownModule { name: name.to_owned() })?;
-        Ok(!matches!(state.modules[index].file_status(self.settle), FileStatus::Clean | FileStatus::Missing))
+        let snapshot = self.committed.load();
+        let file = snapshot
+            .files
+            .iter()
+            .find(|f| &*f.name == name)
+            .ok_or_else(|| Error::UnknownModule { name: name.to_owned() })?;
+        Ok(file.differs(self.settle))
     }
 
+    /// The stub of a proc that has one, without waiting for the state lock.
+    fn existing_proc(&self, module: &str, name: &str) -> Option<Proc<'_>> {
+        let stubs = self.stubs.read();
+        let stub = stubs.procs.lookup(module, name)?;
+        if stubs.is_published(stub) {
+            return Some(Proc::new(stubs.table.stub_address(stub), stubs.table.slot_address(stub), stub));
+        }
+        // Created by a running transaction and not handed out yet: give it
+        // its pad first.
+        drop(stubs);
+        let mut stubs = self.stubs.write();
+        let addr = stubs.publish(stub);
+        Some(Proc::new(addr, stubs.table.slot_address(stub), stub))
+    }
+
+    /// See [`Runtime::get_proc_with_signature`].
     pub(super) fn proc_with_signature(
         &self,
         module: &str,
         name: &str,
         signature_hash: u64,
         signature: &str,
-    ) -> Result<Proc> {
+    ) -> Result<Proc<'_>> {
         let checked = check_module_name(module, "module name").and_then(|()| check_name(name, "proc name"));
         if let Err(reason) = checked {
             return Err(Error::InvalidArgument { module: "<host>".into(), reason });
         }
-        let mut state = self.state()?;
-        let module = state.procs.module_name(module).unwrap_or_else(|| Arc::from(module));
-        let stub = state.proc_stub(&module, name, false)?;
+        if signature_hash == 0
+            && let Some(proc) = self.existing_proc(module, name)
+        {
+            return Ok(proc);
+        }
+        // Creating a stub or binding a signature: in step with transactions,
+        // which check binders before they commit.
+        let state = self.state()?;
+        let mut stubs = state.stubs.write();
+        let module = stubs.procs.module_name(module).unwrap_or_else(|| Arc::from(module));
+        let created = stubs.procs.lookup(&module, name).is_none();
+        let stub = stubs.stub_for(&module, name)?;
+        if created {
+            stubs.procs.merge();
+        }
         if signature_hash != 0 {
-            let entry = state.procs.get(stub);
+            let entry = stubs.procs.get(stub);
             if entry.state == ProcState::Bound && entry.signature_hash != 0 && entry.signature_hash != signature_hash {
                 return Err(Error::SignatureMismatch {
                     module: entry.module.to_string(),
@@ -78,42 +113,42 @@ impl Runtime {
                 });
             }
             let binder = Binder { caller: Caller::Host, hash: signature_hash, signature: signature.into() };
-            state.procs.add_binder(stub, binder);
+            stubs.procs.add_binder(stub, binder);
         }
-        let addr = state.publish(stub);
-        Ok(Proc { addr, slot: state.table.slot_address(stub), index: stub })
+        let addr = stubs.publish(stub);
+        Ok(Proc::new(addr, stubs.table.slot_address(stub), stub))
     }
 
-    pub(super) fn global(&self, module: &str, name: &str) -> Result<GlobalRef> {
+    /// See [`Runtime::get_global`].
+    pub(super) fn global(&self, module: &str, name: &str) -> Result<GlobalRef<'_>> {
         let state = self.state()?;
         let entry = state
             .globals
             .get(module, name)
             .ok_or_else(|| Error::UnknownGlobal { module: module.to_owned(), name: name.to_owned() })?;
-        Ok(GlobalRef { addr: entry.slot.as_ptr() as usize, layout: entry.layout.clone() })
+        Ok(GlobalRef::new(entry.slot.as_ptr() as usize, entry.layout.clone()))
     }
 
+    /// See [`Runtime::modules`].
     pub(super) fn module_infos(&self) -> Vec<ModuleInfo> {
-        let Ok(state) = self.state() else { return Vec::new() };
-        state.topo_order().into_iter().map(|i| state.modules[i].info(&state.procs, &state.globals)).collect()
+        self.committed.load().modules.clone()
     }
 
+    /// See [`Runtime::inspect`].
     pub(super) fn inspection(&self) -> Inspection {
-        let Ok(state) = self.state() else {
-            return Inspection::default();
-        };
-        let stubs: Vec<StubInfo> = (0..state.procs.len())
+        let stubs = self.stubs.read();
+        let listed: Vec<StubInfo> = (0..stubs.procs.len())
             .map(|stub| {
-                let entry = state.procs.get(stub);
-                let address = state.table.stub_address(entry.stub);
-                let target = match state.table.target(entry.stub) {
+                let entry = stubs.procs.get(stub);
+                let address = stubs.table.stub_address(entry.stub);
+                let target = match stubs.table.target(entry.stub) {
                     Target::Function(t) => Some(t),
                     Target::Empty | Target::Unbound => None,
                 };
                 StubInfo {
                     index: entry.stub,
                     address,
-                    slot: state.table.slot_address(entry.stub),
+                    slot: stubs.table.slot_address(entry.stub),
                     module: entry.module.to_string(),
                     name: entry.name.to_string(),
                     state: match entry.state {
@@ -124,34 +159,34 @@ impl Runtime {
                     signature: entry.signature.to_string(),
                     signature_hash: entry.signature_hash,
                     target,
-                    instruction: arch::describe_stub(&state.table.code(entry.stub), address as u64),
+                    instruction: arch::describe_stub(&stubs.table.code(entry.stub), address as u64),
                 }
             })
             .collect();
         Inspection {
-            region: state.table.range(),
-            capacity: state.table.capacity(),
-            in_use: state.table.in_use(),
-            stubs,
+            region: stubs.table.range(),
+            capacity: stubs.table.capacity(),
+            in_use: stubs.table.in_use(),
+            stubs: listed,
         }
     }
 
+    /// See [`Runtime::stats`].
     pub(super) fn counters(&self) -> Stats {
-        let unloads = self.reclaim.unloads();
-        let retired_pending = self.reclaim.pending();
-        let threads = self.reclaim.thread_count();
-        let Ok(state) = self.state() else {
-            return Stats { unloads, retired_pending, threads, ..Stats::default() };
+        let snapshot = self.committed.load();
+        let (stubs_in_use, stub_capacity) = {
+            let stubs = self.stubs.read();
+            (stubs.table.in_use(), stubs.table.capacity())
         };
         Stats {
-            modules: state.modules.len(),
-            stubs_in_use: state.table.in_use(),
-            stub_capacity: state.table.capacity(),
-            globals: state.globals.len(),
-            kept_libraries: state.kept.len(),
-            retired_pending,
-            threads,
-            unloads,
+            modules: snapshot.modules.len(),
+            stubs_in_use,
+            stub_capacity,
+            globals: snapshot.globals,
+            kept_libraries: snapshot.kept,
+            retired_pending: self.reclaim.pending(),
+            threads: self.reclaim.thread_count(),
+            unloads: self.reclaim.unloads(),
         }
     }
 }

@@ -3,7 +3,10 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::error::Error;
 
 #[cfg(doc)]
 use super::Runtime;
@@ -106,9 +109,32 @@ pub struct ReloadReport {
     pub loaded: Vec<String>,
     /// Modules unloaded because nothing imports them any more.
     pub unloaded: Vec<String>,
+    /// Changed modules whose new builds were refused while the others
+    /// committed: their old code keeps running, and their files are not
+    /// tried again until they change.
+    pub refused: Vec<Refusal>,
     /// Time per phase.
     pub timings: ReloadTimings,
 }
+
+/// A module's new build that a reload refused while other modules' new
+/// builds committed.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Refusal {
+    /// The module (or modules, comma-separated) the failure is attributed to.
+    pub module: String,
+    /// Why it was refused.
+    pub error: Arc<Error>,
+}
+
+impl PartialEq for Refusal {
+    fn eq(&self, other: &Refusal) -> bool {
+        self.module == other.module && self.error.to_string() == other.error.to_string()
+    }
+}
+
+impl Eq for Refusal {}
 
 impl fmt::Display for ReloadReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -121,6 +147,10 @@ impl fmt::Display for ReloadReport {
         }
         if !self.unloaded.is_empty() {
             write!(f, ", unloaded [{}]", self.unloaded.join(", "))?;
+        }
+        if !self.refused.is_empty() {
+            let refused: Vec<&str> = self.refused.iter().map(|r| r.module.as_str()).collect();
+            write!(f, ", refused [{}]", refused.join(", "))?;
         }
         write!(f, " in {}", self.timings)
     }

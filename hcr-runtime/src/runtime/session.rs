@@ -63,11 +63,13 @@ impl InitContext for Session<'_> {
             return Err(self.invalid(format!("proc `{name}` has a null address")));
         }
         let signature = self.text(desc.signature, 4096, "signature")?;
-        let stub = self.state.proc_stub(&module, &name, true)?;
+        let mut stubs = self.state.stubs.write();
+        let stub = stubs.stub_for(&module, &name)?;
         if !self.txn.registered.insert(stub) {
             return Err(Error::DuplicateProc { module: module.to_string(), name });
         }
-        let signature = self.state.procs.intern_signature(desc.signature_hash, &signature);
+        let signature = stubs.procs.intern_signature(desc.signature_hash, &signature);
+        drop(stubs);
         self.txn.staged[self.index].procs.push(StagedProc { stub, addr: desc.addr as usize, signature });
         Ok(())
     }
@@ -76,7 +78,10 @@ impl InitContext for Session<'_> {
         let module: Arc<str> = self.module_name(import.module)?.into();
         let name = self.name(import.name, "proc name")?;
         let signature = self.text(import.signature, 4096, "signature")?;
-        let stub = self.state.proc_stub(&module, &name, true)?;
+        let mut stubs = self.state.stubs.write();
+        let stub = stubs.stub_for(&module, &name)?;
+        let address = stubs.publish(stub);
+        drop(stubs);
         if import.signature_hash != 0 {
             let binder = Binder {
                 caller: Caller::Module(self.module()),
@@ -85,7 +90,7 @@ impl InitContext for Session<'_> {
             };
             self.txn.binds.push((stub, binder));
         }
-        Ok(self.state.publish(stub) as *const c_void)
+        Ok(address as *const c_void)
     }
 
     fn register_global(&mut self, desc: &GlobalDesc, migrations: &[GlobalMigration]) -> Result<GlobalSlot> {

@@ -5,15 +5,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::RwLock;
+
 use super::detect::{self, FileStatus};
 use super::graph::Graph;
 use super::handlers::Handler;
 use super::report::ModuleInfo;
+use super::stubs::Stubs;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::loader::{self, ModuleLibrary, PrivateDir, Quick, Stamp};
-use crate::registry::{GlobalRegistry, ProcRegistry, ProcState};
-use crate::table::{StubTable, Target};
+use crate::registry::GlobalRegistry;
 use crate::watch::FileWatcher;
 
 /// A module: loaded, or staged by a transaction (then
@@ -23,8 +25,11 @@ pub(super) struct ModuleRecord {
     pub(super) source: PathBuf,
     pub(super) stamp: Stamp,
     /// The quick stamp of a file whose load failed; not retried until the
-    /// file changes again.
+    /// file changes again (or a module in `failed_with` commits).
     pub(super) failed: Option<Quick>,
+    /// The other modules that failure involved: a commit of one of them may
+    /// make the same file load.
+    pub(super) failed_with: Vec<Arc<str>>,
     pub(super) library: ModuleLibrary,
     pub(super) build_id: String,
     pub(super) abi_minor: u16,
@@ -43,8 +48,8 @@ impl ModuleRecord {
         detect::file_status(&self.source, &mut self.stamp, self.failed, settle)
     }
 
-    pub(super) fn info(&self, procs: &ProcRegistry, globals: &GlobalRegistry) -> ModuleInfo {
-        let bound = procs.module_stubs(&self.name).filter(|&s| procs.state(s) == ProcState::Bound).count();
+    pub(super) fn info(&self, stubs: &Stubs, globals: &GlobalRegistry) -> ModuleInfo {
+        let bound = stubs.bound_count(&self.name);
         ModuleInfo {
             name: self.name.to_string(),
             path: self.source.clone(),
@@ -63,27 +68,32 @@ impl ModuleRecord {
 pub(super) struct State {
     pub(super) config: Config,
     pub(super) modules: Vec<ModuleRecord>,
-    pub(super) procs: ProcRegistry,
+    /// Shared with readers, who lock it alone (never after the state lock is
+    /// requested: the order is state, then stubs).
+    pub(super) stubs: Arc<RwLock<Stubs>>,
     pub(super) globals: GlobalRegistry,
     /// Libraries replaced or unloaded under
     /// [`UnloadPolicy::Never`](crate::UnloadPolicy::Never).
     pub(super) kept: Vec<ModuleLibrary>,
     pub(super) private: PrivateDir,
-    pub(super) table: StubTable,
     /// Watches the loaded modules' files, if configured.
     pub(super) watcher: Option<FileWatcher>,
 }
 
 impl State {
-    pub(super) fn new(config: Config, table: StubTable, private: PrivateDir, watcher: Option<FileWatcher>) -> State {
+    pub(super) fn new(
+        config: Config,
+        stubs: Arc<RwLock<Stubs>>,
+        private: PrivateDir,
+        watcher: Option<FileWatcher>,
+    ) -> State {
         State {
             config,
             modules: Vec::new(),
-            procs: ProcRegistry::default(),
+            stubs,
             globals: GlobalRegistry::default(),
             kept: Vec::new(),
             private,
-            table,
             watcher,
         }
     }
@@ -107,55 +117,6 @@ impl State {
     /// Module indices, every module after the modules it imports.
     pub(super) fn topo_order(&self) -> Vec<usize> {
         self.graph().order()
-    }
-
-    /// The stub of `(module, name)`, creating an entry (and taking a stub) if
-    /// there is none. Outside a transaction a new entry is pending and
-    /// committed at once; inside one, the transaction's commit or rollback
-    /// settles it.
-    pub(super) fn proc_stub(&mut self, module: &Arc<str>, name: &str, in_txn: bool) -> Result<u32> {
-        if let Some(stub) = self.procs.lookup(module, name) {
-            return Ok(stub);
-        }
-        let stub = self.table.allocate()?;
-        debug_assert_eq!(stub, self.procs.len(), "stubs and procs are created together");
-        self.procs.insert(module, name, stub);
-        if !in_txn {
-            self.procs.set_state(stub, ProcState::Pending);
-            self.procs.merge();
-        }
-        Ok(stub)
-    }
-
-    /// Makes sure a stub whose address is about to be handed out has a
-    /// target: its function, or its pad.
-    pub(super) fn publish(&mut self, stub: u32) -> usize {
-        if self.table.target(stub) == Target::Empty {
-            let label = self.procs.get(stub).label();
-            self.table.unbind(stub, &label);
-        }
-        self.table.stub_address(stub)
-    }
-
-    /// Points a proc's stub at its pad: it is no longer there.
-    fn remove_proc(&mut self, stub: u32) {
-        self.procs.set_state(stub, ProcState::Removed);
-        let label = self.procs.get(stub).label();
-        self.table.unbind(stub, &label);
-    }
-
-    /// Unbinds every bound stub of `module` for which `keep` is false: its
-    /// proc is gone (a new build no longer registers it, or the module was
-    /// unloaded).
-    pub(super) fn remove_procs_of(&mut self, module: &str, keep: impl Fn(u32) -> bool) {
-        let gone: Vec<u32> = self
-            .procs
-            .module_stubs(module)
-            .filter(|&stub| !keep(stub) && self.procs.state(stub) == ProcState::Bound)
-            .collect();
-        for stub in gone {
-            self.remove_proc(stub);
-        }
     }
 
     /// Where the file of module `import`, imported by `importer` (loaded

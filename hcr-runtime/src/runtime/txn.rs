@@ -1,20 +1,20 @@
 //! The transaction shared by loads and reloads: stage (open every new
 //! library, then run the inits), check, then commit or roll back.
 
-use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hcr_abi::InitFn;
 
-use super::graph::Graph;
+use super::checks::{self, Failure, check_stack};
 use super::session::Session;
 use super::state::{ModuleRecord, State};
-use crate::error::{Error, Result};
+use crate::error::Error;
 use crate::loader::{ModuleLibrary, PrivateCopy};
 use crate::mapped_vec::MappedVec;
-use crate::registry::{Binder, Caller, GlobalEntry, ProcState};
+use crate::registry::{Binder, GlobalEntry, ProcState};
 use crate::{api, arch, os};
 
 /// A proc registered by a module in an uncommitted transaction.
@@ -51,6 +51,9 @@ impl StubSet {
 /// what only the transaction needs.
 pub(super) struct Staged {
     pub(super) record: ModuleRecord,
+    /// The input it came with: itself, or the module that imported it
+    /// (`None` for a load, whose module is not known before it is opened).
+    pub(super) owner: Option<Arc<str>>,
     init: InitFn,
     /// Opening it (or an import it needed) failed: its init does not run.
     broken: bool,
@@ -62,9 +65,6 @@ pub(super) struct Staged {
 /// Everything a load or reload did that is not committed yet.
 pub(super) struct Txn {
     pub(super) staged: Vec<Staged>,
-    /// Stubs in use when the transaction started: every stub from here on
-    /// was created by it (stubs are taken in order).
-    watermark: u32,
     /// Stubs registered by the staged modules.
     pub(super) registered: StubSet,
     pub(super) created_globals: Vec<(Arc<str>, Box<str>)>,
@@ -107,6 +107,16 @@ pub(super) struct Input {
     pub(super) role: Role,
 }
 
+impl Input {
+    /// The module the input is known as before it is opened.
+    fn owner(&self) -> Option<Arc<str>> {
+        match &self.role {
+            Role::Replace { expected, .. } => Some(expected.clone()),
+            Role::Root | Role::Import => None,
+        }
+    }
+}
+
 /// What a commit changed.
 #[derive(Default)]
 pub(super) struct Committed {
@@ -118,50 +128,61 @@ pub(super) struct Committed {
 
 impl State {
     /// Runs one transaction: opens `inputs` (and the imports they need),
-    /// checks the module graph, runs the inits, checks signatures and the
-    /// calling thread's stack, then commits (as `generation`) or rolls back.
-    /// On failure nothing changed, and every error found is returned.
+    /// checks the module graph, runs the inits, checks signatures, removed
+    /// procs and the calling thread's stack, then commits (as `generation`)
+    /// or rolls back. On failure nothing changed (except that stubs the
+    /// attempt created stay, pending), and every failure found is returned.
     pub(super) fn transact(
         &mut self,
         inputs: Vec<Input>,
         generation: u64,
-    ) -> (std::result::Result<Committed, Vec<Error>>, TxnTimes) {
+    ) -> (std::result::Result<Committed, Vec<Failure>>, TxnTimes) {
         let mut txn = Txn {
             staged: Vec::new(),
-            watermark: self.procs.len(),
             registered: StubSet::default(),
             created_globals: Vec::new(),
             binds: Vec::new(),
             migrated: Vec::new(),
             times: TxnTimes::default(),
         };
-        let mut errors = Vec::new();
-        for Input { copy, source, role } in inputs {
-            if let Err(e) = self.open(&mut txn, copy, source, role) {
-                errors.extend(e);
+        let mut failures = Vec::new();
+        for input in inputs {
+            let owner = input.owner();
+            let Input { copy, source, role } = input;
+            if let Err(errors) = self.open(&mut txn, copy, source, role, owner.clone()) {
+                let blame: Vec<Arc<str>> = owner.into_iter().collect();
+                failures.extend(errors.into_iter().map(|error| Failure {
+                    error,
+                    blame: blame.clone(),
+                    with: Vec::new(),
+                }));
             }
         }
         match self.check_graph(&txn) {
-            Ok(()) => errors.extend(self.init_all(&mut txn)),
-            Err(e) => errors.push(e),
+            None => failures.extend(self.init_all(&mut txn)),
+            Some(cycle) => failures.push(cycle),
         }
-        if errors.is_empty() {
-            errors.extend(self.check_signatures(&txn));
-        }
-        if errors.is_empty()
-            && let Err(e) = check_stack(self.leaving(&txn.staged))
-        {
-            errors.push(e);
+        if failures.is_empty() {
+            let leaving = self.leaving(&txn.staged);
+            let stubs = self.stubs.read();
+            failures.extend(checks::check_signatures(&stubs, &txn));
+            failures.extend(checks::check_removals(&stubs, &txn, &leaving));
+            drop(stubs);
+            if failures.is_empty()
+                && let Err(error) = check_stack(leaving)
+            {
+                failures.push(Failure::unattributed(error));
+            }
         }
         let mut times = txn.times;
-        if errors.is_empty() {
+        if failures.is_empty() {
             let started = Instant::now();
             let committed = self.commit(txn, generation);
             times.commit = started.elapsed();
             (Ok(committed), times)
         } else {
             self.rollback(txn);
-            (Err(errors), times)
+            (Err(failures), times)
         }
     }
 
@@ -173,6 +194,7 @@ impl State {
         copy: PrivateCopy,
         source: PathBuf,
         role: Role,
+        owner: Option<Arc<str>>,
     ) -> std::result::Result<(), Vec<Error>> {
         let stamp = copy.stamp;
         let started = Instant::now();
@@ -202,12 +224,15 @@ impl State {
         }
         let name: Arc<str> = Arc::from(name);
         let imports: Vec<Arc<str>> = descriptor.imports.iter().map(|i| Arc::from(i.as_str())).collect();
+        let owner = owner.unwrap_or_else(|| name.clone());
         txn.staged.push(Staged {
+            owner: Some(owner.clone()),
             record: ModuleRecord {
                 name: name.clone(),
                 source: source.clone(),
                 stamp,
                 failed: None,
+                failed_with: Vec::new(),
                 library,
                 build_id: descriptor.build_id,
                 abi_minor: descriptor.abi_minor,
@@ -236,7 +261,7 @@ impl State {
                 let started = Instant::now();
                 let copy = self.private.copy_in(&path).map_err(|e| vec![e]);
                 txn.times.copy += started.elapsed();
-                self.open(txn, copy?, path, Role::Import)
+                self.open(txn, copy?, path, Role::Import, Some(owner.clone()))
             });
             if let Err(errors) = opened {
                 txn.staged[index].broken = true;
@@ -248,7 +273,7 @@ impl State {
 
     /// Puts the staged modules in dependency order, then runs the init of
     /// every one that opened, imports first.
-    fn init_all(&mut self, txn: &mut Txn) -> Vec<Error> {
+    fn init_all(&mut self, txn: &mut Txn) -> Vec<Failure> {
         let order: Vec<usize> = {
             let graph = self.graph_after(&txn.staged);
             let names = graph.ordered_names();
@@ -256,7 +281,7 @@ impl State {
         };
         let mut slots: Vec<Option<Staged>> = std::mem::take(&mut txn.staged).into_iter().map(Some).collect();
         txn.staged = order.into_iter().filter_map(|i| slots[i].take()).collect();
-        let mut errors = Vec::new();
+        let mut failures = Vec::new();
         for index in 0..txn.staged.len() {
             if txn.staged[index].broken {
                 continue;
@@ -265,10 +290,19 @@ impl State {
             let outcome = self.run_init(txn, index);
             txn.times.init += started.elapsed();
             if let Err(e) = outcome {
-                errors.extend(e);
+                let staged = &txn.staged[index];
+                let blame: Vec<Arc<str>> = staged.owner.iter().cloned().collect();
+                for error in e {
+                    // What the init may have depended on: the modules the
+                    // error names, and the module's imports.
+                    let mut with: Vec<Arc<str>> = staged.record.imports.clone();
+                    with.extend(error.modules_named().into_iter().map(Arc::from));
+                    with.retain(|m| *m != staged.record.name);
+                    failures.push(Failure { error, blame: blame.clone(), with });
+                }
             }
         }
-        errors
+        failures
     }
 
     fn run_init(&mut self, txn: &mut Txn, index: usize) -> std::result::Result<(), Vec<Error>> {
@@ -302,91 +336,6 @@ impl State {
         }])
     }
 
-    /// The module graph as it would be after `staged` committed.
-    fn graph_after<'a>(&'a self, staged: &'a [Staged]) -> Graph<'a> {
-        let loaded = self.modules.iter().map(|m| (&*m.name, m.imports.as_slice(), m.root));
-        let staged = staged.iter().map(|s| (&*s.record.name, s.record.imports.as_slice(), s.record.root));
-        Graph::new(loaded.chain(staged))
-    }
-
-    /// Refuses a module graph with a cycle, as it would be after `txn`.
-    fn check_graph(&self, txn: &Txn) -> Result<()> {
-        let graph = self.graph_after(&txn.staged);
-        match graph.cycle(txn.staged.iter().map(|s| &*s.record.name)) {
-            Some(cycle) => Err(Error::ImportCycle { cycle }),
-            None => Ok(()),
-        }
-    }
-
-    /// Refuses signature changes of procs in use: after `txn`, every caller
-    /// bound with a known signature must match the proc's signature. The
-    /// bindings of modules that `txn` replaces are replaced by theirs.
-    fn check_signatures(&self, txn: &Txn) -> Vec<Error> {
-        let replaced: HashSet<&str> = txn.staged.iter().map(|s| &*s.record.name).collect();
-        // Only stubs someone is bound to can mismatch.
-        let mut touched: Vec<u32> = self.procs.bound_stubs().chain(txn.binds.iter().map(|(s, _)| *s)).collect();
-        touched.sort_unstable();
-        touched.dedup();
-        if touched.is_empty() {
-            return Vec::new();
-        }
-        let mut new_binds: HashMap<u32, Vec<&Binder>> = HashMap::new();
-        for (stub, binder) in &txn.binds {
-            new_binds.entry(*stub).or_default().push(binder);
-        }
-        let mut registered: HashMap<u32, (u64, &str)> = HashMap::new();
-        for staged in &txn.staged {
-            for p in staged.procs.iter().filter(|p| touched.binary_search(&p.stub).is_ok()) {
-                registered.insert(p.stub, self.procs.signature_of(p.signature));
-            }
-        }
-        let mut errors = Vec::new();
-        for stub in touched {
-            let entry = self.procs.get(stub);
-            let (hash, text) = match registered.get(&stub) {
-                Some(&(hash, text)) => (hash, text),
-                None if stub < txn.watermark
-                    && entry.state == ProcState::Bound
-                    && !replaced.contains(&**entry.module) =>
-                {
-                    (entry.signature_hash, entry.signature)
-                }
-                // Not registered (yet, or any more): nothing to compare with.
-                None => continue,
-            };
-            if hash == 0 {
-                continue;
-            }
-            let kept = self
-                .procs
-                .binders(stub)
-                .iter()
-                .filter(|b| !matches!(&b.caller, Caller::Module(m) if replaced.contains(&**m)));
-            let new = new_binds.get(&stub).into_iter().flatten().copied();
-            let mut reported = HashSet::new();
-            for b in kept.chain(new) {
-                if b.hash != 0 && b.hash != hash && reported.insert(b.caller.clone()) {
-                    errors.push(Error::SignatureMismatch {
-                        module: entry.module.to_string(),
-                        name: entry.name.to_string(),
-                        caller: b.caller.to_string(),
-                        expected: b.signature.to_string(),
-                        found: text.to_owned(),
-                    });
-                }
-            }
-        }
-        errors
-    }
-
-    /// The loaded modules whose libraries committing `staged` would take
-    /// away: those it replaces, and those nothing would need any more.
-    pub(super) fn leaving(&self, staged: &[Staged]) -> Vec<&ModuleRecord> {
-        let reachable = self.graph_after(staged).reachable();
-        let replaced: HashSet<&str> = staged.iter().map(|s| &*s.record.name).collect();
-        self.modules.iter().filter(|m| replaced.contains(&*m.name) || !reachable.contains(&*m.name)).collect()
-    }
-
     /// Makes `txn` current: patch stubs, swap module records, retire old
     /// libraries, unload modules nothing needs any more. Cannot fail.
     fn commit(&mut self, txn: Txn, generation: u64) -> Committed {
@@ -396,27 +345,29 @@ impl State {
             // to any thread that reaches new code through a patched stub.
             os::process_barrier();
         }
-        let Txn { staged, binds, migrated, watermark, registered, .. } = txn;
+        let Txn { staged, binds, migrated, registered, .. } = txn;
         let replaced: HashSet<Arc<str>> = staged.iter().map(|s| s.record.name.clone()).collect();
-        self.procs.forget_binders_of(&replaced);
+        let stubs = self.stubs.clone();
+        let mut stubs = stubs.write();
+        stubs.procs.forget_binders_of(&replaced);
         for (stub, binder) in binds {
-            self.procs.add_binder(stub, binder);
+            stubs.procs.add_binder(stub, binder);
         }
         for (module, name, entry) in migrated {
             self.globals.insert(module, &name, entry);
         }
         for staged in staged {
             for p in &staged.procs {
-                self.procs.set_signature(p.stub, p.signature);
-                self.procs.set_state(p.stub, ProcState::Bound);
-                self.table.bind(p.stub, p.addr);
+                stubs.procs.set_signature(p.stub, p.signature);
+                stubs.procs.set_state(p.stub, ProcState::Bound);
+                stubs.table.bind(p.stub, p.addr);
             }
             let mut record = staged.record;
             record.generation = generation;
             match self.module_index(&record.name) {
                 Some(index) => {
                     let old = std::mem::replace(&mut self.modules[index], record);
-                    self.remove_procs_of(&old.name, |stub| registered.contains(stub));
+                    stubs.remove_procs_of(&old.name, |stub| registered.contains(stub));
                     let kept: HashSet<&str> = self.modules[index].globals.iter().map(|g| &**g).collect();
                     for global in old.globals.iter().filter(|g| !kept.contains(&***g)) {
                         self.globals.remove(&old.name, global);
@@ -430,14 +381,8 @@ impl State {
                 }
             }
         }
-        // Stubs the transaction created only by asking for them wait, pending,
-        // for a module to register them.
-        for stub in watermark..self.procs.len() {
-            if !registered.contains(stub) {
-                self.procs.set_state(stub, ProcState::Pending);
-            }
-        }
-        self.procs.merge();
+        stubs.procs.merge();
+        drop(stubs);
         self.collect_unreachable(&mut out);
         self.sync_watch();
         out
@@ -452,11 +397,16 @@ impl State {
             let order = graph.ordered_names();
             order.into_iter().rev().filter(|n| !reachable.contains(n)).map(Arc::from).collect()
         };
-        self.procs.forget_binders_of(&doomed.iter().cloned().collect());
+        if doomed.is_empty() {
+            return;
+        }
+        let stubs = self.stubs.clone();
+        let mut stubs = stubs.write();
+        stubs.procs.forget_binders_of(&doomed.iter().cloned().collect());
         for name in doomed {
             let index = self.module_index(&name).expect("module is loaded");
             let record = self.modules.remove(index);
-            self.remove_procs_of(&record.name, |_| false);
+            stubs.remove_procs_of(&record.name, |_| false);
             for global in &record.globals {
                 self.globals.remove(&record.name, global);
             }
@@ -465,10 +415,11 @@ impl State {
         }
     }
 
-    /// Undoes everything `txn` created; the state is as before it started.
+    /// Undoes what `txn` did. The stubs it created stay, pending, with their
+    /// names: a later registration of the same proc gets the same stub, and
+    /// an address a failed init was given never leads to another proc.
     fn rollback(&mut self, txn: Txn) {
-        self.procs.truncate(txn.watermark);
-        self.table.truncate(txn.watermark);
+        self.stubs.write().procs.merge();
         for (module, name) in &txn.created_globals {
             self.globals.remove(module, name);
         }
@@ -476,18 +427,4 @@ impl State {
             staged.record.library.close();
         }
     }
-}
-
-/// Refuses to take away a library the calling thread is running.
-pub(super) fn check_stack<'a>(leaving: impl IntoIterator<Item = &'a ModuleRecord>) -> Result<()> {
-    let leaving: Vec<(&Path, &str)> = leaving.into_iter().map(|m| (m.library.path(), &*m.name)).collect();
-    if leaving.is_empty() {
-        return Ok(());
-    }
-    for (address, object) in os::stack_objects() {
-        if let Some((_, module)) = leaving.iter().find(|(path, _)| *path == object) {
-            return Err(Error::CalledFromModule { module: (*module).to_owned(), address });
-        }
-    }
-    Ok(())
 }
