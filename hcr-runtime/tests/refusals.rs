@@ -167,3 +167,26 @@ fn errors_read_like_their_message_in_debug_output() {
     let boxed: Box<dyn std::error::Error> = Box::new(err);
     assert_eq!(format!("{boxed:?}"), debug);
 }
+
+#[test]
+fn a_refused_build_is_tried_again_once_a_module_its_failure_involved_commits() {
+    let s = Scratch::new("retry-after");
+    s.install(&fixture("dep", &[]), "dep");
+    let path = s.install(&fixture("user", &[]), "user");
+    let rt = runtime();
+    rt.load(&path).unwrap();
+    // The caller alone: refused, `dep::scale` still takes a u64.
+    s.install(&fixture("user", &["scale-u32"]), "user");
+    assert!(matches!(first(&rt.perform_reload().unwrap_err()), Error::SignatureMismatch { .. }));
+    assert!(!rt.reload_needed());
+    // `dep` commits a new build: the refused `user` may load now, so it is
+    // tried again, on its own, at the next reload.
+    s.install(&fixture("dep", &["v2"]), "dep");
+    assert!(wait_for_reload_needed(&rt));
+    assert_eq!(rt.perform_reload().unwrap().reloaded, ["dep"]);
+    assert!(rt.reload_needed(), "the refused file is due again");
+    let err = rt.perform_reload().unwrap_err();
+    assert!(matches!(first(&err), Error::SignatureMismatch { .. }), "still refused: {err}");
+    assert!(!rt.reload_needed(), "and waits for a change again");
+    assert_eq!(fn1(&rt, "user", "compute")(3), 61, "the old user calls the new dep");
+}
