@@ -126,7 +126,10 @@ impl Output {
         for message in Message::parse_stream(BufReader::new(stdout)) {
             let Ok(message) = message else { break };
             match message {
-                Message::CompilerMessage(message) => {
+                // With `-vv`, cargo lets dependencies from registries and git
+                // warn too: only the packages on this machine are shown, as
+                // without it.
+                Message::CompilerMessage(message) if message.package_id.repr.starts_with("path+") => {
                     if let Some(rendered) = &message.message.rendered {
                         output.diagnostics.add(&message.message.level, rendered);
                     }
@@ -139,11 +142,9 @@ impl Output {
                     executable: artifact.executable.map(|e| e.into_std_path_buf()),
                     fresh: artifact.fresh,
                 }),
-                Message::TextLine(line) => {
-                    if !is_status(&line) && !is_script_echo(&line) {
-                        output.other.push_str(&line);
-                        output.other.push('\n');
-                    }
+                Message::TextLine(line) if !is_status(&line) && !is_script_echo(&line) => {
+                    output.other.push_str(&line);
+                    output.other.push('\n');
                 }
                 _ => {}
             }
@@ -180,10 +181,7 @@ impl Output {
 /// `text` without cargo's status lines and the output of build scripts it
 /// echoes with `-vv` (`[package version] ...`).
 fn shown(text: &str) -> String {
-    text.lines()
-        .filter(|line| !is_status(line) && !is_script_echo(line))
-        .map(|line| line.to_owned() + "\n")
-        .collect()
+    text.lines().filter(|line| !is_status(line) && !is_script_echo(line)).map(|line| line.to_owned() + "\n").collect()
 }
 
 fn is_status(line: &str) -> bool {
@@ -193,7 +191,9 @@ fn is_status(line: &str) -> bool {
 }
 
 fn is_script_echo(line: &str) -> bool {
-    line.strip_prefix('[').and_then(|rest| rest.split_once("] ")).is_some_and(|(inside, _)| inside.split(' ').count() == 2)
+    line.strip_prefix('[')
+        .and_then(|rest| rest.split_once("] "))
+        .is_some_and(|(inside, _)| inside.split(' ').count() == 2)
 }
 
 /// A `cargo build` running in a process group of its own.
@@ -290,6 +290,7 @@ mod tests {
     fn messages_give_diagnostics_and_artifacts() {
         let stdout = [
             r#"{"reason":"compiler-message","package_id":"path+file:///m#0.1.0","manifest_path":"/m/Cargo.toml","target":{"kind":["cdylib"],"crate_types":["cdylib"],"name":"m","src_path":"/m/src/lib.rs","edition":"2024","doctest":false,"test":false,"doc":false},"message":{"message":"unused","code":null,"level":"warning","spans":[],"children":[],"rendered":"warning: unused\n"}}"#,
+            r#"{"reason":"compiler-message","package_id":"registry+https://example.invalid/index#dep@1.0.0","manifest_path":"/d/Cargo.toml","target":{"kind":["lib"],"crate_types":["lib"],"name":"dep","src_path":"/d/src/lib.rs","edition":"2024","doctest":false,"test":false,"doc":false},"message":{"message":"theirs","code":null,"level":"warning","spans":[],"children":[],"rendered":"warning: theirs\n"}}"#,
             r#"{"reason":"compiler-message","package_id":"path+file:///m#0.1.0","manifest_path":"/m/Cargo.toml","target":{"kind":["cdylib"],"crate_types":["cdylib"],"name":"m","src_path":"/m/src/lib.rs","edition":"2024","doctest":false,"test":false,"doc":false},"message":{"message":"expected expression","code":null,"level":"error","spans":[],"children":[],"rendered":"error: expected expression\n --> src/lib.rs:3:5\n"}}"#,
             r#"{"reason":"compiler-artifact","package_id":"path+file:///h#0.1.0","manifest_path":"/h/Cargo.toml","target":{"kind":["bin"],"crate_types":["bin"],"name":"h","src_path":"/h/src/main.rs","edition":"2024","doctest":false,"test":false,"doc":false},"profile":{"opt_level":"0","debuginfo":2,"debug_assertions":true,"overflow_checks":true,"test":false},"features":[],"filenames":["/t/debug/h"],"executable":"/t/debug/h","fresh":false}"#,
             r#"{"reason":"build-finished","success":false}"#,

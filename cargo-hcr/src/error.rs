@@ -45,7 +45,9 @@ pub enum Error {
     #[error("{0}")]
     NoHost(String),
     /// A package named with `--module` cannot be loaded as a module.
-    #[error("package `{0}` is not a module: its library is not a local cdylib (add `crate-type = [\"cdylib\", \"rlib\"]` under [lib])")]
+    #[error(
+        "package `{0}` is not a module: its library is not a local cdylib (add `crate-type = [\"cdylib\", \"rlib\"]` under [lib])"
+    )]
     NotAModule(String),
     /// No module was named and none was found among the host's dependencies.
     #[error(

@@ -166,7 +166,10 @@ impl Metadata {
             ))),
             several => {
                 let names: Vec<&str> = several.iter().map(|p| p.name.as_str()).collect();
-                Err(Error::NoHost(format!("several hosts in this workspace ({}): choose one with -p", names.join(", "))))
+                Err(Error::NoHost(format!(
+                    "several hosts in this workspace ({}): choose one with -p",
+                    names.join(", ")
+                )))
             }
         }
     }
@@ -335,11 +338,19 @@ mod tests {
             vec![
                 package("host", None, vec![target("host", &["bin"]), target("tool", &["bin"])]),
                 package("normal", None, vec![target("normal", &["cdylib", "rlib"])]),
-                package("build", None, vec![target("build", &["cdylib"]), target("build-script-build", &["custom-build"])]),
+                package(
+                    "build",
+                    None,
+                    vec![target("build", &["cdylib"]), target("build-script-build", &["custom-build"])],
+                ),
                 package("both", None, vec![target("both", &["cdylib"])]),
                 package("dev", None, vec![target("dev", &["cdylib"])]),
                 package("plain", None, vec![target("plain", &["lib"])]),
-                package("registry", Some("registry+https://example.invalid/index"), vec![target("registry", &["cdylib"])]),
+                package(
+                    "registry",
+                    Some("registry+https://example.invalid/index"),
+                    vec![target("registry", &["cdylib"])],
+                ),
                 package("runtime", None, vec![target("runtime", &["rlib", "cdylib"])]),
                 package("unused", None, vec![target("unused", &["cdylib"])]),
                 package("hcr-build", None, vec![target("hcr_build", &["lib"])]),
@@ -401,7 +412,8 @@ mod tests {
     #[test]
     fn the_default_host_is_the_only_one() {
         assert_eq!(workspace().default_host().unwrap().name, "host");
-        let none = metadata(vec![package("lib", None, vec![target("lib", &["lib"])])], &["lib"], vec![node("lib", vec![])]);
+        let none =
+            metadata(vec![package("lib", None, vec![target("lib", &["lib"])])], &["lib"], vec![node("lib", vec![])]);
         assert!(none.default_host().unwrap_err().to_string().contains("name the host with -p (one of lib)"));
         let module = |name: &str| node(name, vec![dep("m", &[None])]);
         let two = metadata(
@@ -414,7 +426,10 @@ mod tests {
             &["a", "b", "m"],
             vec![module("a"), module("b"), node("m", vec![dep("hcr-build", &[Some("build")])])],
         );
-        assert_eq!(two.default_host().unwrap_err().to_string(), "several hosts in this workspace (a, b): choose one with -p");
+        assert_eq!(
+            two.default_host().unwrap_err().to_string(),
+            "several hosts in this workspace (a, b): choose one with -p"
+        );
     }
 
     #[test]
@@ -424,7 +439,9 @@ mod tests {
         assert_eq!(host.bins, ["host", "tool"]);
         assert_eq!(host_binary(host, None).unwrap(), "host", "named like the package");
         assert_eq!(host_binary(host, Some("tool")).unwrap(), "tool");
-        assert!(matches!(host_binary(host, Some("nope")), Err(Error::Usage(m)) if m.ends_with("choose one of host, tool with --bin")));
+        assert!(
+            matches!(host_binary(host, Some("nope")), Err(Error::Usage(m)) if m.ends_with("choose one of host, tool with --bin"))
+        );
 
         let mut other = host.clone();
         other.name = "other".into();

@@ -191,7 +191,12 @@ mod tests {
         assert_eq!(registry, "hcr-abi = \"0.1\"\nhcr-build = \"0.1\"\nhcr-runtime = \"0.1\"\n");
         let checkout = built_from_checkout().expect("the tests run in a checkout");
         let path = Source::Path(checkout.clone()).dependencies().unwrap();
-        assert!(path.contains(&format!("hcr-abi = {{ path = {} }}", toml_string(&checkout.join("hcr-abi").to_string_lossy()))));
+        assert!(
+            path.contains(&format!(
+                "hcr-abi = {{ path = {} }}",
+                toml_string(&checkout.join("hcr-abi").to_string_lossy())
+            ))
+        );
         let not = Source::Path(checkout.join("docs")).dependencies().unwrap_err();
         assert!(not.to_string().contains("is not a checkout of hcr"), "{not}");
         assert_eq!(Source::of(&NewArgs::default()), Source::Path(checkout));

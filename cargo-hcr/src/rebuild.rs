@@ -72,7 +72,14 @@ impl ModuleRecord {
             }
             None => None,
         };
-        Some(ModuleRecord { package: package.name.clone(), dir: package.dir.clone(), rustc, rustc_cwd, script, script_output })
+        Some(ModuleRecord {
+            package: package.name.clone(),
+            dir: package.dir.clone(),
+            rustc,
+            rustc_cwd,
+            script,
+            script_output,
+        })
     }
 
     /// The directory the library is built into.
@@ -185,7 +192,11 @@ impl Stopper {
         if stopped {
             return Ok(None);
         }
-        Ok(Some((String::from_utf8_lossy(&out).into_owned(), String::from_utf8_lossy(&err).into_owned(), status.success())))
+        Ok(Some((
+            String::from_utf8_lossy(&out).into_owned(),
+            String::from_utf8_lossy(&err).into_owned(),
+            status.success(),
+        )))
     }
 
     /// Stops the rebuild: `SIGTERM` to the process it runs, `SIGKILL` if it
@@ -213,8 +224,9 @@ impl Stopper {
     }
 }
 
-/// Rebuilds the module of `record` after `changed` files changed.
-pub fn rebuild(record: &ModuleRecord, changed: &[PathBuf], stopper: &Stopper) -> Outcome {
+/// Rebuilds the module of `record` after `changed` files changed; the
+/// compiler's messages in colour if `color`.
+pub fn rebuild(record: &ModuleRecord, changed: &[PathBuf], color: bool, stopper: &Stopper) -> Outcome {
     let mut warnings = String::new();
     let mut script_output = None;
     let mut script_time = None;
@@ -262,7 +274,12 @@ pub fn rebuild(record: &ModuleRecord, changed: &[PathBuf], stopper: &Stopper) ->
     if let Err(e) = fresh_dir(&staging) {
         return Outcome::Failed(format!("error: cannot prepare {}: {e}", staging.display()));
     }
-    let rustc = record.rustc.with_option("--out-dir", &staging.to_string_lossy());
+    let mut rustc = record.rustc.with_option("--out-dir", &staging.to_string_lossy());
+    if !color && let Some(json) = rustc.option("--json") {
+        // Cargo always asks for colours and takes them out itself.
+        let plain: Vec<&str> = json.split(',').filter(|k| *k != "diagnostic-rendered-ansi").collect();
+        rustc = rustc.with_option("--json", &plain.join(","));
+    }
     let mut command = command(&rustc);
     command.current_dir(&record.rustc_cwd);
     let started = Instant::now();
@@ -301,7 +318,9 @@ pub fn rebuild(record: &ModuleRecord, changed: &[PathBuf], stopper: &Stopper) ->
     }
     let changed = match install(&staging, &out_dir) {
         Ok(changed) => changed,
-        Err(e) => return Outcome::Failed(format!("error: cannot move the new library into {}: {e}", out_dir.display())),
+        Err(e) => {
+            return Outcome::Failed(format!("error: cannot move the new library into {}: {e}", out_dir.display()));
+        }
     };
     Outcome::Built { changed, warnings: warnings.trim_end().to_owned(), script_output, script_time, rustc_time }
 }
@@ -339,6 +358,7 @@ fn read_rustc_output(stderr: &str) -> (Diagnostics, String) {
             Some("diagnostic") | None => {
                 if let Ok(diagnostic) = serde_json::from_value::<Diagnostic>(value)
                     && let Some(rendered) = &diagnostic.rendered
+                    && !is_summary(&diagnostic.message)
                 {
                     diagnostics.add(&diagnostic.level, rendered);
                 }
@@ -348,6 +368,14 @@ fn read_rustc_output(stderr: &str) -> (Diagnostics, String) {
         }
     }
     (diagnostics, other)
+}
+
+/// Whether a diagnostic is rustc's count of the others, which cargo does
+/// not show either (it prints its own).
+fn is_summary(message: &str) -> bool {
+    message.starts_with("aborting due to")
+        || message.ends_with(" warning emitted")
+        || message.ends_with(" warnings emitted")
 }
 
 /// Moves what rustc wrote into `staging` to `out_dir`, each file with one
@@ -430,6 +458,8 @@ mod tests {
             r#"{"$message_type":"diagnostic","message":"unused","code":null,"level":"warning","spans":[],"children":[],"rendered":"warning: unused\n"}"#,
             "\n",
             r#"{"$message_type":"artifact","artifact":"/t/libm.so","emit":"link"}"#,
+            "\n",
+            r#"{"$message_type":"diagnostic","message":"1 warning emitted","code":null,"level":"warning","spans":[],"children":[],"rendered":"warning: 1 warning emitted\n"}"#,
             "\nerror: linker said no\n"
         );
         let (diagnostics, other) = read_rustc_output(stderr);
@@ -467,7 +497,10 @@ mod tests {
         assert_eq!(std::fs::read_to_string(profile.join(&dylib)).unwrap(), "new");
         assert_eq!(std::fs::read_to_string(deps.join("libm.rlib")).unwrap(), "rlib");
         assert!(!profile.join("libm.rlib").exists(), "only copies cargo made are refreshed");
-        assert_eq!(std::fs::read_to_string(deps.join("m.d")).unwrap(), format!("{}/{dylib}: src/lib.rs\n", deps.display()));
+        assert_eq!(
+            std::fs::read_to_string(deps.join("m.d")).unwrap(),
+            format!("{}/{dylib}: src/lib.rs\n", deps.display())
+        );
     }
 
     #[test]

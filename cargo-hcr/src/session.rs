@@ -168,13 +168,20 @@ fn forward_signals(tx: Sender<Event>) -> Result<()> {
 struct Pending {
     /// Each changed module's changed files.
     modules: BTreeMap<usize, BTreeSet<PathBuf>>,
-    /// Whether the host's own sources changed.
-    host: bool,
+    /// The host's own changed files.
+    host: BTreeSet<PathBuf>,
 }
 
 impl Pending {
-    fn is_empty(&self) -> bool {
-        self.modules.is_empty() && !self.host
+    /// Keeps only the files whose contents differ from those last built, and
+    /// takes them as built: a save that is over without changing anything
+    /// is dropped.
+    fn settle(&mut self, contents: &mut Contents) {
+        for files in self.modules.values_mut() {
+            files.retain(|file| contents.accept(file));
+        }
+        self.modules.retain(|_, files| !files.is_empty());
+        self.host.retain(|file| contents.accept(file));
     }
 }
 
@@ -269,7 +276,8 @@ impl Session {
                         return Err(Error::BuildFailed);
                     }
                     // Changes during the first build are in it, or pending.
-                    let executable = self.executable(&output).ok_or_else(|| Error::NoExecutable(self.host.name.clone()))?;
+                    let executable =
+                        self.executable(&output).ok_or_else(|| Error::NoExecutable(self.host.name.clone()))?;
                     let libraries: Vec<&PathBuf> = output
                         .artifacts
                         .iter()
@@ -313,7 +321,9 @@ impl Session {
                         };
                         let success = self.finish_cargo(build, &output, modules)?;
                         if !success {
-                            status!("the host keeps running its old code, with its state: fix the errors and save again");
+                            status!(
+                                "the host keeps running its old code, with its state: fix the errors and save again"
+                            );
                         } else if let Purpose::Host = purpose
                             && let Some(new) = self.executable(&output)
                         {
@@ -323,7 +333,10 @@ impl Session {
                                 executable = new;
                                 self.restart_host(host, &executable)?;
                             } else {
-                                status!("built {}: the executable is unchanged, the host keeps running", self.host.name);
+                                status!(
+                                    "built {}: the executable is unchanged, the host keeps running",
+                                    self.host.name
+                                );
                             }
                         }
                         self.show_reports();
@@ -364,13 +377,13 @@ impl Session {
         for (package, file) in change.files {
             // An event whose file did not change (a save without edits, a
             // touch) starts no build; a watcher error rebuilds anyway.
-            if event.is_ok() && !self.contents.changed(&file) {
+            if event.is_ok() && !self.contents.differs(&file) {
                 continue;
             }
             self.trace.event("change", &file.display().to_string());
             any = true;
             if package == self.modules.len() {
-                self.pending.host = true;
+                self.pending.host.insert(file);
             } else {
                 self.pending.modules.entry(package).or_default().insert(file);
             }
@@ -386,15 +399,13 @@ impl Session {
     /// sources changed, otherwise the changed modules, directly when their
     /// records allow it.
     fn build_pending(&mut self) -> Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        if self.pending.host {
+        self.pending.settle(&mut self.contents);
+        if !self.pending.host.is_empty() {
             if self.restart {
                 self.pending = Pending::default();
                 return self.start_cargo(Purpose::Host, false);
             }
-            self.pending.host = false;
+            self.pending.host.clear();
             status!(
                 "{}'s own sources changed: it keeps running its old code (--no-restart); run cargo hcr run again to run the new code",
                 self.host.name
@@ -404,8 +415,10 @@ impl Session {
         if pending.is_empty() {
             return Ok(());
         }
-        let direct: Option<Vec<(usize, ModuleRecord, Vec<PathBuf>)>> =
-            pending.iter().map(|(&i, files)| self.direct_plan(i, files).map(|r| (i, r, files.iter().cloned().collect()))).collect();
+        let direct: Option<Vec<(usize, ModuleRecord, Vec<PathBuf>)>> = pending
+            .iter()
+            .map(|(&i, files)| self.direct_plan(i, files).map(|r| (i, r, files.iter().cloned().collect())))
+            .collect();
         let names: Vec<&str> = pending.keys().map(|&i| self.modules[i].name.as_str()).collect();
         match direct {
             Some(plan) => {
@@ -414,8 +427,12 @@ impl Session {
                 let stopper = Stopper::default();
                 let worker = stopper.clone();
                 let tx = self.tx.clone();
+                let color = self.options.color;
                 thread::spawn(move || {
-                    let outcomes = plan.iter().map(|(i, record, files)| (*i, rebuild::rebuild(record, files, &worker))).collect();
+                    let outcomes = plan
+                        .iter()
+                        .map(|(i, record, files)| (*i, rebuild::rebuild(record, files, color, &worker)))
+                        .collect();
                     // The receiver is gone only when cargo-hcr is stopping.
                     let _ = tx.send(Event::Direct(outcomes));
                 });
@@ -430,7 +447,9 @@ impl Session {
     /// it can be rebuilt without cargo.
     fn direct_plan(&self, index: usize, files: &BTreeSet<PathBuf>) -> Option<ModuleRecord> {
         let record = self.records[index].as_ref()?;
-        if files.contains(&self.modules[index].dir.join("Cargo.toml")) {
+        // A new manifest or build script is cargo's to read and compile.
+        let dir = &self.modules[index].dir;
+        if files.contains(&dir.join("Cargo.toml")) || files.contains(&dir.join("build.rs")) {
             return None;
         }
         let linked = self.records.iter().flatten().any(|other| other.package != record.package && other.links(record));
@@ -517,8 +536,13 @@ impl Session {
                     }
                     if changed {
                         self.trace.event("installed", &name);
-                        let script = script_time.map(|t| format!("build script {} ms, ", t.as_millis())).unwrap_or_default();
-                        status!("built {name} in {} ms ({script}rustc {} ms)", elapsed.as_millis(), rustc_time.as_millis());
+                        let script =
+                            script_time.map(|t| format!("build script {} ms, ", t.as_millis())).unwrap_or_default();
+                        status!(
+                            "built {name} in {} ms ({script}rustc {} ms)",
+                            elapsed.as_millis(),
+                            rustc_time.as_millis()
+                        );
                     } else {
                         status!("built {name}: the library is unchanged");
                     }

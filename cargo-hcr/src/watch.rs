@@ -136,7 +136,9 @@ fn is_write(kind: &EventKind) -> bool {
 fn is_complete(kind: &EventKind) -> bool {
     matches!(
         kind,
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) | EventKind::Modify(ModifyKind::Name(_)) | EventKind::Remove(_)
+        EventKind::Access(AccessKind::Close(AccessMode::Write))
+            | EventKind::Modify(ModifyKind::Name(_))
+            | EventKind::Remove(_)
     )
 }
 
@@ -159,12 +161,12 @@ pub fn package_of(path: &Path, packages: &[PathBuf]) -> Option<usize> {
         .map(|(index, _)| index)
 }
 
-/// The contents of the watched files as last seen (a hash), to tell an edit
-/// from an event that changed nothing (a save without changes, a `touch`,
-/// an editor's extra events).
+/// The contents of the watched files when they were last built (a hash),
+/// to tell an edit from an event that changed nothing in the end (a save
+/// without changes, a `touch`, the truncation that starts a save).
 #[derive(Debug, Default)]
 pub struct Contents {
-    seen: HashMap<PathBuf, Option<u64>>,
+    built: HashMap<PathBuf, Option<u64>>,
 }
 
 impl Contents {
@@ -172,24 +174,35 @@ impl Contents {
     pub fn new(files: &[PathBuf]) -> Contents {
         let mut contents = Contents::default();
         for file in files {
-            contents.changed(file);
+            contents.accept(file);
         }
         contents
     }
 
-    /// Whether `file`'s contents (or presence) differ from when it was last
-    /// looked at; they are remembered. A file never seen before has changed.
-    pub fn changed(&mut self, file: &Path) -> bool {
-        let now = match std::fs::read(file) {
-            Ok(bytes) => Some(xxhash_rust::xxh3::xxh3_64(&bytes)),
-            // A directory, or a file that is gone.
-            Err(_) => None,
-        };
-        match self.seen.insert(file.to_owned(), now) {
+    /// Whether `file`'s contents (or presence) now differ from when it was
+    /// last accepted. A file never seen before differs.
+    pub fn differs(&self, file: &Path) -> bool {
+        match self.built.get(file) {
+            Some(built) => *built != hash(file),
+            None => hash(file).is_some(),
+        }
+    }
+
+    /// Takes `file`'s contents now as the ones built; whether they differ
+    /// from those accepted before.
+    pub fn accept(&mut self, file: &Path) -> bool {
+        let now = hash(file);
+        match self.built.insert(file.to_owned(), now) {
             Some(before) => before != now,
             None => now.is_some(),
         }
     }
+}
+
+/// The hash of `file`'s contents; `None` for a directory or a file that is
+/// gone.
+fn hash(file: &Path) -> Option<u64> {
+    std::fs::read(file).ok().map(|bytes| xxhash_rust::xxh3::xxh3_64(&bytes))
 }
 
 #[cfg(test)]
@@ -241,16 +254,21 @@ mod tests {
         let file = dir.path().join("lib.rs");
         std::fs::write(&file, "one").unwrap();
         let mut contents = Contents::new(std::slice::from_ref(&file));
-        assert!(!contents.changed(&file), "the same contents");
+        assert!(!contents.differs(&file), "the same contents");
+        std::fs::write(&file, "").unwrap();
+        assert!(contents.differs(&file), "half a save");
+        std::fs::write(&file, "one").unwrap();
+        assert!(!contents.differs(&file), "the save is over: nothing changed");
         std::fs::write(&file, "two").unwrap();
-        assert!(contents.changed(&file));
-        assert!(!contents.changed(&file), "remembered");
+        assert!(contents.differs(&file));
+        assert!(contents.accept(&file));
+        assert!(!contents.differs(&file) && !contents.accept(&file), "accepted");
         std::fs::remove_file(&file).unwrap();
-        assert!(contents.changed(&file), "gone");
+        assert!(contents.differs(&file), "gone");
         let new = dir.path().join("new.rs");
         std::fs::write(&new, "").unwrap();
-        assert!(contents.changed(&new), "never seen");
-        assert!(!contents.changed(dir.path()), "a directory has no contents");
+        assert!(contents.differs(&new), "never seen");
+        assert!(!contents.differs(dir.path()), "a directory has no contents");
     }
 
     #[test]
