@@ -60,8 +60,6 @@ pub struct Selection {
     /// the host), so that cargo resolves the same features for every build
     /// and never rebuilds a dependency for a different set.
     pub packages: Vec<String>,
-    /// Only libraries (`--lib`): the modules, not the host's binary.
-    pub libs_only: bool,
 }
 
 /// Compiler diagnostics of one build.
@@ -222,9 +220,6 @@ impl Build {
         command.arg("build");
         for package in &selection.packages {
             command.args(["-p", package]);
-        }
-        if selection.libs_only {
-            command.arg("--lib");
         }
         if options.release {
             command.arg("--release");

@@ -42,6 +42,9 @@ const QUIET: Duration = Duration::from_millis(2);
 const TICK: Duration = Duration::from_millis(50);
 /// How long the host gets to exit after it was asked to stop.
 const HOST_GRACE: Duration = Duration::from_secs(2);
+/// The environment variable that, set to `0`, has every rebuild done by
+/// cargo (to compare, or should a direct rebuild misbehave).
+const DIRECT_VAR: &str = "CARGO_HCR_DIRECT";
 /// The report file's name in the private directory.
 const REPORT_FILE: &str = "reloads.tsv";
 
@@ -114,6 +117,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         pending: Pending::default(),
         build_at: None,
         atomic: false,
+        direct: std::env::var_os(DIRECT_VAR).is_none_or(|v| v != "0"),
         trace: Trace::from_env(),
     };
     let code = session.start()?;
@@ -227,6 +231,9 @@ struct Session {
     build_at: Option<Instant>,
     /// Whether every new module file appears with one rename.
     atomic: bool,
+    /// Whether modules are rebuilt without cargo when they can be
+    /// (`CARGO_HCR_DIRECT=0` turns it off).
+    direct: bool,
     trace: Trace,
 }
 
@@ -255,13 +262,9 @@ impl Session {
         result
     }
 
-    fn selection(&self, libs_only: bool) -> Selection {
-        Selection { packages: self.packages.clone(), libs_only }
-    }
-
     /// Builds the modules and the host; the host's executable.
     fn initial_build(&mut self) -> Result<Initial> {
-        self.start_cargo(Purpose::Initial, false)?;
+        self.start_cargo(Purpose::Initial)?;
         loop {
             match self.rx.recv() {
                 Ok(Event::Signal(signal)) => {
@@ -403,7 +406,7 @@ impl Session {
         if !self.pending.host.is_empty() {
             if self.restart {
                 self.pending = Pending::default();
-                return self.start_cargo(Purpose::Host, false);
+                return self.start_cargo(Purpose::Host);
             }
             self.pending.host.clear();
             status!(
@@ -439,13 +442,16 @@ impl Session {
                 self.job = Some(Job::Direct { stopper, started: Instant::now() });
                 Ok(())
             }
-            None => self.start_cargo(Purpose::Modules(pending.keys().copied().collect()), true),
+            None => self.start_cargo(Purpose::Modules(pending.keys().copied().collect())),
         }
     }
 
     /// The record to rebuild module `index` with after `files` changed, if
     /// it can be rebuilt without cargo.
     fn direct_plan(&self, index: usize, files: &BTreeSet<PathBuf>) -> Option<ModuleRecord> {
+        if !self.direct {
+            return None;
+        }
         let record = self.records[index].as_ref()?;
         // A new manifest or build script is cargo's to read and compile.
         let dir = &self.modules[index].dir;
@@ -456,14 +462,21 @@ impl Session {
         (!linked).then(|| record.clone())
     }
 
-    fn start_cargo(&mut self, purpose: Purpose, libs_only: bool) -> Result<()> {
+    /// Starts cargo on the session's packages: always the same ones, so
+    /// that cargo resolves the same features and finds everything but what
+    /// changed up to date. (Leaving the host out, or asking for `--lib`
+    /// only, changes the features of shared build dependencies, which cargo
+    /// then compiles again.) The host's executable is relinked when a module
+    /// changed, and keeps running until its own sources change.
+    fn start_cargo(&mut self, purpose: Purpose) -> Result<()> {
         let names = match &purpose {
             Purpose::Modules(modules) => modules.iter().map(|&i| self.modules[i].name.as_str()).collect::<Vec<_>>(),
             _ => self.packages.iter().map(String::as_str).collect(),
         };
         status!("building {}...", names.join(", "));
         self.trace.event("build-start", "cargo");
-        let build = Build::start(&self.options, &self.selection(libs_only), self.tx.clone(), Event::Cargo)?;
+        let selection = Selection { packages: self.packages.clone() };
+        let build = Build::start(&self.options, &selection, self.tx.clone(), Event::Cargo)?;
         self.job = Some(Job::Cargo { build, purpose });
         Ok(())
     }
@@ -504,10 +517,11 @@ impl Session {
         if !unchanged.is_empty() {
             status!("built {}: the library is unchanged", names(&unchanged));
         }
-        // Anything else compiled is time the save did not need: say so.
+        // Anything else compiled (the host aside, which depends on the
+        // modules) is time the save did not need: say so.
         let others: BTreeSet<&str> = compiled
             .iter()
-            .filter(|id| !modules.iter().any(|&i| self.modules[i].id == **id))
+            .filter(|id| **id != self.host.id && !modules.iter().any(|&i| self.modules[i].id == **id))
             .map(|id| package_name(id))
             .collect();
         if !others.is_empty() {
@@ -564,7 +578,7 @@ impl Session {
             status!("the host keeps running its old code, with its state: fix the errors and save again");
         }
         if !fallback.is_empty() {
-            self.start_cargo(Purpose::Modules(fallback), true)?;
+            self.start_cargo(Purpose::Modules(fallback))?;
         }
         Ok(())
     }
