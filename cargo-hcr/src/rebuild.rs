@@ -1,8 +1,8 @@
 //! Rebuilding a module without cargo: its build script (when its inputs
 //! changed) and then its `rustc` command, exactly as cargo last ran them,
 //! the library written to a staging directory and moved into place with one
-//! `rename` (so that the host never sees half a library), and left alone
-//! when it came out the same.
+//! `rename` (so that the host never sees half a library), and said to be
+//! unchanged when it came out the same.
 //!
 //! Cargo is not told: its fingerprint of the module is stale afterwards, and
 //! the next `cargo build` compiles the module once more, which is correct.
@@ -379,22 +379,18 @@ fn is_summary(message: &str) -> bool {
 }
 
 /// Moves what rustc wrote into `staging` to `out_dir`, each file with one
-/// `rename`, and refreshes the copies cargo keeps one directory up (hard
-/// links, as cargo makes them). A library identical to the one in place is
-/// not moved, so that a host watching it sees nothing. Whether the dynamic
-/// library changed.
+/// `rename`, the dynamic library first (the host is waiting for it), and
+/// refreshes the copies cargo keeps one directory up (hard links, as cargo
+/// makes them). Whether the dynamic library differs from the one it
+/// replaced; one that does not is harmless to the host, whose runtime
+/// compares contents before it reloads.
 fn install(staging: &Path, out_dir: &Path) -> std::io::Result<bool> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(staging)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
-    files.sort();
-    let dylib = files.iter().find(|f| f.extension() == Some(OsStr::new(std::env::consts::DLL_EXTENSION)));
-    let changed = match dylib {
-        Some(dylib) => !same_contents(dylib, &out_dir.join(dylib.file_name().unwrap_or_default()))?,
-        None => true,
-    };
-    if !changed {
-        std::fs::remove_dir_all(staging)?;
-        return Ok(false);
-    }
+    let is_dylib = |f: &Path| f.extension() == Some(OsStr::new(std::env::consts::DLL_EXTENSION));
+    // The dynamic library first.
+    files.sort_by_key(|f| !is_dylib(f));
+    let previous = staging.join(".previous");
+    let mut changed = true;
     let uplift_dir = out_dir.parent();
     for file in &files {
         let name = file.file_name().unwrap_or_default();
@@ -405,7 +401,15 @@ fn install(staging: &Path, out_dir: &Path) -> std::io::Result<bool> {
             let text = text.replace(&*staging.to_string_lossy(), &out_dir.to_string_lossy());
             std::fs::write(file, text)?;
         }
+        let dylib = is_dylib(file);
+        // The library it replaces, kept to compare with once the new one is
+        // in place.
+        let kept = dylib && std::fs::hard_link(&target, &previous).is_ok();
         std::fs::rename(file, &target)?;
+        if kept {
+            changed = !same_contents(&previous, &target)?;
+            std::fs::remove_file(&previous)?;
+        }
         if let Some(uplift_dir) = uplift_dir {
             let uplifted = uplift_dir.join(name);
             if uplifted.exists() && file.extension() != Some(OsStr::new("d")) {
@@ -417,16 +421,15 @@ fn install(staging: &Path, out_dir: &Path) -> std::io::Result<bool> {
         }
     }
     let _ = std::fs::remove_dir(staging);
-    Ok(true)
+    Ok(changed)
 }
 
+/// Whether two files have the same contents (sizes first).
 fn same_contents(a: &Path, b: &Path) -> std::io::Result<bool> {
-    let a = std::fs::read(a)?;
-    match std::fs::read(b) {
-        Ok(b) => Ok(a == b),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e),
+    if std::fs::metadata(a)?.len() != std::fs::metadata(b)?.len() {
+        return Ok(false);
     }
+    Ok(std::fs::read(a)? == std::fs::read(b)?)
 }
 
 #[cfg(test)]
@@ -479,13 +482,12 @@ mod tests {
         std::fs::write(deps.join(&dylib), "old").unwrap();
         std::fs::hard_link(deps.join(&dylib), profile.join(&dylib)).unwrap();
 
-        // The same library: nothing moves.
+        // The same library: it is said to be unchanged.
         fresh_dir(&staging).unwrap();
         std::fs::write(staging.join(&dylib), "old").unwrap();
-        let inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(deps.join(&dylib)).unwrap());
         assert!(!install(&staging, &deps).unwrap());
-        assert_eq!(std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(deps.join(&dylib)).unwrap()), inode);
-        assert!(!staging.exists());
+        assert_eq!(std::fs::read_to_string(deps.join(&dylib)).unwrap(), "old");
+        assert!(!staging.exists(), "nothing is left behind");
 
         // A new one: moved, its dependency file rewritten, the uplifted copy refreshed.
         fresh_dir(&staging).unwrap();
@@ -493,6 +495,7 @@ mod tests {
         std::fs::write(staging.join("libm.rlib"), "rlib").unwrap();
         std::fs::write(staging.join("m.d"), format!("{}/{dylib}: src/lib.rs\n", staging.display())).unwrap();
         assert!(install(&staging, &deps).unwrap());
+        assert!(!staging.exists());
         assert_eq!(std::fs::read_to_string(deps.join(&dylib)).unwrap(), "new");
         assert_eq!(std::fs::read_to_string(profile.join(&dylib)).unwrap(), "new");
         assert_eq!(std::fs::read_to_string(deps.join("libm.rlib")).unwrap(), "rlib");
