@@ -87,6 +87,24 @@ impl ModuleRecord {
         self.rustc.option("--out-dir").map(PathBuf::from)
     }
 
+    /// The name of a file rustc writes for this crate: `prefix`, the crate
+    /// name, cargo's `-C extra-filename` (if any), `suffix`.
+    fn output_name(&self, prefix: &str, suffix: &str) -> String {
+        let krate = self.rustc.option("--crate-name").unwrap_or_default();
+        let extra = self.rustc.options("-C").find_map(|c| c.strip_prefix("extra-filename=")).unwrap_or_default();
+        format!("{prefix}{krate}{extra}{suffix}")
+    }
+
+    /// The file name of the dynamic library.
+    pub fn dylib_name(&self) -> String {
+        self.output_name(std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX)
+    }
+
+    /// The file name of the rlib.
+    pub fn rlib_name(&self) -> String {
+        self.output_name("lib", ".rlib")
+    }
+
     /// Whether this module links the library that `other` builds (as a
     /// dependency): rebuilding `other` alone would leave it stale.
     pub fn links(&self, other: &ModuleRecord) -> bool {
@@ -224,9 +242,22 @@ impl Stopper {
     }
 }
 
-/// Rebuilds the module of `record` after `changed` files changed; the
-/// compiler's messages in colour if `color`.
-pub fn rebuild(record: &ModuleRecord, changed: &[PathBuf], color: bool, stopper: &Stopper) -> Outcome {
+/// How a direct rebuild is run.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// The compiler's messages in colour.
+    pub color: bool,
+    /// The linker replaces its output with a rename (LLD, mold): rustc can
+    /// write where cargo does, and the host gets the library the moment the
+    /// linker is done, while rustc still saves its incremental state.
+    /// Otherwise rustc writes to a staging directory and the library is
+    /// renamed into place once rustc exited.
+    pub atomic_linker: bool,
+}
+
+/// Rebuilds the module of `record` after `changed` files changed.
+pub fn rebuild(record: &ModuleRecord, changed: &[PathBuf], options: Options, stopper: &Stopper) -> Outcome {
+    let color = options.color;
     let mut warnings = String::new();
     let mut script_output = None;
     let mut script_time = None;
@@ -274,7 +305,15 @@ pub fn rebuild(record: &ModuleRecord, changed: &[PathBuf], color: bool, stopper:
     if let Err(e) = fresh_dir(&staging) {
         return Outcome::Failed(format!("error: cannot prepare {}: {e}", staging.display()));
     }
-    let mut rustc = record.rustc.with_option("--out-dir", &staging.to_string_lossy());
+    // In place: the library it replaces, kept to compare with.
+    let in_place = options.atomic_linker.then(|| out_dir.join(record.dylib_name()));
+    let previous = staging.join(".previous");
+    let kept = in_place.as_ref().is_some_and(|library| std::fs::hard_link(library, &previous).is_ok());
+    let mut rustc = if in_place.is_some() {
+        record.rustc.clone()
+    } else {
+        record.rustc.with_option("--out-dir", &staging.to_string_lossy())
+    };
     if !color && let Some(json) = rustc.option("--json") {
         // Cargo always asks for colours and takes them out itself.
         let plain: Vec<&str> = json.split(',').filter(|k| *k != "diagnostic-rendered-ansi").collect();
@@ -316,7 +355,16 @@ pub fn rebuild(record: &ModuleRecord, changed: &[PathBuf], color: bool, stopper:
             if count == 1 { "" } else { "s" }
         ));
     }
-    let changed = match install(&staging, &out_dir) {
+    let installed = match &in_place {
+        Some(library) => refresh_uplifted(&out_dir, &record.rlib_name()).and_then(|()| {
+            refresh_uplifted(&out_dir, &record.dylib_name())?;
+            let changed = !kept || !same_contents(&previous, library)?;
+            std::fs::remove_dir_all(&staging)?;
+            Ok(changed)
+        }),
+        None => install(&staging, &out_dir),
+    };
+    let changed = match installed {
         Ok(changed) => changed,
         Err(e) => {
             return Outcome::Failed(format!("error: cannot move the new library into {}: {e}", out_dir.display()));
@@ -391,7 +439,6 @@ fn install(staging: &Path, out_dir: &Path) -> std::io::Result<bool> {
     files.sort_by_key(|f| !is_dylib(f));
     let previous = staging.join(".previous");
     let mut changed = true;
-    let uplift_dir = out_dir.parent();
     for file in &files {
         let name = file.file_name().unwrap_or_default();
         let target = out_dir.join(name);
@@ -410,18 +457,27 @@ fn install(staging: &Path, out_dir: &Path) -> std::io::Result<bool> {
             changed = !same_contents(&previous, &target)?;
             std::fs::remove_file(&previous)?;
         }
-        if let Some(uplift_dir) = uplift_dir {
-            let uplifted = uplift_dir.join(name);
-            if uplifted.exists() && file.extension() != Some(OsStr::new("d")) {
-                let temporary = uplift_dir.join(format!(".{}.hcr-new", name.to_string_lossy()));
-                let _ = std::fs::remove_file(&temporary);
-                std::fs::hard_link(&target, &temporary)?;
-                std::fs::rename(&temporary, &uplifted)?;
-            }
+        if file.extension() != Some(OsStr::new("d")) {
+            refresh_uplifted(out_dir, &name.to_string_lossy())?;
         }
     }
     let _ = std::fs::remove_dir(staging);
     Ok(changed)
+}
+
+/// Points the copy cargo keeps of `out_dir/name` one directory up (a hard
+/// link, if cargo made one) at the new file, with one rename.
+fn refresh_uplifted(out_dir: &Path, name: &str) -> std::io::Result<()> {
+    let Some(uplift_dir) = out_dir.parent() else { return Ok(()) };
+    let target = out_dir.join(name);
+    let uplifted = uplift_dir.join(name);
+    if !uplifted.exists() || !target.exists() {
+        return Ok(());
+    }
+    let temporary = uplift_dir.join(format!(".{name}.hcr-new"));
+    let _ = std::fs::remove_file(&temporary);
+    std::fs::hard_link(&target, &temporary)?;
+    std::fs::rename(&temporary, &uplifted)
 }
 
 /// Whether two files have the same contents (sizes first).
@@ -453,6 +509,26 @@ mod tests {
         assert_eq!(rustc_cwd(&absolute, lib), Some(PathBuf::from("/ws/game/logic/src")));
         let elsewhere = rustc(&["--crate-name", "game_logic", "other/src/lib.rs"]);
         assert_eq!(rustc_cwd(&elsewhere, lib), None);
+    }
+
+    #[test]
+    fn output_names() {
+        let record = |args: &[&str]| ModuleRecord {
+            package: "game-logic".into(),
+            dir: "/ws/game/logic".into(),
+            rustc: rustc(args),
+            rustc_cwd: "/ws".into(),
+            script: None,
+            script_output: None,
+        };
+        let plain = record(&["--crate-name", "game_logic", "-C", "opt-level=0"]);
+        assert_eq!(
+            plain.dylib_name(),
+            format!("{}game_logic{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX)
+        );
+        assert_eq!(plain.rlib_name(), "libgame_logic.rlib");
+        let hashed = record(&["--crate-name", "game_logic", "-C", "extra-filename=-0123abcd"]);
+        assert_eq!(hashed.rlib_name(), "libgame_logic-0123abcd.rlib");
     }
 
     #[test]

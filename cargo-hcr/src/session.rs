@@ -32,11 +32,12 @@ use crate::report::{Follower, Report};
 use crate::trace::Trace;
 use crate::watch::{Contents, Watcher};
 
-/// How long changes are collected after an event that does not say the
-/// writing is over (an editor's save can be several events).
+/// How long after the last event, while a file is still being written (no
+/// event said the writing is over), before a build starts anyway.
 const DEBOUNCE: Duration = Duration::from_millis(30);
-/// How long after an event that ends a write (a close after writing, a
-/// rename into place): enough for the other files of a multi-file save.
+/// How long after the last event when every write is over (a file closed
+/// after writing, renamed into place): enough for the other files of a
+/// multi-file save.
 const QUIET: Duration = Duration::from_millis(2);
 /// How often the loop looks whether the host exited.
 const TICK: Duration = Duration::from_millis(50);
@@ -116,6 +117,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         job: None,
         pending: Pending::default(),
         build_at: None,
+        writing: BTreeSet::new(),
         atomic: false,
         direct: std::env::var_os(DIRECT_VAR).is_none_or(|v| v != "0"),
         trace: Trace::from_env(),
@@ -179,13 +181,22 @@ struct Pending {
 impl Pending {
     /// Keeps only the files whose contents differ from those last built, and
     /// takes them as built: a save that is over without changing anything
-    /// is dropped.
-    fn settle(&mut self, contents: &mut Contents) {
+    /// is dropped. The files dropped.
+    fn settle(&mut self, contents: &mut Contents) -> Vec<PathBuf> {
+        let mut dropped = Vec::new();
+        let mut keep = |file: &PathBuf| {
+            let differs = contents.accept(file);
+            if !differs {
+                dropped.push(file.clone());
+            }
+            differs
+        };
         for files in self.modules.values_mut() {
-            files.retain(|file| contents.accept(file));
+            files.retain(&mut keep);
         }
         self.modules.retain(|_, files| !files.is_empty());
-        self.host.retain(|file| contents.accept(file));
+        self.host.retain(keep);
+        dropped
     }
 }
 
@@ -229,6 +240,8 @@ struct Session {
     pending: Pending,
     /// When to build what is pending.
     build_at: Option<Instant>,
+    /// Files an event said are being written, not closed yet.
+    writing: BTreeSet<PathBuf>,
     /// Whether every new module file appears with one rename.
     atomic: bool,
     /// Whether modules are rebuilt without cargo when they can be
@@ -362,6 +375,8 @@ impl Session {
             }
             if self.job.is_none() && self.build_at.is_some_and(|t| t <= Instant::now()) {
                 self.build_at = None;
+                // Whatever was still being written had its while.
+                self.writing.clear();
                 self.build_pending()?;
             }
         }
@@ -377,10 +392,19 @@ impl Session {
             self.show_reports();
         }
         let mut any = false;
+        let files = !change.files.is_empty();
         for (package, file) in change.files {
+            // A file being written is waited for, until it is closed (or
+            // nothing happened for a while).
+            if change.complete {
+                self.writing.remove(&file);
+            } else {
+                self.writing.insert(file.clone());
+            }
             // An event whose file did not change (a save without edits, a
             // touch) starts no build; a watcher error rebuilds anyway.
             if event.is_ok() && !self.contents.differs(&file) {
+                self.trace.event("unchanged", &file.display().to_string());
                 continue;
             }
             self.trace.event("change", &file.display().to_string());
@@ -391,10 +415,10 @@ impl Session {
                 self.pending.modules.entry(package).or_default().insert(file);
             }
         }
-        if any {
-            let wait = if change.complete { QUIET } else { DEBOUNCE };
-            let at = Instant::now() + wait;
-            self.build_at = Some(self.build_at.map_or(at, |t| t.min(at)));
+        if any || (files && self.build_at.is_some()) {
+            // Counted from the last event: soon if every write is over.
+            let wait = if self.writing.is_empty() { QUIET } else { DEBOUNCE };
+            self.build_at = Some(Instant::now() + wait);
         }
     }
 
@@ -402,7 +426,9 @@ impl Session {
     /// sources changed, otherwise the changed modules, directly when their
     /// records allow it.
     fn build_pending(&mut self) -> Result<()> {
-        self.pending.settle(&mut self.contents);
+        for file in self.pending.settle(&mut self.contents) {
+            self.trace.event("unchanged", &file.display().to_string());
+        }
         if !self.pending.host.is_empty() {
             if self.restart {
                 self.pending = Pending::default();
@@ -430,11 +456,11 @@ impl Session {
                 let stopper = Stopper::default();
                 let worker = stopper.clone();
                 let tx = self.tx.clone();
-                let color = self.options.color;
+                let options = rebuild::Options { color: self.options.color, atomic_linker: self.atomic };
                 thread::spawn(move || {
                     let outcomes = plan
                         .iter()
-                        .map(|(i, record, files)| (*i, rebuild::rebuild(record, files, color, &worker)))
+                        .map(|(i, record, files)| (*i, rebuild::rebuild(record, files, options, &worker)))
                         .collect();
                     // The receiver is gone only when cargo-hcr is stopping.
                     let _ = tx.send(Event::Direct(outcomes));

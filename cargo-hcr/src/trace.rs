@@ -6,7 +6,8 @@
 //! <microseconds since the Unix epoch><TAB><event><TAB><detail>
 //! ```
 //!
-//! Events: `change` (a watched file's contents changed), `build-start`,
+//! Events: `change` (a watched file's contents changed), `unchanged` (a
+//! file whose events had left its contents as they were built), `build-start`,
 //! `build-end` (with `rustc` or `cargo` and the build's microseconds),
 //! `installed` (a new library was moved into place), `reloaded` (the host's
 //! runtime reported a reload). Wall-clock times, so that other processes

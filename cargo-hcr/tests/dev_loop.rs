@@ -127,17 +127,43 @@ impl Scratch {
 
     /// `cargo hcr run -p <host> -- <host_args>` in the workspace.
     fn cargo_hcr(&self, host_args: &[&str]) -> Running {
-        self.cargo_hcr_in(&self.root, &[&["-p", &self.host, "--"], host_args].concat())
+        let _ = std::fs::remove_file(self.trace());
+        let args = [&["hcr", "run", "-p", &self.host, "--"], host_args].concat();
+        cargo_hcr_traced(&self.root, &args, Some(&self.trace()))
+    }
+
+    /// The trace file (`CARGO_HCR_TRACE`) of the workspace's sessions.
+    fn trace(&self) -> PathBuf {
+        self.root.join("trace.tsv")
+    }
+
+    /// Waits for a trace event `event` about `file`.
+    fn wait_trace(&self, event: &str, file: &Path, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let wanted = format!("\t{event}\t{}", file.display());
+        while !std::fs::read_to_string(self.trace()).unwrap_or_default().lines().any(|l| l.ends_with(&wanted)) {
+            assert!(Instant::now() < deadline, "no {event} of {} traced", file.display());
+            thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 
 /// Starts `cargo-hcr` with `args` in `dir`.
 fn cargo_hcr(dir: &Path, args: &[&str]) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cargo-hcr"))
+    cargo_hcr_traced(dir, args, None)
+}
+
+/// Starts `cargo-hcr` with `args` in `dir`, tracing to `trace`.
+fn cargo_hcr_traced(dir: &Path, args: &[&str], trace: Option<&Path>) -> Running {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cargo-hcr"));
+    match trace {
+        Some(trace) => command.env("CARGO_HCR_TRACE", trace),
+        None => command.env_remove("CARGO_HCR_TRACE"),
+    };
+    let mut child = command
         .args(args)
         .current_dir(dir)
         .env("CARGO_TARGET_DIR", target_dir())
-        .env_remove("CARGO_HCR_TRACE")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -389,11 +415,16 @@ fn edit_reload_break_and_stop() {
     assert_eq!(warnings.iter().filter(|l| l.contains("unused variable: `unused`")).count(), 1, "{warnings:?}");
     assert_eq!(warnings.iter().filter(|l| **l == "warning: `probe` (lib) generated 1 warning").count(), 1);
 
-    // A save that changes nothing builds nothing; the edit after it builds
-    // once (its events come after the first save's).
+    // A write that changes nothing (the same bytes over the same bytes)
+    // builds nothing; then an edit builds once.
     let same = hcr.seen.len();
-    std::fs::write(scratch.module_file("src/lib.rs"), std::fs::read(scratch.module_file("src/lib.rs")).unwrap())
-        .unwrap();
+    let lib = scratch.module_file("src/lib.rs");
+    {
+        use std::io::Write;
+        let bytes = std::fs::read(&lib).unwrap();
+        std::fs::OpenOptions::new().write(true).open(&lib).unwrap().write_all(&bytes).unwrap();
+    }
+    scratch.wait_trace("unchanged", &lib, REBUILD);
     scratch.set_behaviour("4");
     hcr.wait_for(same, out, REBUILD, |l| l == "behaviour 4");
     let builds: Vec<&str> = hcr.status_since(same).into_iter().filter(|l| l.starts_with("[hcr] building")).collect();
