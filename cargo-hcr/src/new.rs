@@ -1,7 +1,9 @@
 //! `cargo hcr new <path>`: a workspace with a host and one module, ready for
 //! `cargo hcr run`.
 //!
-//! Every file comes from `templates/` (compiled in), with `{{host}}`,
+//! Every file comes from `templates/` (compiled in; the manifests are not
+//! named `Cargo.toml` there, which would make cargo take them for packages
+//! of their own and leave them out of cargo-hcr's), with `{{host}}`,
 //! `{{module}}`, `{{module_crate}}` and `{{hcr_deps}}` filled in: what the
 //! module looks like is one file, `templates/module/src/lib.rs`.
 
@@ -12,13 +14,13 @@ use crate::error::{Error, Result};
 
 /// The files of a new workspace: where each goes, and its template.
 const FILES: &[(&str, &str)] = &[
-    ("Cargo.toml", include_str!("../templates/Cargo.toml")),
+    ("Cargo.toml", include_str!("../templates/workspace.toml")),
     ("README.md", include_str!("../templates/README.md")),
     (".gitignore", include_str!("../templates/gitignore")),
-    ("{{host}}/Cargo.toml", include_str!("../templates/host/Cargo.toml")),
+    ("{{host}}/Cargo.toml", include_str!("../templates/host/manifest.toml")),
     ("{{host}}/build.rs", include_str!("../templates/host/build.rs")),
     ("{{host}}/src/main.rs", include_str!("../templates/host/src/main.rs")),
-    ("{{module}}/Cargo.toml", include_str!("../templates/module/Cargo.toml")),
+    ("{{module}}/Cargo.toml", include_str!("../templates/module/manifest.toml")),
     ("{{module}}/build.rs", include_str!("../templates/module/build.rs")),
     ("{{module}}/src/lib.rs", include_str!("../templates/module/src/lib.rs")),
 ];
