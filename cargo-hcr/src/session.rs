@@ -669,7 +669,8 @@ impl Session {
 }
 
 /// The name in a package id (`path+file:///ws/game#0.1.0`,
-/// `registry+...#syn@2.0.1`).
+/// `registry+...#syn@2.0.1`), for messages. Read by hand: `cargo_metadata`
+/// keeps package ids opaque, and the build messages carry no names.
 fn package_name(id: &str) -> &str {
     match id.rsplit_once('#') {
         Some((_, fragment)) if fragment.contains('@') => fragment.split('@').next().unwrap_or(fragment),
