@@ -29,9 +29,10 @@
 //!
 //! # In a host crate
 //!
-//! List the module crates under `[build-dependencies]` (so that cargo builds
-//! their libraries with the host, without linking them into it) and depend on
-//! `hcr-runtime`, then in the `main` of `build.rs`:
+//! List the module crates under `[dependencies]` (so that cargo builds each
+//! module's library once, in the host's profile, with the host; a hot build
+//! does not link it in) and depend on `hcr-runtime`, then in the `main` of
+//! `build.rs`:
 //!
 //! ```no_run
 //! hcr_build::Host::new().module("../game").build();
@@ -47,24 +48,22 @@
 //! With the host feature `static` enabled (see [`Host::static_feature`]) the
 //! same bindings call straight into the module crates, linked in as rlibs,
 //! and `Hcr` does nothing: the same host source builds both ways. For that,
-//! the host also depends on each module crate (optionally, enabled by
-//! `static`), the module crates declare a `static` feature (which compiles
-//! their registration out, so that several can be linked into one binary),
-//! and the host's `static` feature enables it:
+//! the module crates declare a `static` feature (which compiles their
+//! registration out, so that several can be linked into one binary), and the
+//! host's `static` feature enables it:
 //!
 //! ```toml
 //! [dependencies]
 //! hcr-runtime = { version = "0.1", optional = true }
-//! game = { path = "../game", optional = true }
+//! game = { path = "../game" }
 //!
 //! [build-dependencies]
 //! hcr-build = "0.1"
-//! game = { path = "../game" }
 //!
 //! [features]
 //! default = ["hot"]
 //! hot = ["dep:hcr-runtime"]
-//! static = ["dep:game", "game/static"]
+//! static = ["game/static"]
 //! ```
 //!
 //! # Errors
@@ -432,7 +431,9 @@ impl Host {
 
     /// Writes [`HOST_FILE`] into the output directory and tells cargo when to
     /// run the build script again. Warns (through cargo) about a module the
-    /// host does not depend on, which cargo would then not build.
+    /// host does not list under `[dependencies]`, which cargo would then not
+    /// build with the host (or would build twice, in two profiles, when it is
+    /// listed under `[build-dependencies]`).
     ///
     /// # Errors
     ///
@@ -449,16 +450,14 @@ impl Host {
                 let Ok(m) = manifest::read(&dir.join(module)) else { continue };
                 let listed =
                     |set: &std::collections::BTreeSet<String>| set.contains(&m.package) || set.contains(&m.lib_name);
-                if !listed(&host.build_dependencies) {
+                if !listed(&host.dependencies) {
+                    let instead = if listed(&host.build_dependencies) { ", not [build-dependencies]," } else { "" };
                     println!(
-                        "cargo:warning=host `{}` should list module crate `{}` under [build-dependencies], so that cargo builds the module's library with the host",
-                        host.package, m.package
-                    );
-                }
-                if self.static_feature.is_some() && !listed(&host.dependencies) {
-                    println!(
-                        "cargo:warning=host `{}` has a static switch but no (optional) dependency on module crate `{}` to link in",
-                        host.package, m.package
+                        "cargo:warning=host `{}` should list module crate `{}` under [dependencies]{instead} so that cargo builds the module's library once, with the host: add `{} = {{ path = {:?} }}` there",
+                        host.package,
+                        m.package,
+                        m.package,
+                        module.display().to_string()
                     );
                 }
             }
