@@ -10,7 +10,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use hcr_abi::{
     ABI_MAJOR, ABI_MINOR, GlobalDesc, GlobalImport, GlobalMigration, GlobalSlot, HandlerFn, HostApi, Phase, ProcDesc,
-    ProcImport, Status, Str,
+    ProcImport, Services, Status, Str,
 };
 
 use crate::error::Error;
@@ -31,6 +31,7 @@ pub(crate) fn host_api(session: &mut Session<'_>) -> HostApi {
         add_handler,
         report_error,
         register_global_migrating,
+        get_services,
     }
 }
 
@@ -177,4 +178,10 @@ unsafe extern "C" fn report_error(ctx: *mut c_void, message: Str) {
             Ok(())
         })
     };
+}
+
+/// The runtime has no [`Services`] table yet: modules that need one (those
+/// with reloadable Rust functions) refuse to initialise with a message.
+unsafe extern "C" fn get_services(_ctx: *mut c_void) -> *const Services {
+    std::ptr::null()
 }
