@@ -66,8 +66,8 @@ impl ProcPanic {
         &self.0.module
     }
 
-    /// The proc that panicked (the outermost one: a panic passed on from a
-    /// proc it called keeps the name of where it happened).
+    /// The proc that panicked: the one whose guard caught the panic first (a
+    /// panic passed on through the procs that called it keeps this name).
     pub fn proc_name(&self) -> &str {
         &self.0.proc_name
     }

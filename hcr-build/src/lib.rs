@@ -77,18 +77,22 @@
 
 mod cfg;
 mod error;
+mod fingerprint;
 mod generate;
 mod hash;
 mod manifest;
 mod scan;
 mod types;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 pub use cfg::Cfg;
 pub use error::{Error, Location};
+pub use fingerprint::toolchain_fingerprint;
 
-use generate::ModuleSource;
+use generate::{Caller, ModuleSource};
+use types::{CrateTypes, Universe};
 
 /// The file a module's build script writes into `OUT_DIR`.
 pub const MODULE_FILE: &str = "hcr_module.rs";
@@ -112,8 +116,9 @@ fn env_path(name: &'static str) -> Result<PathBuf, Error> {
 }
 
 /// Reads and scans a module crate, with the given features on top of the
-/// target's configuration.
-fn load_module(dir: &Path, cfg: &Cfg, use_default_features: bool) -> Result<ModuleSource, Error> {
+/// target's configuration, and the local crates it depends on (for their
+/// types) with `dependency_cfg` and the features the dependencies ask for.
+fn load_module(dir: &Path, cfg: &Cfg, use_default_features: bool, dependency_cfg: &Cfg) -> Result<ModuleSource, Error> {
     let info = manifest::read(dir)?;
     let mut cfg = cfg.clone();
     if use_default_features {
@@ -122,7 +127,58 @@ fn load_module(dir: &Path, cfg: &Cfg, use_default_features: bool) -> Result<Modu
         }
     }
     let scanned = scan::scan(&info.dir, &info.root, &cfg)?;
-    Ok(ModuleSource { info, scanned })
+    let mut universe = Universe::single(CrateTypes::of(&info.lib_name, &scanned));
+    let mut loader = DependencyLoader { cfg: dependency_cfg, seen: HashMap::new(), files: Vec::new() };
+    if let Ok(dir) = info.dir.canonicalize() {
+        loader.seen.insert(dir, 0);
+    }
+    loader.load(&info, 0, &mut universe)?;
+    Ok(ModuleSource { info, scanned, universe, dependency_files: loader.files })
+}
+
+/// Loads the types of a crate's local dependencies, recursively, into a
+/// [`Universe`].
+struct DependencyLoader<'a> {
+    cfg: &'a Cfg,
+    /// Crates loaded, by directory.
+    seen: HashMap<PathBuf, usize>,
+    files: Vec<PathBuf>,
+}
+
+impl DependencyLoader<'_> {
+    fn load(&mut self, info: &manifest::CrateInfo, index: usize, universe: &mut Universe) -> Result<(), Error> {
+        for dep in &info.path_dependencies {
+            let dir = dep.dir.canonicalize().unwrap_or_else(|_| dep.dir.clone());
+            if let Some(&known) = self.seen.get(&dir) {
+                universe.link(index, &dep.name, known);
+                continue;
+            }
+            // A dependency that cannot be read is cargo's to report.
+            let Ok(dep_info) = manifest::read(&dep.dir) else { continue };
+            let mut cfg = self.cfg.clone();
+            if dep.default_features {
+                for feature in &dep_info.default_features {
+                    cfg = cfg.with_feature(feature);
+                }
+            }
+            for feature in &dep.features {
+                cfg = cfg.with_feature(feature);
+            }
+            let scanned = scan::scan_types(&dep_info.dir, &dep_info.root, &cfg)?;
+            self.files.push(dep_info.manifest.clone());
+            self.files.extend(scanned.files.iter().cloned());
+            let added = universe.push(CrateTypes::of(&dep_info.lib_name, &scanned));
+            self.seen.insert(dir, added);
+            universe.link(index, &dep.name, added);
+            self.load(&dep_info, added, universe)?;
+        }
+        Ok(())
+    }
+}
+
+/// `cfg` without its features: what a dependency sees before its own.
+fn strip_features(cfg: &Cfg) -> Cfg {
+    cfg.without_features()
 }
 
 /// The target-only part of the build script's configuration: what another
@@ -148,7 +204,9 @@ fn inputs(sources: &[&ModuleSource]) -> Vec<PathBuf> {
     for s in sources {
         files.push(s.info.manifest.clone());
         files.extend(s.scanned.files.iter().cloned());
+        files.extend(s.dependency_files.iter().cloned());
     }
+    files.dedup();
     files
 }
 
@@ -199,11 +257,19 @@ pub struct Module {
     cfg: Option<Cfg>,
     imports: Vec<(PathBuf, Vec<String>)>,
     static_feature: Option<String>,
+    toolchain: Option<String>,
 }
 
 impl Default for Module {
     fn default() -> Module {
-        Module { crate_dir: None, out_dir: None, cfg: None, imports: Vec::new(), static_feature: Some("static".into()) }
+        Module {
+            crate_dir: None,
+            out_dir: None,
+            cfg: None,
+            imports: Vec::new(),
+            static_feature: Some("static".into()),
+            toolchain: None,
+        }
     }
 }
 
@@ -241,6 +307,14 @@ impl Module {
         self
     }
 
+    /// The toolchain text of the descriptor's fingerprint, instead of
+    /// [`toolchain_fingerprint`] (for tests that need stable output; a
+    /// module with another text than the runtime's is refused).
+    pub fn toolchain(mut self, text: &str) -> Module {
+        self.toolchain = Some(text.to_owned());
+        self
+    }
+
     /// Another module (its crate directory, relative to this crate) whose
     /// procs this module calls. The module imports it (the runtime loads it
     /// first) and gets bindings to it.
@@ -268,18 +342,22 @@ impl Module {
             None => env_path("CARGO_MANIFEST_DIR")?,
         };
         let cfg = self.cfg.clone().unwrap_or_else(Cfg::from_env);
-        let this = load_module(&dir, &cfg, false)?;
-        let import_cfg = if self.cfg.is_some() { cfg.clone() } else { target_cfg() };
+        let import_cfg = if self.cfg.is_some() { strip_features(&cfg) } else { target_cfg() };
+        let this = load_module(&dir, &cfg, false, &import_cfg)?;
         let imports = self
             .imports
             .iter()
             .map(|(d, features)| {
                 let cfg = features.iter().fold(import_cfg.clone(), |cfg, f| cfg.with_feature(f));
-                load_module(&dir.join(d), &cfg, true)
+                load_module(&dir.join(d), &cfg, true, &import_cfg)
             })
             .collect::<Result<Vec<_>, _>>()?;
         let static_feature = self.static_feature.as_deref().filter(|f| this.info.features.contains(*f));
-        let source = generate::module_file(&this, &imports, static_feature)?;
+        let toolchain = match &self.toolchain {
+            Some(text) => text.clone(),
+            None => toolchain_fingerprint(),
+        };
+        let source = generate::module_file(&this, &imports, static_feature, &toolchain)?;
         let mut warnings = Vec::new();
         if !this.info.crate_types.iter().any(|t| t == "cdylib") {
             warnings.push(format!(
@@ -312,6 +390,9 @@ impl Module {
         }
         for input in &generated.inputs {
             println!("cargo:rerun-if-changed={}", input.display());
+        }
+        if self.toolchain.is_none() {
+            fingerprint::rerun_if_toolchain_changes();
         }
         Ok(path)
     }
@@ -417,12 +498,19 @@ impl Host {
             Some(cfg) => (cfg.clone(), false),
             None => (target_cfg(), true),
         };
-        let modules =
-            self.modules.iter().map(|d| load_module(&dir.join(d), &cfg, defaults)).collect::<Result<Vec<_>, _>>()?;
+        let dependency_cfg = strip_features(&cfg);
+        let modules = self
+            .modules
+            .iter()
+            .map(|d| load_module(&dir.join(d), &cfg, defaults, &dependency_cfg))
+            .collect::<Result<Vec<_>, _>>()?;
         // OUT_DIR is <profile>/build/<package>-<hash>/out.
         let profile = out.ancestors().nth(3).unwrap_or(&out);
-        let source =
-            generate::host_file(&modules, self.static_feature.as_deref(), &profile.join("deps"), dll_affixes())?;
+        let host = manifest::read(&dir).ok();
+        let static_feature =
+            self.static_feature.as_deref().filter(|f| host.as_ref().is_none_or(|h| h.features.contains(*f)));
+        let caller = Caller { info: host.as_ref(), static_feature };
+        let source = generate::host_file(&modules, caller, &profile.join("deps"), dll_affixes())?;
         let mut all: Vec<&ModuleSource> = modules.iter().collect();
         all.sort_by(|a, b| a.info.lib_name.cmp(&b.info.lib_name));
         let mut generated_inputs = inputs(&all);
@@ -449,9 +537,9 @@ impl Host {
                 let Ok(m) = manifest::read(&dir.join(module)) else { continue };
                 let listed =
                     |set: &std::collections::BTreeSet<String>| set.contains(&m.package) || set.contains(&m.lib_name);
-                if !listed(&host.build_dependencies) {
+                if !listed(&host.build_dependencies) && !listed(&host.dependencies) {
                     println!(
-                        "cargo:warning=host `{}` should list module crate `{}` under [build-dependencies], so that cargo builds the module's library with the host",
+                        "cargo:warning=host `{}` should list module crate `{}` under [dependencies], so that cargo builds the module's library with the host (in the host's profile) and the host can name the module's types",
                         host.package, m.package
                     );
                 }

@@ -5,54 +5,69 @@
 #[allow(unused_unsafe, non_snake_case, clippy::all)]
 pub mod __hcr_module {
     use ::hcr_abi as abi;
+    /// The module's name.
+    const NAME: &str = "physics";
     /// The modules this module imports; the runtime loads them first.
     static IMPORTS: [abi::Str; 0] = [];
     /// How the hcr runtime finds and initialises this module.
     #[unsafe(no_mangle)]
     pub static HCR_MODULE_DESCRIPTOR: abi::ModuleDescriptor = abi::ModuleDescriptor::new(
-        "physics",
-        "physics-1684c405996d7cf5",
-        &IMPORTS,
-        init,
-    );
-    /// The reloadable functions, by symbol.
+            NAME,
+            "physics-1684c405996d7cf5",
+            &IMPORTS,
+            init,
+        )
+        .with_toolchain(
+            abi::__private::module_flags(false),
+            "rustc 1.0.0 (golden); x86_64-unknown-linux-gnu; panic=unwind; target-features=fxsr,sse,sse2",
+        );
+    /// The functions that catch panics, for the module's panic hook.
+    static CATCHERS: [abi::__private::Catcher; 2] = [
+        abi::__private::Catcher(init as *const ()),
+        abi::__private::Catcher(migrate_WORLD_FROM_V1 as *const ()),
+    ];
+    /// What the panic capture knows about this module.
+    static MODULE: abi::__private::ModuleInfo = abi::__private::ModuleInfo {
+        name: NAME,
+        flags: abi::__private::module_flags(false),
+        catchers: &CATCHERS,
+    };
+    /// The reloadable functions and hooks, by symbol.
     mod procs {
         unsafe extern "C" {
             #[link_name = "step"]
-            pub(super) fn step(dt: f32) -> u64;
+            pub(super) fn step();
             #[link_name = "positions"]
-            pub(super) fn positions(out: *mut f32, cap: usize) -> usize;
+            pub(super) fn positions();
             #[link_name = "circle_area"]
-            pub(super) fn circle_area(radius: f64) -> f64;
+            pub(super) fn circle_area();
             #[link_name = "name"]
-            pub(super) fn name() -> *const c_char;
+            pub(super) fn name();
             #[link_name = "gravity"]
-            pub(super) fn gravity() -> f32;
+            pub(super) fn gravity();
         }
     }
     unsafe extern "C" fn init(api: *const abi::HostApi) -> abi::Status {
-        if api.is_null() {
-            return abi::Status::INVALID_ARGUMENT;
-        }
-        // SAFETY: the runtime passes a table that is valid for the duration of init.
-        let api = unsafe { &*api };
+        // SAFETY: the runtime passes a table of at least `size` readable bytes, valid during init.
+        let api = match unsafe { abi::HostApi::from_raw(api) } {
+            Ok(api) => api,
+            Err(status) => return status,
+        };
         let result = ::std::panic::catch_unwind(
             ::std::panic::AssertUnwindSafe(|| {
+                // SAFETY: `api` is the table of the running init and `MODULE` describes this module.
+                unsafe { abi::__private::init_module(&api, &MODULE) }?;
                 // SAFETY: `api` is the table of the running init.
-                unsafe { register(api) }
+                unsafe { register(&api) }
             }),
         );
         match result {
             Ok(Ok(())) => abi::Status::OK,
             Ok(Err(status)) => status,
             Err(payload) => {
-                let message = payload
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| payload.downcast_ref::<::std::string::String>().cloned())
-                    .unwrap_or_else(|| "a panic without a message".to_owned());
-                // SAFETY: `api` is the table of the running init.
-                unsafe { api.report_error(&::std::format!("init panicked: {message}")) };
+                let message = abi::__private::init_panic_message(payload);
+                // SAFETY: as above.
+                unsafe { api.report_error(&message) };
                 abi::Status::FAILED
             }
         }
@@ -62,18 +77,20 @@ pub mod __hcr_module {
         old: *const ::core::ffi::c_void,
         new: *mut ::core::ffi::c_void,
     ) -> abi::Status {
-        let result = ::std::panic::catch_unwind(
-            ::std::panic::AssertUnwindSafe(|| {
+        abi::__private::migration_guard(
+            NAME,
+            "WORLD_FROM_V1",
+            || {
                 // SAFETY: the runtime passes the old value, of the layout this migration declares, and fresh storage for the new one.
                 unsafe { crate::WORLD_FROM_V1.run(old, new) }
-            }),
-        );
-        if result.is_ok() { abi::Status::OK } else { abi::Status::FAILED }
+            },
+        )
     }
     /// Registers globals first (so that nothing runs with
-    /// unregistered state), then procs, then binds imports.
+    /// unregistered state), then procs and hooks, then binds
+    /// imports.
     unsafe fn register(api: &abi::HostApi) -> ::core::result::Result<(), abi::Status> {
-        // SAFETY: called by `init` with its table; each layout hash was computed from the global's type, and each proc is declared with its definition's signature.
+        // SAFETY: called by `init` with its table; each layout hash was computed from the global's type, and each proc and hook is declared by the symbol of its definition.
         unsafe {
             crate::STEPS.register(api, "STEPS", 0x7de7e8607e88c77d, "AtomicU64")?;
             crate::WORLD
@@ -95,7 +112,7 @@ pub mod __hcr_module {
                     &abi::ProcDesc {
                         name: abi::Str::new("step"),
                         addr: procs::step as *const ::core::ffi::c_void,
-                        signature_hash: 0xa02aee667fd031ff,
+                        signature_hash: 0xb2639a751d46944e,
                         signature: abi::Str::new("extern \"C\" fn(f32) -> u64"),
                     },
                 )
@@ -104,7 +121,7 @@ pub mod __hcr_module {
                     &abi::ProcDesc {
                         name: abi::Str::new("positions"),
                         addr: procs::positions as *const ::core::ffi::c_void,
-                        signature_hash: 0x36729c78056b87d4,
+                        signature_hash: 0x1e14dee8d95b20cf,
                         signature: abi::Str::new(
                             "unsafe extern \"C\" fn(*mut f32, usize) -> usize",
                         ),
@@ -115,7 +132,7 @@ pub mod __hcr_module {
                     &abi::ProcDesc {
                         name: abi::Str::new("circle_area"),
                         addr: procs::circle_area as *const ::core::ffi::c_void,
-                        signature_hash: 0x7cdd3f4d52dd513d,
+                        signature_hash: 0x9ec141f4653f0fc0,
                         signature: abi::Str::new("extern \"C\" fn(f64) -> f64"),
                     },
                 )
@@ -124,7 +141,7 @@ pub mod __hcr_module {
                     &abi::ProcDesc {
                         name: abi::Str::new("name"),
                         addr: procs::name as *const ::core::ffi::c_void,
-                        signature_hash: 0x349ffe9c13d100a6,
+                        signature_hash: 0x67081c4ad158a0d9,
                         signature: abi::Str::new("extern \"C\" fn() -> *const c_char"),
                     },
                 )
@@ -133,7 +150,7 @@ pub mod __hcr_module {
                     &abi::ProcDesc {
                         name: abi::Str::new("gravity"),
                         addr: procs::gravity as *const ::core::ffi::c_void,
-                        signature_hash: 0x779b31a6e93a0bf0,
+                        signature_hash: 0xab2479e7d6d83193,
                         signature: abi::Str::new("extern \"C\" fn() -> f32"),
                     },
                 )
