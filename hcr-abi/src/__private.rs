@@ -4,6 +4,7 @@
 #[cfg(feature = "std")]
 pub use crate::capture::{
     Catcher, ModuleInfo, guard, hook_guard, init_panic_message, migration_guard, raise, raise_in_module,
+    resume_in_module,
 };
 
 /// Installs the runtime's services and the module's panic hook: the first

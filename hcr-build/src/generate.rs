@@ -110,11 +110,16 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// What a `<proc>()` binding calls with an `Err` from the guard.
-    fn raise(&self, abi: &TokenStream) -> TokenStream {
-        match self {
-            Ctx::Module(_) => quote!(#abi::__private::raise_in_module),
-            Ctx::Host(_) => quote!(#abi::__private::raise),
+    /// What a `<proc>()` binding calls with an `Err` from the guard: in a
+    /// module, a panic whose payload is the `ProcPanic` (through the panic
+    /// hook in a hot build, which prints it if nothing will catch it; past
+    /// it in a static build, where the program's one hook already reported
+    /// the panic); in a host, a panic with the `ProcPanic`'s text.
+    fn raise(&self, abi: &TokenStream, hot: bool) -> TokenStream {
+        match (self, hot) {
+            (Ctx::Module(_), true) => quote!(#abi::__private::raise_in_module),
+            (Ctx::Module(_), false) => quote!(#abi::__private::resume_in_module),
+            (Ctx::Host(_), _) => quote!(#abi::__private::raise),
         }
     }
 }
@@ -202,9 +207,22 @@ pub(crate) fn module_file(
     static_feature: Option<&str>,
     toolchain: &str,
 ) -> Result<String, Error> {
-    let (hot_cfg, _) = variant_cfgs(static_feature);
+    let (hot_cfg, static_cfg) = variant_cfgs(static_feature);
     let name = this.name();
     let universe = &this.universe;
+    // A static build compiles the registration out: its migrations would
+    // be unused.
+    let keep_migrations = (static_feature.is_some() && !this.scanned.migrations.is_empty()).then(|| {
+        let paths = this.scanned.migrations.iter().map(|m| crate_path(&m.path, &m.name));
+        quote! {
+            /// Keeps the migrations in use in a static build.
+            #static_cfg
+            #[allow(dead_code)]
+            fn __hcr_migrations() {
+                #(let _ = &#paths;)*
+            }
+        }
+    });
     let rust = this.has_rust_abi();
     let build_id = format!("{}-{:016x}", this.info.package, this.scanned.content_hash);
     let import_names: Vec<&str> = imports.iter().map(ModuleSource::name).collect();
@@ -369,6 +387,7 @@ pub(crate) fn module_file(
     );
     let tokens = quote! {
         #reexport
+        #keep_migrations
 
         #[doc(hidden)]
         #hot_cfg
@@ -667,7 +686,7 @@ pub(crate) fn bindings(m: &ModuleSource, ctx: Ctx<'_>, used: &dyn Fn(&str) -> bo
 
     let hot_fns = procs.iter().map(|p| match p.abi {
         Abi::C => hot_c_binding(name, p, &hot_cfg),
-        Abi::Rust => hot_rust_binding(name, p, &hot_cfg, &abi, &ctx.raise(&abi)),
+        Abi::Rust => hot_rust_binding(name, p, &hot_cfg, &abi, &ctx.raise(&abi, true)),
     });
     let static_part = static_feature.map(|feature| {
         if !static_available(caller, name) {
@@ -714,7 +733,7 @@ pub(crate) fn bindings(m: &ModuleSource, ctx: Ctx<'_>, used: &dyn Fn(&str) -> bo
         let static_abi = quote!(::#lib::__hcr_abi);
         let fns = procs.iter().map(|p| match p.abi {
             Abi::C => static_c_binding(name, p, &static_cfg),
-            Abi::Rust => static_rust_binding(name, p, &static_cfg, &static_abi, &ctx.raise(&static_abi)),
+            Abi::Rust => static_rust_binding(name, p, &static_cfg, &static_abi, &ctx.raise(&static_abi, false)),
         });
         quote! {
             /// Direct calls into the module crate, linked in.
@@ -977,12 +996,13 @@ fn raising_call(p: &Proc, raise: &TokenStream) -> TokenStream {
     let (_, args) = params(p);
     let call = if p.sig.unsafety.is_some() {
         let note = safety("the caller upholds the contract of the module's function.");
-        quote!(#note unsafe { #try_ident(#(#args),*) })
+        quote!(#note let result = unsafe { #try_ident(#(#args),*) };)
     } else {
-        quote!(#try_ident(#(#args),*))
+        quote!(let result = #try_ident(#(#args),*);)
     };
     quote! {
-        match #call {
+        #call
+        match result {
             ::core::result::Result::Ok(value) => value,
             ::core::result::Result::Err(panic) => #raise(panic),
         }

@@ -61,8 +61,8 @@ pub(crate) fn return_type(sig: &Signature) -> TokenStream {
     }
 }
 
-/// The paths (as segments) that a type mentions, generic arguments
-/// included.
+/// The paths (as segments) that a type mentions, generic arguments and
+/// trait bounds (`dyn Trait`) included.
 pub(crate) fn type_paths(ty: &Type) -> Vec<(bool, Vec<String>)> {
     struct Finder(Vec<(bool, Vec<String>)>);
     impl Visit<'_> for Finder {
@@ -72,6 +72,11 @@ pub(crate) fn type_paths(ty: &Type) -> Vec<(bool, Vec<String>)> {
                 self.0.push((p.path.leading_colon.is_some(), segments));
             }
             syn::visit::visit_type_path(self, p);
+        }
+        fn visit_trait_bound(&mut self, b: &syn::TraitBound) {
+            let segments = b.path.segments.iter().map(|s| s.ident.to_string()).collect();
+            self.0.push((b.path.leading_colon.is_some(), segments));
+            syn::visit::visit_trait_bound(self, b);
         }
     }
     let mut f = Finder(Vec::new());

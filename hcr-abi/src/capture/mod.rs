@@ -348,10 +348,20 @@ pub fn raise(panic: ProcPanic) -> ! {
 
 /// Raises a [`ProcPanic`] in a module, as the payload itself, so that the
 /// calling proc's guard passes the same [`ProcPanic`] on: what a module's
-/// `<proc>()` binding to another module does on `Err`.
+/// `<proc>()` binding to another module does on `Err`. The module's panic
+/// hook sees it, and prints it if no guard will catch it.
 #[cold]
 #[inline(never)]
 #[track_caller]
 pub fn raise_in_module(panic: ProcPanic) -> ! {
     std::panic::panic_any(panic)
+}
+
+/// Like [`raise_in_module`] without running the panic hook: for static
+/// builds, where the panic was already reported by the hook of the one
+/// `std` of the program.
+#[cold]
+#[inline(never)]
+pub fn resume_in_module(panic: ProcPanic) -> ! {
+    std::panic::resume_unwind(Box::new(panic))
 }
