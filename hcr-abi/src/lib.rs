@@ -1,14 +1,15 @@
 //! The binary contract between the hcr runtime and reloadable modules.
 //!
-//! Everything here is `#[repr(C)]` and free of Rust-only types, so a module
-//! built by another compiler version (or written in C) can talk to the
-//! runtime. Modules depend on this crate only, never on the runtime.
+//! The contract itself is `#[repr(C)]` and free of Rust-only types, so a
+//! module built by another compiler version (or written in C) can talk to
+//! the runtime. Modules depend on this crate only, never on the runtime.
 //!
 //! # The contract in short
 //!
 //! * A module is a dynamic library that exports one [`ModuleDescriptor`] under
-//!   the symbol [`DESCRIPTOR_SYMBOL`]. The descriptor names the module, lists
-//!   the modules it imports and points at its init entry.
+//!   the symbol [`DESCRIPTOR_SYMBOL`] (or [`DESCRIPTOR_SYMBOL_PREFIX`] followed
+//!   by its name). The descriptor names the module, lists the modules it
+//!   imports and points at its init entry.
 //! * When the module is loaded (and again every time a new build of it is
 //!   loaded), the runtime calls the init entry with a [`HostApi`] table. Init
 //!   registers the module's functions ("procs") and globals through it, and may
@@ -70,7 +71,8 @@
 //! The [`HostApi`] table and its `ctx` are valid only during the call of the
 //! init entry, on the thread that made it. Strings passed to the runtime are
 //! copied before the call returns. Reload handlers stay registered until the
-//! module is reloaded or unloaded.
+//! module is reloaded or unloaded. The [`Services`] table (ABI 1.2) lives as
+//! long as the runtime.
 #![no_std]
 
 extern crate alloc;

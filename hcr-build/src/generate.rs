@@ -597,7 +597,8 @@ impl Namer<'_> {
     fn local_type(&mut self, p: &Proc, name: &str, alias: &str) {
         let m = self.m;
         let lib = m.name();
-        let nameable = self.caller.info.is_none_or(|info| info.always_depends_on(lib));
+        let nameable =
+            self.caller.info.is_none_or(|info| info.always_depends_on(&m.info.package) || info.always_depends_on(lib));
         match m.scanned.public_types.get(name) {
             Some(path) if nameable => {
                 let lib_ident = format_ident!("{}", lib);
@@ -646,9 +647,11 @@ impl Namer<'_> {
 }
 
 /// Whether the caller can link the module crate in its static build.
-fn static_available(caller: Caller<'_>, lib: &str) -> bool {
+fn static_available(caller: Caller<'_>, m: &ModuleSource) -> bool {
     match (caller.info, caller.static_feature) {
-        (Some(info), Some(feature)) => info.depends_on_with(lib, feature),
+        (Some(info), Some(feature)) => {
+            info.depends_on_with(&m.info.package, feature) || info.depends_on_with(m.name(), feature)
+        }
         _ => true,
     }
 }
@@ -689,7 +692,7 @@ pub(crate) fn bindings(m: &ModuleSource, ctx: Ctx<'_>, used: &dyn Fn(&str) -> bo
         Abi::Rust => hot_rust_binding(name, p, &hot_cfg, &abi, &ctx.raise(&abi, true)),
     });
     let static_part = static_feature.map(|feature| {
-        if !static_available(caller, name) {
+        if !static_available(caller, m) {
             let message = format!(
                 "the static build of {} (feature `{feature}`) calls module `{name}` directly and needs its crate: add `{name}` to [dependencies] (`optional = true`) and `\"dep:{name}\"` to feature `{feature}`",
                 caller.describe()

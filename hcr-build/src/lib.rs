@@ -5,7 +5,12 @@
 //! A module is a `cdylib` (add `rlib` to use the static switch of a host).
 //! Mark what is reloadable:
 //!
-//! * **procs**: free functions declared `#[unsafe(no_mangle)] pub extern "C" fn`;
+//! * **procs**: free functions marked `#[hcr_abi::reload]`, which keep the
+//!   Rust ABI and Rust types (the module then needs `hcr-abi`'s feature
+//!   `global-allocator`), or declared `#[unsafe(no_mangle)] pub extern "C"
+//!   fn`;
+//! * **reload hooks**: functions marked `#[hcr_abi::before_reload]`,
+//!   `#[hcr_abi::after_reload]` or `#[hcr_abi::first_load]`;
 //! * **globals**: `static NAME: hcr_abi::Global<T> = Global::new(|| value);`.
 //!
 //! Then, in the `main` of `build.rs`:
@@ -20,29 +25,37 @@
 //! include!(concat!(env!("OUT_DIR"), "/hcr_module.rs"));
 //! ```
 //!
-//! The generated file holds the module's descriptor and its init, which
-//! registers every global (with a layout hash) and every proc (with a
-//! signature hash) and catches panics so that nothing unwinds into the
-//! runtime. A module that calls another module lists it with
+//! The generated file holds the module's descriptor (with the
+//! [`toolchain_fingerprint`]) and its init, which installs the host's
+//! allocator and the module's panic hook, registers every global (with a
+//! layout hash), every proc (with a signature hash) and every hook, and
+//! catches panics so that nothing unwinds into the runtime. Signature and
+//! layout hashes cover the types of the module crate and of the local crates
+//! it depends on (a shared types crate) field by field. A module that calls another module lists it with
 //! [`Module::import`]; its bindings then appear next to the include, as
 //! `<module>::<proc>(...)`, calling through the other module's stubs.
 //!
 //! # In a host crate
 //!
-//! List the module crates under `[build-dependencies]` (so that cargo builds
-//! their libraries with the host, without linking them into it) and depend on
-//! `hcr-runtime`, then in the `main` of `build.rs`:
+//! List the module crates under `[dependencies]` (so that cargo builds their
+//! libraries with the host, in its profile, and the host can name their
+//! types; a host of modules with only `extern "C"` procs may list them under
+//! `[build-dependencies]` instead, and keep its own global allocator) and
+//! depend on `hcr-runtime`, then in the `main` of `build.rs`:
 //!
 //! ```no_run
 //! hcr_build::Host::new().module("../game").build();
 //! ```
 //!
 //! and include the bindings, e.g. `mod hcr { include!(concat!(env!("OUT_DIR"), "/hcr.rs")); }`.
-//! For every module there is a module of bindings with one function per proc
-//! (`game::update(dt)`) and a `_ptr` accessor that returns the proc's stable
-//! stub as a typed `extern "C" fn` (`game::update_ptr()`), plus an `Hcr`
-//! facade: `Hcr::start()` loads and binds everything, `hcr.update()`
-//! reloads when a module changed.
+//! For every module there is a module of bindings with, per C proc, a
+//! function (`game::update(dt)`) and a `_ptr` accessor that returns the
+//! proc's stable stub as a typed `extern "C" fn` (`game::update_ptr()`);
+//! per Rust proc, `game::update(..)` (a panic in the proc is raised again in
+//! the host), `game::try_update(..)` (it comes back as
+//! `Err(hcr_abi::ProcPanic)`) and `game::update_ptr()` (the stub, as a
+//! `fn(..) -> Result<R, ProcPanic>`); and an `Hcr` facade: `Hcr::start()`
+//! loads and binds everything, `hcr.update()` reloads when a module changed.
 //!
 //! With the host feature `static` enabled (see [`Host::static_feature`]) the
 //! same bindings call straight into the module crates, linked in as rlibs,
@@ -70,10 +83,14 @@
 //! # Errors
 //!
 //! What cannot be reloaded is refused with an error that names the file and
-//! line: generic reloadable functions, non-`extern "C"` ones, duplicate
-//! names, globals whose type cannot outlive the code that created it
-//! (references, trait objects, unsized types), and signatures that use types
-//! the callers cannot name.
+//! line: generic, `async` or `impl Trait` reloadable functions, methods,
+//! `#[no_mangle]` ones without `extern "C"`, duplicate names, globals whose
+//! type cannot outlive the code that created it (references, trait objects,
+//! unsized types), globals, procs and hooks inside function bodies, impl
+//! blocks or block expressions (the registration cannot reach them), a
+//! module's own `#[global_allocator]` next to Rust procs, and signatures
+//! that use types the callers cannot name. A static build whose caller lacks
+//! the module crate stops with a `compile_error!` naming the dependency.
 
 mod cfg;
 mod error;

@@ -84,7 +84,7 @@ fn cargo(args: &[&str]) -> Output {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     // The target directory comes first: what follows `--` is the program's.
     let (command, rest) = args.split_first().expect("a cargo command");
-    let out = Command::new(cargo)
+    Command::new(cargo)
         .current_dir(fixtures())
         .arg(command)
         .arg("--target-dir")
@@ -93,8 +93,7 @@ fn cargo(args: &[&str]) -> Output {
         .env_remove("CARGO_TARGET_DIR")
         .env("RUST_BACKTRACE", "0")
         .output()
-        .expect("run cargo");
-    out
+        .expect("run cargo")
 }
 
 fn text(bytes: &[u8]) -> String {
