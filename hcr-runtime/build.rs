@@ -7,9 +7,7 @@ fn main() {
     println!("cargo:rustc-env=HCR_TEST_TARGET={target}");
     let host = std::env::var("HOST").expect("cargo sets HOST");
     println!("cargo:rustc-env=HCR_TEST_HOST={host}");
-    println!("cargo:rustc-env=HCR_TOOLCHAIN_FINGERPRINT={}", hcr_build::toolchain_fingerprint());
-    for name in ["RUSTC", "RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS"] {
-        println!("cargo:rerun-if-env-changed={name}");
-    }
+    println!("cargo:rustc-env=HCR_TOOLCHAIN_FINGERPRINT={}", hcr_abi::toolchain::toolchain_text());
+    hcr_abi::toolchain::rerun_if_toolchain_changes();
     println!("cargo:rerun-if-changed=build.rs");
 }

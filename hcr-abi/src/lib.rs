@@ -57,6 +57,9 @@
 //! * `std` (default): the module-side panic capture (used by the generated
 //!   code of reloadable Rust functions) and [`ProcPanic`]'s re-raising.
 //! * `macros` (default): the attributes, from `hcr-macros`.
+//! * `toolchain`: [`toolchain::toolchain_text`], the toolchain part of the
+//!   fingerprint as a build script computes it (for build scripts; it runs
+//!   `rustc -vV`).
 //! * `global-allocator`: declares [`HostAllocator`] as the
 //!   `#[global_allocator]` of every binary this crate is linked into. A
 //!   module with reloadable Rust functions must enable it (its generated code
@@ -84,6 +87,8 @@ mod allocator;
 mod capture;
 mod helpers;
 mod panic;
+#[cfg(feature = "toolchain")]
+pub mod toolchain;
 
 pub use allocator::HostAllocator;
 pub use helpers::{Global, Migration, ProcCell};

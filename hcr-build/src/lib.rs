@@ -94,7 +94,6 @@
 
 mod cfg;
 mod error;
-mod fingerprint;
 mod generate;
 mod hash;
 mod manifest;
@@ -106,7 +105,6 @@ use std::path::{Path, PathBuf};
 
 pub use cfg::Cfg;
 pub use error::{Error, Location};
-pub use fingerprint::toolchain_fingerprint;
 
 use generate::{Caller, ModuleSource};
 use types::{CrateTypes, Universe};
@@ -266,6 +264,17 @@ fn fail(error: &Error) -> ! {
     std::process::exit(1)
 }
 
+/// The toolchain part of a module's fingerprint, as the build script that
+/// runs computes it: `rustc <release> (<commit-hash>); <target triple>;
+/// panic=<strategy>; target-features=<list>[; <layout flags>]`. The generated
+/// registration stores it in the descriptor, followed by `; hcr-abi
+/// <version>` (see `hcr_abi::Fingerprint`). The same function as
+/// `hcr_abi::toolchain::toolchain_text`, which `hcr-runtime`'s build script
+/// uses for the runtime's own.
+pub fn toolchain_fingerprint() -> String {
+    hcr_abi::toolchain::toolchain_text()
+}
+
 /// Code generation for a module crate (from its `build.rs`).
 #[derive(Clone, Debug)]
 pub struct Module {
@@ -409,7 +418,7 @@ impl Module {
             println!("cargo:rerun-if-changed={}", input.display());
         }
         if self.toolchain.is_none() {
-            fingerprint::rerun_if_toolchain_changes();
+            hcr_abi::toolchain::rerun_if_toolchain_changes();
         }
         Ok(path)
     }
@@ -599,5 +608,18 @@ fn dll_affixes() -> (&'static str, &'static str) {
         Ok("macos" | "ios") => ("lib", ".dylib"),
         Ok(_) => ("lib", ".so"),
         Err(_) => (std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_toolchain_fingerprint_names_this_compiler_and_fits_a_descriptor() {
+        let text = super::toolchain_fingerprint();
+        assert!(text.starts_with("rustc ") && text.contains("; panic="), "{text}");
+        assert!(text.len() <= hcr_abi::TOOLCHAIN_TEXT_CAPACITY, "{text}");
+        // What a module stores: the text and this hcr-abi's version.
+        let stored = hcr_abi::Fingerprint::new(&text);
+        assert_eq!(stored.as_str(), format!("{text}; hcr-abi {}", hcr_abi::VERSION));
     }
 }

@@ -1,9 +1,22 @@
-//! The toolchain fingerprint: what must be equal between a host and a module
-//! for Rust-ABI calls and Rust types to cross between them.
+//! The toolchain fingerprint as a build script computes it: what must be
+//! equal between a host and a module for Rust-ABI calls and Rust types to
+//! cross between them. Module build scripts use it through `hcr-build`,
+//! `hcr-runtime`'s build script directly.
 
+use std::borrow::ToOwned;
+use std::format;
 use std::process::Command;
+use std::string::String;
+use std::vec::Vec;
 
-use crate::hash::hash_str;
+/// FNV-1a, 64 bits: stable across builds and hosts.
+fn hash_str(text: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in text.as_bytes() {
+        hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
 
 /// `-Z` options that change type layouts or the Rust calling convention.
 const LAYOUT_FLAGS: &[&str] = &["randomize-layout", "layout-seed", "reg-struct-return", "regparm", "fixed-x18"];
@@ -34,7 +47,7 @@ impl Toolchain {
             rest.push_str(flag);
         }
         let full = format!("{readable}; {rest}");
-        let capacity = hcr_abi::TOOLCHAIN_TEXT_CAPACITY;
+        let capacity = crate::TOOLCHAIN_TEXT_CAPACITY;
         if full.len() <= capacity {
             return full;
         }
@@ -84,7 +97,7 @@ fn parse_version(output: &str) -> (Option<String>, Option<String>, Option<String
     (field("release:"), field("commit-hash:"), field("host:"))
 }
 
-/// The toolchain fingerprint of the build that runs this build script:
+/// The toolchain text of the build that runs this build script:
 ///
 /// `rustc <release> (<commit-hash>); <target triple>; panic=<strategy>;
 /// target-features=<list>[; <layout flags>]`
@@ -93,9 +106,11 @@ fn parse_version(output: &str) -> (Option<String>, Option<String>, Option<String
 /// `CARGO_CFG_TARGET_FEATURE` and the rustflags (`-Zrandomize-layout`,
 /// `-Zlayout-seed`, `-Zreg-struct-return`, `-Zregparm`, `-Zfixed-x18`). The
 /// generated registration of a module stores it (followed by
-/// `; hcr-abi <version>`, see `hcr_abi::Fingerprint`) in its descriptor; the
-/// runtime's build script computes its own with this function, and the
-/// runtime refuses a module with Rust-ABI procs whose fingerprint differs.
+/// `; hcr-abi <version>`, see [`Fingerprint`](crate::Fingerprint)) in its
+/// descriptor; the runtime's build script computes its own with this
+/// function, for the runtime to refuse a module with Rust-ABI procs whose
+/// fingerprint differs. It is never longer than
+/// [`TOOLCHAIN_TEXT_CAPACITY`](crate::TOOLCHAIN_TEXT_CAPACITY).
 ///
 /// Outside a build script the missing parts fall back to the host's
 /// (`rustc -vV`), `unwind` and no features.
@@ -103,7 +118,7 @@ fn parse_version(output: &str) -> (Option<String>, Option<String>, Option<String
 /// # Panics
 ///
 /// Never: a `rustc` that cannot be run gives `rustc unknown (unknown)`.
-pub fn toolchain_fingerprint() -> String {
+pub fn toolchain_text() -> String {
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let output = Command::new(rustc).arg("-vV").output().ok().filter(|o| o.status.success());
     let text = output.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
@@ -129,11 +144,11 @@ pub fn toolchain_fingerprint() -> String {
     .text()
 }
 
-/// Tells cargo to run the build script again when the fingerprint's inputs
-/// change.
-pub(crate) fn rerun_if_toolchain_changes() {
+/// Tells cargo (from a build script) to run the build script again when the
+/// inputs of [`toolchain_text`] change.
+pub fn rerun_if_toolchain_changes() {
     for name in ["RUSTC", "RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS"] {
-        println!("cargo:rerun-if-env-changed={name}");
+        std::println!("cargo:rerun-if-env-changed={name}");
     }
 }
 
@@ -169,7 +184,7 @@ mod tests {
         let many: Vec<String> = (0..60).map(|i| format!("feature{i}")).collect();
         let many: Vec<&str> = many.iter().map(String::as_str).collect();
         let text = toolchain(&many, &[]).text();
-        assert!(text.len() <= hcr_abi::TOOLCHAIN_TEXT_CAPACITY, "{text}");
+        assert!(text.len() <= crate::TOOLCHAIN_TEXT_CAPACITY, "{text}");
         assert!(text.starts_with("rustc 1.95.0 (59807616e1fa2540724bfbac14d7976d7e4a3860); x86_64-unknown-linux-gnu; panic=unwind; target-features and flags hashed "), "{text}");
         assert!(text.ends_with("(60 features, 0 flags)"), "{text}");
         let mut other = many.clone();
@@ -204,8 +219,8 @@ mod tests {
 
     #[test]
     fn the_real_fingerprint_fits_and_names_this_compiler() {
-        let text = toolchain_fingerprint();
+        let text = toolchain_text();
         assert!(text.starts_with("rustc ") && text.contains("; panic="), "{text}");
-        assert!(text.len() <= hcr_abi::TOOLCHAIN_TEXT_CAPACITY);
+        assert!(text.len() <= crate::TOOLCHAIN_TEXT_CAPACITY);
     }
 }
