@@ -176,10 +176,33 @@ fn reports() -> Vec<(PanicOrigin, String, String, String)> {
 
 const CHILD: &str = "HCR_CAPTURE_CHILD";
 
+/// The target's cargo runner (e.g. qemu), if one is configured for this
+/// architecture and OS: `CARGO_TARGET_<TRIPLE>_RUNNER`.
+fn runner() -> Option<String> {
+    let arch = std::env::consts::ARCH.to_uppercase();
+    let os = std::env::consts::OS.to_uppercase();
+    std::env::vars().find_map(|(key, value)| {
+        let triple = key.strip_prefix("CARGO_TARGET_")?.strip_suffix("_RUNNER")?;
+        (triple.starts_with(&arch) && triple.contains(&os) && !value.trim().is_empty()).then_some(value)
+    })
+}
+
 /// Runs test `name` of this binary alone in a child process with `CHILD`
-/// set, and returns (stdout, stderr) after checking that it passed.
+/// set (through the target's runner, if any), and returns (stdout, stderr)
+/// after checking that it passed.
 fn run_child(name: &str) -> (String, String) {
-    let out = Command::new(std::env::current_exe().unwrap())
+    let exe = std::env::current_exe().unwrap();
+    let runner = runner().unwrap_or_default();
+    let mut parts = runner.split_whitespace();
+    let mut command = match parts.next() {
+        Some(program) => {
+            let mut command = Command::new(program);
+            command.args(parts).arg(&exe);
+            command
+        }
+        None => Command::new(&exe),
+    };
+    let out = command
         .args(["--exact", name, "--nocapture", "--test-threads=1"])
         .env(CHILD, "1")
         .env("RUST_BACKTRACE", "1")
