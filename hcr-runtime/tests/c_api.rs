@@ -45,6 +45,11 @@ fn abi_header() -> String {
         ["ModuleDescriptor", "HostApi", "ReloadEvent", "GlobalMigration", "GlobalImport", "ProcImport"]
             .map(String::from)
             .to_vec();
+    // The unwinder declarations of the module-side panic capture.
+    config.export.exclude =
+        ["UnwindContext", "Trace", "_Unwind_Backtrace", "_Unwind_GetIP", "_Unwind_FindEnclosingFunction"]
+            .map(String::from)
+            .to_vec();
     // C has one namespace: every name gets the project's prefix.
     for name in [
         "Str",
@@ -67,13 +72,21 @@ fn abi_header() -> String {
         "AddHandlerFn",
         "ReportErrorFn",
         "RegisterGlobalMigratingFn",
+        "GetServicesFn",
+        "Services",
+        "AllocFn",
+        "DeallocFn",
+        "ReallocFn",
+        "ReportPanicFn",
+        "PanicReport",
+        "PanicOrigin",
         "HostApi",
         "InitFn",
         "ModuleDescriptor",
     ] {
         config.export.rename.insert(name.into(), format!("Hcr{name}"));
     }
-    for name in ["ABI_MAJOR", "ABI_MINOR"] {
+    for name in ["ABI_MAJOR", "ABI_MINOR", "FINGERPRINT_CAPACITY", "TOOLCHAIN_TEXT_CAPACITY"] {
         config.export.rename.insert(name.into(), format!("HCR_{name}"));
     }
     generate(config, &manifest_dir().join("../hcr-abi/src/lib.rs"))
