@@ -204,9 +204,13 @@ fn a_c_host_loads_and_reloads_a_rust_module() {
     let s = Scratch::new("c-host");
     let module = s.install(&fixture("counter", &[]), "counter");
     let v2 = fixture("counter", &["v2"]);
+    // The runpath finds this build's runtime; cargo's LD_LIBRARY_PATH, which
+    // comes first, also lists `target/<profile>`, where an older build may
+    // have left another copy of the library.
     let child = target_command(&host)
         .arg(&module)
         .env("HCR_TEST_V2", &v2)
+        .env("LD_LIBRARY_PATH", &lib_dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
