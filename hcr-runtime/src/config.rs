@@ -43,7 +43,8 @@ pub enum UnloadPolicy {
 ///
 /// Start from [`Config::new`] (built-in defaults) or [`Config::from_env`]
 /// (defaults overridden by `HCR_STUB_BASE`, `HCR_STUB_CAPACITY`, `HCR_WATCH`,
-/// `HCR_SETTLE_MS` and `HCR_REPORT_FILE`), then adjust with the `with_*` methods, which
+/// `HCR_SETTLE_MS`, `HCR_REPORT_FILE`, `HCR_KEEP_PREVIOUS` and
+/// `HCR_REVERT_ON_PANIC`), then adjust with the `with_*` methods, which
 /// override both.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -81,6 +82,14 @@ pub struct Config {
     /// development tools such as `cargo hcr`; see
     /// [`Runtime::perform_reload`](crate::Runtime::perform_reload).
     pub report_file: Option<PathBuf>,
+    /// Keep each module's previous build loaded after a reload replaced it
+    /// (one per module), so that [`Runtime::revert`](crate::Runtime::revert)
+    /// can make it current again. Costs one more mapped library per
+    /// reloaded module (its code and data, e.g. a few MB for a debug build;
+    /// the pages of code are shared with the file cache) and a few bytes per
+    /// proc and global for the record of what each build registered. Off
+    /// unless configured.
+    pub keep_previous_builds: bool,
 }
 
 impl Default for Config {
@@ -101,6 +110,7 @@ impl Config {
             watch_files: false,
             settle_time: DEFAULT_SETTLE_TIME,
             report_file: None,
+            keep_previous_builds: false,
         }
     }
 
@@ -108,8 +118,11 @@ impl Config {
     /// hexadecimal with `0x` or decimal; `0` for "anywhere"),
     /// `HCR_STUB_CAPACITY` (a number of stubs), `HCR_WATCH` (`1`/`true`/`on`
     /// or `0`/`false`/`off`: [`Config::watch_files`]), `HCR_SETTLE_MS` (a
-    /// number of milliseconds: [`Config::settle_time`]) and `HCR_REPORT_FILE`
-    /// (a path: [`Config::report_file`]).
+    /// number of milliseconds: [`Config::settle_time`]), `HCR_REPORT_FILE`
+    /// (a path: [`Config::report_file`]), and `HCR_KEEP_PREVIOUS` (a switch:
+    /// [`Config::keep_previous_builds`]), which `HCR_REVERT_ON_PANIC=1`
+    /// (set by `cargo hcr run --revert-on-panic` for the generated `Hcr`)
+    /// turns on too.
     ///
     /// # Errors
     ///
@@ -149,6 +162,16 @@ impl Config {
         }
         if let Some(value) = std::env::var_os("HCR_REPORT_FILE").filter(|v| !v.is_empty()) {
             config.report_file = Some(PathBuf::from(value));
+        }
+        for name in ["HCR_KEEP_PREVIOUS", "HCR_REVERT_ON_PANIC"] {
+            if let Some(value) = env(name) {
+                let on = parse_switch(&value).ok_or_else(|| Error::InvalidConfig {
+                    name,
+                    value: value.clone(),
+                    reason: "expected 1, true, on, 0, false or off",
+                })?;
+                config.keep_previous_builds |= on;
+            }
         }
         Ok(config)
     }
@@ -198,6 +221,12 @@ impl Config {
     /// Sets [`Config::report_file`].
     pub fn with_report_file(mut self, path: impl Into<PathBuf>) -> Config {
         self.report_file = Some(path.into());
+        self
+    }
+
+    /// Sets [`Config::keep_previous_builds`].
+    pub fn with_keep_previous_builds(mut self, keep: bool) -> Config {
+        self.keep_previous_builds = keep;
         self
     }
 

@@ -5,10 +5,14 @@
 use std::fs::File;
 use std::hash::{BuildHasher, Hasher};
 use std::io::{self, Read, Write};
+use std::mem::offset_of;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use hcr_abi::{ABI_MAJOR, DESCRIPTOR_SYMBOL, DESCRIPTOR_SYMBOL_NUL, InitFn, MAGIC, ModuleDescriptor, Str};
+use hcr_abi::{
+    ABI_MAJOR, DESCRIPTOR_SYMBOL, DESCRIPTOR_SYMBOL_PREFIX, FINGERPRINT_CAPACITY, Fingerprint, InitFn, MAGIC,
+    ModuleDescriptor, ModuleFlags, Str,
+};
 use object::{Object, ObjectSection};
 use xxhash_rust::xxh3::Xxh3;
 
@@ -162,9 +166,11 @@ impl Drop for PrivateCopy {
 /// Checks a private copy before anything in it runs: it must be a dynamic
 /// library for this architecture, every loadable segment must be present in
 /// the file (a truncated library would make the system loader fault), and it
-/// must export a descriptor whose pointer-free header carries the magic and
-/// this runtime's major ABI version.
-fn inspect(copy: &Path, source: &Path) -> Result<()> {
+/// must export a descriptor (found by [`choose_descriptor`]) whose
+/// pointer-free header carries the magic and this runtime's major ABI
+/// version, and whose toolchain fingerprint, if it has Rust-ABI procs, is
+/// the runtime's own. Returns the descriptor's symbol.
+fn inspect(copy: &Path, source: &Path) -> Result<String> {
     let not_loadable = |reason: String, err: Option<crate::error::BoxError>| Error::NotLoadable {
         path: source.to_owned(),
         reason,
@@ -196,41 +202,136 @@ fn inspect(copy: &Path, source: &Path) -> Result<()> {
     check_elf_segments(data).map_err(|reason| not_loadable(reason, None))?;
 
     let corrupt = |e: object::Error| not_loadable("its export table is corrupt".into(), Some(Box::new(e)));
-    let wanted = DESCRIPTOR_SYMBOL.as_bytes();
-    let mut address = None;
+    let mut exports: Vec<(String, u64)> = Vec::new();
     for item in obj.exports().map_err(corrupt)? {
         let item = item.map_err(corrupt)?;
         let object::NameOrOrdinal::Name(name) = item.name() else { continue };
         // Mach-O prefixes C symbol names with an underscore.
-        if name == wanted || name.strip_prefix(b"_") == Some(wanted) {
-            if let object::ExportTarget::Address { address: a } = item.target() {
-                address = Some(a);
-            }
-            break;
+        let name = name.strip_prefix(b"_").filter(|n| n.starts_with(DESCRIPTOR_SYMBOL.as_bytes())).unwrap_or(name);
+        if !name.starts_with(DESCRIPTOR_SYMBOL.as_bytes()) {
+            continue;
+        }
+        if let (Ok(name), object::ExportTarget::Address { address }) = (std::str::from_utf8(name), item.target()) {
+            exports.push((name.to_owned(), address));
         }
     }
-    let Some(address) = address else {
-        return Err(Error::NotAModule {
-            path: source.to_owned(),
-            reason: format!("it does not export `{DESCRIPTOR_SYMBOL}`"),
-        });
-    };
+    let names: Vec<&str> = exports.iter().map(|(n, _)| n.as_str()).collect();
+    let symbol = choose_descriptor(&names, &file_stem(source))
+        .map_err(|reason| Error::NotAModule { path: source.to_owned(), reason })?
+        .to_owned();
+    let address = exports.iter().find(|(n, _)| *n == symbol).map(|(_, a)| *a).expect("a chosen export");
     let header = obj.sections().find_map(|s| s.data_range(address, 16).ok().flatten());
     let Some(header) = header else {
         return Err(Error::NotAModule {
             path: source.to_owned(),
-            reason: format!("`{DESCRIPTOR_SYMBOL}` does not point at data in the file"),
+            reason: format!("`{symbol}` does not point at data in the file"),
         });
     };
-    check_header(header, source)
+    let header: &[u8; 16] = header.try_into().expect("16 bytes");
+    check_header(header, &symbol, source)?;
+    // The fields after the pointers, if the descriptor has them (ABI 1.2).
+    let size = (header_size(header) as usize).min(size_of::<ModuleDescriptor>());
+    let whole = obj.sections().find_map(|s| s.data_range(address, size as u64).ok().flatten());
+    let Some(whole) = whole.filter(|_| size >= MIN_DESCRIPTOR_SIZE) else {
+        return Err(Error::NotAModule {
+            path: source.to_owned(),
+            reason: format!("`{symbol}` is {} bytes, too small for a descriptor", header_size(header)),
+        });
+    };
+    check_toolchain(whole, source)?;
+    Ok(symbol)
+}
+
+/// The stem of a module file's name: `game` for `libgame.so`, `game.dll`
+/// or `libgame.dylib`.
+fn file_stem(path: &Path) -> String {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = name.strip_prefix(std::env::consts::DLL_PREFIX).unwrap_or(&name);
+    name.strip_suffix(std::env::consts::DLL_SUFFIX).unwrap_or(name).to_owned()
+}
+
+/// Which of a library's exports named `HCR_MODULE_DESCRIPTOR*` is the
+/// descriptor of the module in file `lib<stem>.so`:
+///
+/// 1. `HCR_MODULE_DESCRIPTOR_<stem>`;
+/// 2. else the only `HCR_MODULE_DESCRIPTOR_*`, if there is exactly one (a
+///    renamed file);
+/// 3. else `HCR_MODULE_DESCRIPTOR` (modules written in C);
+/// 4. else none: the file is not a module.
+///
+/// A library built from a module crate that links other module crates
+/// exports their descriptors too; rule 1 picks its own.
+pub(crate) fn choose_descriptor<'a>(exports: &[&'a str], stem: &str) -> std::result::Result<&'a str, String> {
+    let own = format!("{DESCRIPTOR_SYMBOL_PREFIX}{stem}");
+    if let Some(found) = exports.iter().find(|e| **e == own) {
+        return Ok(found);
+    }
+    let mut suffixed: Vec<&'a str> = exports
+        .iter()
+        .copied()
+        .filter(|e| e.strip_prefix(DESCRIPTOR_SYMBOL_PREFIX).is_some_and(|s| !s.is_empty()))
+        .collect();
+    suffixed.sort_unstable();
+    suffixed.dedup();
+    if let [only] = suffixed[..] {
+        return Ok(only);
+    }
+    if let Some(found) = exports.iter().find(|e| **e == DESCRIPTOR_SYMBOL) {
+        return Ok(found);
+    }
+    if suffixed.is_empty() {
+        Err(format!("it exports neither `{own}` nor `{DESCRIPTOR_SYMBOL}`"))
+    } else {
+        Err(format!(
+            "it exports several module descriptors ({}) and none named after the file (`{own}`); load the file under its module's name",
+            suffixed.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+        ))
+    }
+}
+
+/// The fingerprint of the toolchain this runtime (and its host) was built
+/// with, as modules store theirs.
+const RUNTIME_FINGERPRINT: Fingerprint = Fingerprint::new(env!("HCR_TOOLCHAIN_FINGERPRINT"));
+
+/// Refuses a module with Rust-ABI procs whose toolchain fingerprint (read
+/// from the descriptor's bytes in the file: `flags` and the fingerprint are
+/// pointer-free) is missing, corrupt, or not the runtime's own.
+fn check_toolchain(descriptor: &[u8], source: &Path) -> Result<()> {
+    let field = |offset: usize| -> Option<u32> {
+        descriptor.get(offset..offset + 4).map(|b| u32::from_ne_bytes(b.try_into().expect("4 bytes")))
+    };
+    let Some(flags) = field(offset_of!(ModuleDescriptor, flags)) else {
+        // An ABI 1.0 or 1.1 descriptor: no Rust-ABI procs.
+        return Ok(());
+    };
+    if !ModuleFlags(flags).contains(ModuleFlags::RUST_ABI) {
+        return Ok(());
+    }
+    let expected = RUNTIME_FINGERPRINT.as_str().to_owned();
+    let start = offset_of!(ModuleDescriptor, fingerprint);
+    let len = field(offset_of!(ModuleDescriptor, fingerprint_len)).unwrap_or(0) as usize;
+    let found = match descriptor.get(start..start + len) {
+        _ if len == 0 => Err("no fingerprint".to_owned()),
+        Some(bytes) if len <= FINGERPRINT_CAPACITY => Ok(bytes),
+        _ => Err(format!("a corrupt fingerprint ({len} bytes, at most {FINGERPRINT_CAPACITY})")),
+    };
+    match found {
+        Ok(bytes) if bytes == RUNTIME_FINGERPRINT.as_bytes() => Ok(()),
+        Ok(bytes) => Err(Error::ToolchainMismatch {
+            path: source.to_owned(),
+            found: String::from_utf8_lossy(bytes).into_owned(),
+            expected,
+        }),
+        Err(found) => Err(Error::ToolchainMismatch { path: source.to_owned(), found: format!("<{found}>"), expected }),
+    }
 }
 
 /// Checks the first 16 bytes of a descriptor: magic, major version.
-fn check_header(header: &[u8], source: &Path) -> Result<()> {
+fn check_header(header: &[u8; 16], symbol: &str, source: &Path) -> Result<()> {
     if header[..8] != MAGIC {
         return Err(Error::NotAModule {
             path: source.to_owned(),
-            reason: format!("`{DESCRIPTOR_SYMBOL}` does not start with the hcr magic"),
+            reason: format!("`{symbol}` does not start with the hcr magic"),
         });
     }
     let major = u16::from_ne_bytes([header[8], header[9]]);
@@ -299,40 +400,47 @@ impl ModuleLibrary {
     /// Checks the copy, opens it and reads its descriptor. `source` is the
     /// file the user knows, used in errors.
     pub(crate) fn open(copy: PrivateCopy, source: &Path) -> Result<(ModuleLibrary, Descriptor)> {
-        inspect(&copy.path, source)?;
+        let symbol = inspect(&copy.path, source)?;
         let library = os::open_library(&copy.path).map_err(|e| Error::NotLoadable {
             path: source.to_owned(),
             reason: "the system loader refused it".into(),
             source: Some(Box::new(e)),
         })?;
         let module = ModuleLibrary { library: Some(library), _copy: copy };
-        let descriptor = module.read_descriptor(source)?;
+        let descriptor = module.read_descriptor(&symbol, source)?;
         Ok((module, descriptor))
     }
 
-    fn read_descriptor(&self, source: &Path) -> Result<Descriptor> {
+    /// Reads the descriptor exported as `symbol` (the one `inspect` chose
+    /// in the file).
+    fn read_descriptor(&self, symbol: &str, source: &Path) -> Result<Descriptor> {
         let library = self.library.as_ref().expect("open library");
         let not_a_module = |reason: String| Error::NotAModule { path: source.to_owned(), reason };
+        let mut symbol_nul = symbol.as_bytes().to_vec();
+        symbol_nul.push(0);
         // SAFETY: we only take the symbol's address; nothing is called.
-        let symbol = unsafe { library.get::<*const ModuleDescriptor>(DESCRIPTOR_SYMBOL_NUL) }
-            .map_err(|e| not_a_module(format!("`{DESCRIPTOR_SYMBOL}` cannot be resolved: {e}")))?;
-        let ptr: *const ModuleDescriptor = *symbol;
+        let found = unsafe { library.get::<*const ModuleDescriptor>(symbol_nul.as_slice()) }
+            .map_err(|e| not_a_module(format!("`{symbol}` cannot be resolved: {e}")))?;
+        let ptr: *const ModuleDescriptor = *found;
         if ptr.is_null() || !ptr.cast::<u64>().is_aligned() {
-            return Err(not_a_module(format!("`{DESCRIPTOR_SYMBOL}` is null or misaligned")));
+            return Err(not_a_module(format!("`{symbol}` is null or misaligned")));
         }
         // SAFETY: the file exports this symbol with the hcr magic and our
-        // major ABI version in its header (checked by `inspect`), which means
-        // the module defines it as a `ModuleDescriptor` of this layout.
-        let d = unsafe { &*ptr };
-        let mut header = [0u8; 16];
-        header[..8].copy_from_slice(&d.magic);
-        header[8..10].copy_from_slice(&d.abi_major.to_ne_bytes());
-        header[10..12].copy_from_slice(&d.abi_minor.to_ne_bytes());
-        check_header(&header, source)?;
-        if (d.size as usize) < size_of::<ModuleDescriptor>() {
-            return Err(not_a_module(format!("its descriptor is {} bytes, too small", d.size)));
-        }
+        // major ABI version in its 16-byte header (checked by `inspect`),
+        // which the module defines as the start of a `ModuleDescriptor`.
+        let header = unsafe { ptr.cast::<[u8; 16]>().read() };
+        check_header(&header, symbol, source)?;
+        // SAFETY: as above; `size` is part of that header.
+        let d = unsafe { copy_descriptor(ptr) }
+            .ok_or_else(|| not_a_module(format!("its descriptor is {} bytes, too small", header_size(&header))))?;
         let name = module_name(d.name, "module name").map_err(&not_a_module)?;
+        if let Some(suffix) = symbol.strip_prefix(DESCRIPTOR_SYMBOL_PREFIX)
+            && suffix != name
+        {
+            return Err(not_a_module(format!(
+                "it exports its descriptor as `{symbol}`, but the descriptor names module `{name}`"
+            )));
+        }
         let build_id = read_str(d.build_id, 4096, "build id").map_err(&not_a_module)?;
         if d.import_count > 4096 || (d.import_count > 0 && d.imports.is_null()) {
             return Err(not_a_module(format!("its import list is invalid ({} entries)", d.import_count)));
@@ -358,6 +466,46 @@ impl ModuleLibrary {
             tracing::warn!(error = %e, "closing a module library failed");
         }
     }
+}
+
+/// The `size` field of a descriptor's header.
+fn header_size(header: &[u8; 16]) -> u32 {
+    u32::from_ne_bytes([header[12], header[13], header[14], header[15]])
+}
+
+/// The smallest descriptor accepted: ABI 1.0 and 1.1 end before `flags`.
+const MIN_DESCRIPTOR_SIZE: usize = offset_of!(ModuleDescriptor, flags);
+
+/// Copies a module's descriptor, reading only the `size` bytes the module
+/// declares (a module built for ABI 1.0 or 1.1 has no `flags` and no
+/// fingerprint: those read as zero). `None` when `size` is too small to
+/// hold the fields every version has.
+///
+/// # Safety
+///
+/// `ptr` must point at a descriptor whose first `size` bytes (as its header
+/// says) are readable, and whose fields up to `flags` are valid.
+unsafe fn copy_descriptor(ptr: *const ModuleDescriptor) -> Option<ModuleDescriptor> {
+    // SAFETY: the 16-byte header is readable (caller).
+    let size = header_size(&unsafe { ptr.cast::<[u8; 16]>().read() }) as usize;
+    if size < MIN_DESCRIPTOR_SIZE {
+        return None;
+    }
+    // SAFETY: every field of a descriptor is valid when all zero (null
+    // pointers, `None`, empty strings, zero counts).
+    let mut d: ModuleDescriptor = unsafe { std::mem::zeroed() };
+    // SAFETY: the module's first `size` bytes are readable (caller), at
+    // most `size_of::<ModuleDescriptor>()` of them are copied into `d`, and
+    // they include every pointer field whole (`size` reaches `flags`), each
+    // a valid value by the descriptor contract.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            ptr.cast::<u8>(),
+            std::ptr::from_mut(&mut d).cast::<u8>(),
+            size.min(size_of::<ModuleDescriptor>()),
+        )
+    };
+    Some(d)
 }
 
 /// Copies a string out of module memory, validating it.
@@ -449,6 +597,62 @@ mod tests {
         assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
         drop(dir);
         std::fs::remove_dir_all(parent).unwrap();
+    }
+
+    #[test]
+    fn the_descriptor_is_the_one_named_after_the_file_then_the_only_one_then_the_c_one() {
+        let c = DESCRIPTOR_SYMBOL;
+        let game = "HCR_MODULE_DESCRIPTOR_game";
+        let physics = "HCR_MODULE_DESCRIPTOR_physics";
+        // A module library that links another module crate exports both.
+        assert_eq!(choose_descriptor(&[physics, game], "game"), Ok(game));
+        assert_eq!(choose_descriptor(&[physics, game, c], "physics"), Ok(physics));
+        // A renamed file with one descriptor.
+        assert_eq!(choose_descriptor(&[game], "game-copy"), Ok(game));
+        assert_eq!(choose_descriptor(&[game, c], "other"), Ok(game));
+        // A module written in C.
+        assert_eq!(choose_descriptor(&[c], "counter"), Ok(c));
+        assert_eq!(choose_descriptor(&[physics, game, c], "other"), Ok(c));
+        // Several and none named after the file: they are listed.
+        let err = choose_descriptor(&[physics, game], "other").unwrap_err();
+        assert!(err.contains("`HCR_MODULE_DESCRIPTOR_game`, `HCR_MODULE_DESCRIPTOR_physics`"), "{err}");
+        assert!(err.contains("`HCR_MODULE_DESCRIPTOR_other`"), "{err}");
+        let err = choose_descriptor(&[], "m").unwrap_err();
+        assert_eq!(err, "it exports neither `HCR_MODULE_DESCRIPTOR_m` nor `HCR_MODULE_DESCRIPTOR`");
+        // An empty suffix is not a module's name.
+        assert_eq!(choose_descriptor(&["HCR_MODULE_DESCRIPTOR_"], "m").unwrap_err(), err);
+        assert_eq!(file_stem(Path::new(&format!("/x/{}", library_file_name("a.b")))), "a.b");
+    }
+
+    fn descriptor_bytes(flags: ModuleFlags, fingerprint: &[u8], len: u32) -> Vec<u8> {
+        let mut bytes = vec![0u8; size_of::<ModuleDescriptor>()];
+        let flags_at = offset_of!(ModuleDescriptor, flags);
+        bytes[flags_at..flags_at + 4].copy_from_slice(&flags.0.to_ne_bytes());
+        let len_at = offset_of!(ModuleDescriptor, fingerprint_len);
+        bytes[len_at..len_at + 4].copy_from_slice(&len.to_ne_bytes());
+        let at = offset_of!(ModuleDescriptor, fingerprint);
+        bytes[at..at + fingerprint.len()].copy_from_slice(fingerprint);
+        bytes
+    }
+
+    #[test]
+    fn rust_modules_need_the_runtimes_toolchain() {
+        let path = Path::new("libm.so");
+        let ours = RUNTIME_FINGERPRINT.as_bytes();
+        assert!(ours.starts_with(b"rustc ") && ours.ends_with(hcr_abi::VERSION.as_bytes()));
+        let same = descriptor_bytes(ModuleFlags::RUST_ABI, ours, ours.len() as u32);
+        check_toolchain(&same, path).unwrap();
+        let other = b"rustc 1.0.0 (0000); x86_64-unknown-linux-gnu; panic=abort";
+        let refused = check_toolchain(&descriptor_bytes(ModuleFlags::RUST_ABI, other, other.len() as u32), path);
+        let Err(Error::ToolchainMismatch { found, expected, .. }) = refused else { panic!("{refused:?}") };
+        assert_eq!((found.as_bytes(), expected.as_bytes()), (&other[..], ours));
+        for (len, what) in [(0, "<no fingerprint>"), (300, "<a corrupt fingerprint (300 bytes, at most 256)>")] {
+            let refused = check_toolchain(&descriptor_bytes(ModuleFlags::RUST_ABI, b"", len), path);
+            assert!(matches!(&refused, Err(Error::ToolchainMismatch { found, .. }) if found == what), "{refused:?}");
+        }
+        // Without the flag (a C module), or an ABI 1.1 descriptor: nothing to compare.
+        check_toolchain(&descriptor_bytes(ModuleFlags::NONE, b"", 0), path).unwrap();
+        check_toolchain(&descriptor_bytes(ModuleFlags::RUST_ABI, other, 10)[..MIN_DESCRIPTOR_SIZE], path).unwrap();
     }
 
     #[test]
