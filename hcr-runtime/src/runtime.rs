@@ -76,7 +76,10 @@ enum FileStatus {
 }
 
 impl ModuleRecord {
-    fn file_status(&mut self, settle: Duration) -> FileStatus {
+    /// With `examine` (the size limit), a settled file whose `stat` changed
+    /// is opened to compare its build id (or content); without, only
+    /// `stat` is used.
+    fn file_status(&mut self, settle: Duration, examine: Option<u64>) -> FileStatus {
         let quick = Quick::stat(&self.source);
         if quick == self.stamp.quick {
             return FileStatus::Clean;
@@ -91,7 +94,8 @@ impl ModuleRecord {
         if age < settle {
             return FileStatus::Settling { left: settle - age };
         }
-        match loader::stamp_file(&self.source) {
+        let Some(limit) = examine else { return FileStatus::Changed };
+        match loader::stamp_file(&self.source, limit) {
             Ok(stamp) if stamp.hash == self.stamp.hash => {
                 // Touched, not changed: remember the new stamp so the next
                 // check is a `stat` again.
@@ -688,15 +692,7 @@ impl State {
 
 /// Appends `line` to the report file at `path`; a failure is only logged.
 fn append_line(path: &Path, line: &str) {
-    use std::io::Write;
-    let written = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .and_then(|mut file| file.write_all(format!("{line}\n").as_bytes()));
-    if let Err(e) = written {
-        tracing::warn!(path = %path.display(), error = %e, "cannot write the reload report");
-    }
+    loader::append_report(path, line);
 }
 
 /// Depth-first search for a cycle from `node`.
@@ -1039,7 +1035,9 @@ impl Runtime {
         config.validate()?;
         let table = StubTable::new(config.stub_base, config.stub_capacity)?;
         let parent = config.private_dir_parent.clone().unwrap_or_else(std::env::temp_dir);
-        let private = PrivateDir::create(&parent)?;
+        let limits =
+            loader::Limits { max_size: config.max_module_size, allow_writable_code: config.allow_writable_code };
+        let private = PrivateDir::create(&parent, limits)?;
         let watcher = if config.watch_files {
             FileWatcher::new()
                 .inspect_err(|e| tracing::warn!(error = %e, "cannot watch module files; checking them instead"))
@@ -1218,10 +1216,13 @@ impl Runtime {
 
     /// Whether any loaded module's file changed since it was loaded (or since
     /// a failed attempt to reload it) and has gone [`Config::settle_time`]
-    /// unmodified since. Costs one `stat` per module unless a file's
-    /// timestamp changed, in which case its content is hashed; with
-    /// [`Config::watch_files`], one atomic load until the system reports an
-    /// event on one of the files.
+    /// unmodified since. Costs one `stat` per module, and never opens or
+    /// reads a file, so it cannot block on one: a file whose `stat` changed
+    /// counts as changed, and [`Runtime::perform_reload`] then finds out
+    /// whether its build really did (a file rewritten with the same build
+    /// makes one reload that does nothing). With [`Config::watch_files`],
+    /// one atomic load until the system reports an event on one of the
+    /// files.
     ///
     /// A file that was deleted is no change: the loaded code keeps running
     /// until a file is back (a build deletes its output before it writes the
@@ -1237,7 +1238,7 @@ impl Runtime {
         let mut changed = false;
         let mut settling = false;
         for module in &mut state.modules {
-            match module.file_status(self.settle) {
+            match module.file_status(self.settle, None) {
                 FileStatus::Changed => changed = true,
                 // No event may come when it settles: ask again next time.
                 FileStatus::Settling { .. } => settling = true,
@@ -1264,7 +1265,11 @@ impl Runtime {
     pub fn has_module_changed(&self, name: &str) -> Result<bool> {
         let mut state = self.state()?;
         let index = state.module_index(name).ok_or_else(|| Error::UnknownModule { name: name.to_owned() })?;
-        Ok(!matches!(state.modules[index].file_status(self.settle), FileStatus::Clean | FileStatus::Missing))
+        let limit = state.private.max_size();
+        Ok(!matches!(
+            state.modules[index].file_status(self.settle, Some(limit)),
+            FileStatus::Clean | FileStatus::Missing
+        ))
     }
 
     /// The number of reloads that committed.
@@ -1274,10 +1279,11 @@ impl Runtime {
 
     /// Reloads every module whose file changed, as one transaction.
     ///
-    /// In order: detect changed files (timestamp and size, confirmed by a
-    /// content hash), copy them, run every module's before-reload handlers
-    /// (imports first), load the new builds (and any new imports) and run
-    /// their inits. If all of that succeeded, commit: re-point the stubs,
+    /// In order: detect changed files (`stat`, confirmed by the linker's
+    /// build id, or by a content hash for files without one), copy them,
+    /// run every module's before-reload handlers (imports first), check the
+    /// new builds (see `docs/safety.md`), load them (and any new imports)
+    /// and run their inits. If all of that succeeded, commit: re-point the stubs,
     /// unbind procs that disappeared, free globals that disappeared, unload
     /// replaced libraries and modules nothing imports any more, then run the
     /// after-reload handlers of the new code.
@@ -1339,8 +1345,9 @@ impl Runtime {
             let mut trigger = false;
             let mut candidates = Vec::new();
             let mut wait = Duration::ZERO;
+            let limit = state.private.max_size();
             for i in state.topo_order() {
-                match state.modules[i].file_status(self.settle) {
+                match state.modules[i].file_status(self.settle, Some(limit)) {
                     FileStatus::Clean | FileStatus::Missing => {}
                     FileStatus::Changed => {
                         trigger = true;
