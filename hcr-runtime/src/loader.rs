@@ -199,7 +199,7 @@ impl PrivateDir {
             .prefix("")
             .rand_bytes(random)
             .suffix(&suffix)
-            .make_in(dir, |path| os::create_exclusive(path))
+            .make_in(dir, os::create_exclusive)
             .map_err(copy_err(dir))?;
         let (output, path) = named.keep().map_err(|e| copy_err(dir)(e.error))?;
         // From here on the copy is ours: it is deleted on any failure.

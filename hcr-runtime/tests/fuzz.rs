@@ -9,10 +9,14 @@
 //! new child from the next attempt. A crash handler in the child reports the
 //! signal and which object the faulting instruction is in:
 //!
-//! * in the dynamic loader or libc, or glibc's `Inconsistency detected by
-//!   ld.so` (exit 127): a loader crash, which the checks must prevent;
-//! * in the module's copy: the module's own (mutated) code crashed, in a
-//!   constructor or its init; outside the target, counted separately;
+//! * with a frame of the module's copy on the stack, or the faulting
+//!   instruction in it or in no object at all: the module's own (mutated)
+//!   code crashed or jumped astray, in a constructor or its init, or called
+//!   the runtime or libc with what it corrupted; outside the target,
+//!   counted separately;
+//! * otherwise in the dynamic loader or libc, or glibc's `Inconsistency
+//!   detected by ld.so` (exit 127): a loader crash, which the checks must
+//!   prevent;
 //! * anywhere else (the runtime, the test): a host crash.
 //!
 //! The short campaigns run in `cargo test`; the full ones (2,500 attempts
@@ -71,7 +75,7 @@ fn random(seed: u64, n: u64) -> u64 {
 fn mutation(mode: Mode, original: &[u8], i: usize) -> (usize, u8) {
     let seed = SEED ^ mode as u64;
     let r = random(seed, i as u64);
-    let span = if i % 2 == 0 { original.len().min(8192) } else { original.len() };
+    let span = if i.is_multiple_of(2) { original.len().min(8192) } else { original.len() };
     let offset = (r % span as u64) as usize;
     let flip = 1 + ((r >> 32) % 255) as u8;
     (offset, original[offset] ^ flip)
@@ -178,6 +182,7 @@ fn campaign(mode: Mode, count: usize) -> Vec<(usize, Outcome)> {
         });
         let mut current = None;
         let mut crash = None;
+        let mut module_frame = false;
         let mut last = Instant::now();
         let mut hung = false;
         loop {
@@ -195,6 +200,7 @@ fn campaign(mode: Mode, count: usize) -> Vec<(usize, Outcome)> {
                         (Some("loaded"), Some(i)) => outcomes.push((i, Outcome::Loaded)),
                         (Some("corrupted"), Some(i)) => outcomes.push((i, Outcome::Corrupted(rest.to_owned()))),
                         (Some("crash"), _) => crash = Some(line.clone()),
+                        (Some("frames"), _) => module_frame = true,
                         _ => {}
                     }
                     if outcomes.last().is_some_and(|(i, _)| Some(*i) == current) {
@@ -215,7 +221,8 @@ fn campaign(mode: Mode, count: usize) -> Vec<(usize, Outcome)> {
         let resume = outcomes.iter().map(|(i, _)| i + 1).max().unwrap_or(next).max(next);
         match current {
             Some(i) => {
-                let outcome = if hung { Outcome::Hang } else { classify(crash.as_deref(), &status, &stderr) };
+                let outcome =
+                    if hung { Outcome::Hang } else { classify(crash.as_deref(), module_frame, &status, &stderr) };
                 outcomes.push((i, outcome));
                 next = i + 1;
             }
@@ -242,7 +249,7 @@ fn campaign(mode: Mode, count: usize) -> Vec<(usize, Outcome)> {
 }
 
 /// What a child's death means.
-fn classify(crash: Option<&str>, status: &std::process::ExitStatus, stderr: &str) -> Outcome {
+fn classify(crash: Option<&str>, module_frame: bool, status: &std::process::ExitStatus, stderr: &str) -> Outcome {
     use std::os::unix::process::ExitStatusExt;
     if status.code() == Some(127) && stderr.contains("Inconsistency detected by ld.so") {
         let line = stderr.lines().find(|l| l.contains("Inconsistency")).unwrap_or_default();
@@ -252,8 +259,8 @@ fn classify(crash: Option<&str>, status: &std::process::ExitStatus, stderr: &str
         // "crash <signal> <pc> <object>"
         let object = line.splitn(4, ' ').nth(3).unwrap_or("?");
         let file = Path::new(object).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-        if file.starts_with("ld-linux") || file.starts_with("ld-") || file.starts_with("libc.so") {
-            return Outcome::LoaderCrash(line.to_owned());
+        if module_frame {
+            return Outcome::ModuleCrash(format!("{line} (called from the module)"));
         }
         if file.ends_with("-libcounter.so") {
             return Outcome::ModuleCrash(line.to_owned());
@@ -262,6 +269,9 @@ fn classify(crash: Option<&str>, status: &std::process::ExitStatus, stderr: &str
             // The PC is in no object: a jump through a pointer the mutated
             // module produced.
             return Outcome::ModuleCrash(line.to_owned());
+        }
+        if file.starts_with("ld-linux") || file.starts_with("ld-") || file.starts_with("libc.so") {
+            return Outcome::LoaderCrash(line.to_owned());
         }
         return Outcome::HostCrash(line.to_owned());
     }
@@ -438,6 +448,38 @@ mod crash_report {
         }
     }
 
+    /// The object holding `addr`, if any.
+    fn object_of(addr: usize) -> Option<&'static CStr> {
+        // SAFETY: plain data; zeroes are a valid start.
+        let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+        // SAFETY: dladdr only reads the loader's tables (the process is
+        // dying anyway).
+        let found = unsafe { libc::dladdr(addr as *const c_void, &mut info) } != 0 && !info.dli_fname.is_null();
+        // SAFETY: a NUL-terminated path owned by the loader, which lives as
+        // long as the object is loaded.
+        found.then(|| unsafe { CStr::from_ptr(info.dli_fname) })
+    }
+
+    type TraceFn = extern "C" fn(ctx: *mut c_void, arg: *mut c_void) -> c_int;
+    unsafe extern "C" {
+        fn _Unwind_Backtrace(trace: TraceFn, arg: *mut c_void) -> c_int;
+        fn _Unwind_GetIP(ctx: *mut c_void) -> usize;
+    }
+
+    /// Notes whether a frame of the module's copy is on the stack.
+    extern "C" fn visit(ctx: *mut c_void, arg: *mut c_void) -> c_int {
+        // SAFETY: `arg` is the state passed below, alive for the walk.
+        let (found, frames) = unsafe { &mut *arg.cast::<(bool, u32)>() };
+        // SAFETY: `ctx` is the unwinder's context for the current frame.
+        let ip = unsafe { _Unwind_GetIP(ctx) };
+        *frames += 1;
+        if ip > 1 && object_of(ip - 1).is_some_and(|o| o.to_bytes().ends_with(b"-libcounter.so")) {
+            *found = true;
+        }
+        // _URC_NORMAL_STOP once found, or after enough frames.
+        if *found || *frames > 256 { 4 } else { 0 }
+    }
+
     fn pc_of(ctx: *mut c_void) -> usize {
         let uc = ctx.cast::<libc::ucontext_t>();
         // SAFETY: the kernel passes the interrupted context to a SA_SIGINFO
@@ -451,25 +493,27 @@ mod crash_report {
 
     extern "C" fn handler(sig: c_int, _info: *mut libc::siginfo_t, ctx: *mut c_void) {
         let pc = pc_of(ctx);
-        // SAFETY: plain data; zeroes are a valid start.
-        let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
-        // SAFETY: dladdr only reads the loader's tables (the process is
-        // dying anyway).
-        let found = unsafe { libc::dladdr(pc as *const c_void, &mut info) } != 0 && !info.dli_fname.is_null();
         let mut buf = Buf { bytes: [0; 1024], len: 0 };
         let _ = write!(buf, "crash {sig} {pc:#x} ");
-        if found {
-            // SAFETY: a NUL-terminated path owned by the loader.
-            let name = unsafe { CStr::from_ptr(info.dli_fname) };
-            let _ = buf.write_str(std::str::from_utf8(name.to_bytes()).unwrap_or("?"));
-        } else {
-            let _ = buf.write_str("?");
-        }
+        let object = object_of(pc).map(|o| std::str::from_utf8(o.to_bytes()).unwrap_or("?"));
+        let _ = buf.write_str(object.unwrap_or("?"));
         let _ = buf.write_str("\n");
-        // SAFETY: writes our own buffer to stdout; then the default action
-        // of the signal ends the process once this handler returns.
+        // SAFETY: writes our own buffer to stdout.
+        unsafe { libc::write(1, buf.bytes.as_ptr().cast(), buf.len) };
+        // Then whether module code is on the stack (walking a damaged stack
+        // may fault again: that ends the process, with the line above
+        // already written).
+        let mut state = (false, 0u32);
+        // SAFETY: `visit` only touches `state` and the unwinder's context.
+        unsafe { _Unwind_Backtrace(visit, (&mut state as *mut (bool, u32)).cast()) };
+        if state.0 {
+            let line = b"frames module\n";
+            // SAFETY: writes a static buffer to stdout.
+            unsafe { libc::write(1, line.as_ptr().cast(), line.len()) };
+        }
+        // SAFETY: the default action of the signal ends the process once
+        // this handler returns.
         unsafe {
-            libc::write(1, buf.bytes.as_ptr().cast(), buf.len);
             libc::signal(sig, libc::SIG_DFL);
             libc::raise(sig);
         }

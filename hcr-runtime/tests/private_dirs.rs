@@ -13,6 +13,7 @@ use support::{Scratch, fixture, fn1, is_child, spawn_child};
 
 /// Starts a host that loads the counter module with its private directory
 /// under `parent`, and returns it with that directory, once it has loaded.
+#[allow(clippy::zombie_processes, reason = "the child is returned to the caller, which waits for it")]
 fn start_host(parent: &str, module: &str) -> (Child, PathBuf) {
     let mut child = spawn_child("child_host", &[("HCR_TEST_PARENT", parent), ("HCR_TEST_MODULE", module)]);
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
@@ -22,7 +23,7 @@ fn start_host(parent: &str, module: &str) -> (Child, PathBuf) {
         if stdout.read_line(&mut line).unwrap() == 0 {
             let mut err = String::new();
             let _ = std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err);
-            panic!("the host ended before it loaded the module: {err}");
+            panic!("the host ended ({:?}) before it loaded the module: {err}", child.wait());
         }
         // After libtest's "test child_host ... ".
         if let Some((_, dir)) = line.trim_end().split_once("loaded; private directory ") {

@@ -18,8 +18,7 @@ fn rwx_segment() -> (Vec<u8>, usize) {
     let (index, ph) = support::phdrs(&bytes)
         .into_iter()
         .enumerate()
-        .filter(|(_, p)| p.p_type == PT_LOAD && p.flags & PF_W != 0)
-        .last()
+        .rfind(|(_, p)| p.p_type == PT_LOAD && p.flags & PF_W != 0)
         .unwrap();
     support::put_u32(&mut bytes, ph.at + 4, ph.flags | PF_X);
     (bytes, index)

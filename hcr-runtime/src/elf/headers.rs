@@ -166,12 +166,30 @@ pub(super) fn read(data: &[u8], machine: &Machine, policy: Policy) -> Result<Hea
         return Err(malformed(format!("it has {phnum} program headers (1 to {MAX_PHNUM} are accepted)")));
     }
     let table_len = u64::from(phnum) * PHDR_SIZE;
-    let table = slice(data, phoff, table_len).filter(|_| phoff % 8 == 0).ok_or_else(|| {
+    let table = slice(data, phoff, table_len).filter(|_| phoff.is_multiple_of(8)).ok_or_else(|| {
         malformed(format!(
             "its program headers ({table_len} bytes at offset {phoff:#x}) are not aligned inside the file"
         ))
     })?;
     let phdrs: Vec<Phdr> = (0..usize::from(phnum)).map(|i| Phdr::read(table, i)).collect();
+    const KNOWN: [u32; 12] = [
+        PT_NULL,
+        PT_LOAD,
+        PT_DYNAMIC,
+        PT_INTERP,
+        PT_NOTE,
+        PT_PHDR,
+        PT_TLS,
+        PT_GNU_EH_FRAME,
+        PT_GNU_STACK,
+        PT_GNU_RELRO,
+        PT_GNU_PROPERTY,
+        PT_GNU_SFRAME,
+    ];
+    if let Some(ph) = phdrs.iter().find(|ph| !KNOWN.contains(&ph.p_type) && !machine.segment_types.contains(&ph.p_type))
+    {
+        return Err(ph.problem("has a type the system loader does not know"));
+    }
 
     let page = policy.page_size;
     let mut loads: Vec<Segment> = Vec::with_capacity(phdrs.len());
@@ -263,7 +281,7 @@ pub(super) fn read(data: &[u8], machine: &Machine, policy: Policy) -> Result<Hea
         match ph.p_type {
             PT_NULL | PT_LOAD | PT_GNU_SFRAME => {}
             PT_DYNAMIC => {
-                if ph.vaddr % 8 != 0 || ph.memsz < 16 || in_memory(true).is_none() {
+                if !ph.vaddr.is_multiple_of(8) || ph.memsz < 16 || in_memory(true).is_none() {
                     return Err(ph.problem(format_args!(
                         "({:#x} bytes at {:#x}) is not aligned inside the file contents of a writable loadable segment",
                         ph.memsz, ph.vaddr
@@ -271,10 +289,8 @@ pub(super) fn read(data: &[u8], machine: &Machine, policy: Policy) -> Result<Hea
                 }
                 dynamic = Some((ph.vaddr, ph.memsz));
             }
-            PT_INTERP => {
-                if slice(data, ph.offset, ph.filesz).is_none() {
-                    return Err(ph.problem("is not inside the file"));
-                }
+            PT_INTERP if slice(data, ph.offset, ph.filesz).is_none() => {
+                return Err(ph.problem("is not inside the file"));
             }
             PT_PHDR => {
                 // The loader (and every `dl_iterate_phdr` user, such as the
@@ -340,8 +356,8 @@ pub(super) fn read(data: &[u8], machine: &Machine, policy: Policy) -> Result<Hea
                 check_eh_frame_hdr(bytes).map_err(|e| ph.problem(e))?;
             }
             PT_GNU_STACK => stack_flags = Some(ph.flags),
-            other if machine.segment_types.contains(&other) => {}
-            _ => return Err(ph.problem("has a type the system loader does not know")),
+            // Processor-specific types (checked above).
+            _ => {}
         }
     }
     let Some(dynamic) = dynamic else {

@@ -178,10 +178,4 @@ mod tests {
         assert_eq!(X86_64.describe(37), "R_X86_64_IRELATIVE (37)");
         assert_eq!(AARCH64.describe(9), "type 9");
     }
-
-    #[test]
-    fn only_x86_64_defaults_to_an_executable_stack() {
-        assert!(X86_64.stack_executable_by_default);
-        assert!(!AARCH64.stack_executable_by_default);
-    }
 }

@@ -202,7 +202,7 @@ impl<'a> File<'a> {
     /// Like [`File::bytes`], with an error naming `what`, and an alignment
     /// requirement (the loader reads the table with aligned loads).
     fn table(&self, what: &str, addr: u64, len: u64, align: u64) -> Result<&'a [u8], Problem> {
-        if addr % align != 0 {
+        if !addr.is_multiple_of(align) {
             return Err(Problem::Malformed(format!("its {what} at {addr:#x} is not aligned to {align} bytes")));
         }
         self.bytes(addr, len).ok_or_else(|| {
@@ -236,19 +236,4 @@ fn u64_at(data: &[u8], offset: usize) -> Option<u64> {
 
 fn malformed(message: impl Into<String>) -> Problem {
     Problem::Malformed(message.into())
-}
-
-#[cfg(test)]
-mod scan_tmp {
-    #[test]
-    #[ignore]
-    fn scan() {
-        let policy = super::Policy { allow_writable_code: false, page_size: 4096 };
-        for path in std::env::var("SCAN").unwrap().split(':') {
-            let data = std::fs::read(path).unwrap();
-            let t = std::time::Instant::now();
-            let r = super::validate(&data, crate::arch::ELF_MACHINE, policy, "HCR_MODULE_DESCRIPTOR");
-            println!("{path}: {:?} {:?}", t.elapsed(), r.map(|i| i.descriptor));
-        }
-    }
 }

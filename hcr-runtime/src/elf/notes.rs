@@ -71,7 +71,7 @@ pub(super) fn check_segment(bytes: &[u8], align: u64, property: bool) -> Result<
 /// A GNU property array: `(type, size, data padded to 8)` items that fill
 /// the note exactly.
 fn check_properties(desc: &[u8]) -> Result<(), String> {
-    if desc.len() < 8 || desc.len() % 8 != 0 {
+    if desc.len() < 8 || !desc.len().is_multiple_of(8) {
         return Err(format!("has a GNU property note of {} bytes, not a non-zero multiple of 8", desc.len()));
     }
     let mut at = 0usize;

@@ -25,7 +25,7 @@ impl FunctionArray {
     fn new(name: &'static str, (addr, size): (u64, u64), file: &File<'_>) -> Result<FunctionArray, Problem> {
         let slots = size / 8;
         let inside = file.loads.iter().any(|s| s.writable() && s.contains(addr, size));
-        if size % 8 != 0 || slots > MAX_INIT_FUNCTIONS || addr % 8 != 0 || !inside {
+        if !size.is_multiple_of(8) || slots > MAX_INIT_FUNCTIONS || !addr.is_multiple_of(8) || !inside {
             return Err(malformed(format!(
                 "its {name} ({size} bytes at {addr:#x}) is not an aligned array of pointers inside a writable segment"
             )));
@@ -40,7 +40,7 @@ impl FunctionArray {
             return Ok(());
         }
         let slot = (target - self.addr) / 8;
-        let code = (target - self.addr) % 8 == 0 && width == 8 && value.is_some_and(|v| executable(file, v));
+        let code = (target - self.addr).is_multiple_of(8) && width == 8 && value.is_some_and(|v| executable(file, v));
         if !code {
             return Err(malformed(format!(
                 "its {} entry {slot} is not relocated to an address in an executable segment",
@@ -109,7 +109,7 @@ pub(super) fn check(
         }
     }
     for &(name, addr, len) in &dynamic.words {
-        if !file.loads.iter().any(|s| s.writable() && s.contains(addr, len)) || addr % 8 != 0 {
+        if !file.loads.iter().any(|s| s.writable() && s.contains(addr, len)) || !addr.is_multiple_of(8) {
             return Err(malformed(format!("its {name} at {addr:#x} is not aligned inside a writable segment")));
         }
     }
@@ -134,7 +134,7 @@ pub(super) fn check(
     };
 
     let table = |what: &str, (addr, size): (u64, u64)| {
-        if size % RELA_SIZE != 0 {
+        if !size.is_multiple_of(RELA_SIZE) {
             return Err(malformed(format!("its {what} size {size} is not a multiple of {RELA_SIZE}")));
         }
         file.table(what, addr, size, 8)
@@ -177,7 +177,7 @@ pub(super) fn check(
         walk.rela("DT_JMPREL", bytes, 0)?;
     }
     if let Some((addr, size)) = dynamic.relr {
-        if size % 8 != 0 {
+        if !size.is_multiple_of(8) {
             return Err(malformed(format!("its DT_RELR size {size} is not a multiple of 8")));
         }
         walk.relr(file.table("DT_RELR table", addr, size, 8)?)?;
@@ -303,7 +303,7 @@ impl Walk<'_, '_> {
     }
 
     fn relr_target(&mut self, index: usize, target: u64) -> Result<(), Problem> {
-        if target % 8 != 0 || target > self.image_end || !self.targets.allows(target, 8) {
+        if !target.is_multiple_of(8) || target > self.image_end || !self.targets.allows(target, 8) {
             return Err(malformed(format!(
                 "its DT_RELR entry {index} relocates {target:#x}, not an aligned word of a writable segment"
             )));
