@@ -51,6 +51,8 @@ mod api;
 mod arch;
 mod capi;
 mod config;
+// Only the build-id reader is used where libraries are not ELF files.
+#[cfg_attr(any(windows, target_vendor = "apple"), allow(dead_code))]
 mod elf;
 mod encode;
 mod error;

@@ -11,6 +11,7 @@ pub(crate) const FILE_ARCHITECTURE: object::Architecture = object::Architecture:
 
 /// The ELF machine whose libraries this process loads, and its loader's
 /// relocation rules.
+#[cfg_attr(any(windows, target_vendor = "apple"), allow(dead_code))]
 pub(crate) const ELF_MACHINE: &crate::elf::Machine = &crate::elf::AARCH64;
 
 /// AArch64 is weakly ordered: before re-pointing stubs, the runtime makes every

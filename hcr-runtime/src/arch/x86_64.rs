@@ -13,6 +13,7 @@ pub(crate) const FILE_ARCHITECTURE: object::Architecture = object::Architecture:
 
 /// The ELF machine whose libraries this process loads, and its loader's
 /// relocation rules.
+#[cfg_attr(any(windows, target_vendor = "apple"), allow(dead_code))]
 pub(crate) const ELF_MACHINE: &crate::elf::Machine = &crate::elf::X86_64;
 
 /// x86-64 is TSO: a thread that sees a re-pointed stub also sees every store
