@@ -295,3 +295,36 @@ fn a_fifo_as_the_report_file_never_blocks_a_reload() {
     let text = std::fs::read_to_string(&regular).unwrap();
     assert!(text.starts_with("reloaded\t1\t"), "{text}");
 }
+
+#[test]
+fn the_size_limit_comes_from_the_environment() {
+    let out = support::run_child("child_with_a_size_limit", &[("HCR_MAX_MODULE_SIZE", "1M")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("refused over 1048576 bytes"));
+    let out = support::run_child("child_with_a_size_limit", &[("HCR_MAX_MODULE_SIZE", "12Q")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("invalid HCR_MAX_MODULE_SIZE"));
+}
+
+#[test]
+#[ignore = "run by the_size_limit_comes_from_the_environment in a child process"]
+fn child_with_a_size_limit() {
+    if !support::is_child() {
+        return;
+    }
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(Error::InvalidConfig { name, .. }) => {
+            println!("invalid {name}");
+            return;
+        }
+        Err(other) => panic!("{other}"),
+    };
+    let s = Scratch::new("size-env");
+    let path = s.install(&fixture("counter", &[]), "counter");
+    let rt = runtime_with(config);
+    match rt.load(&path).unwrap_err() {
+        Error::ModuleTooLarge { limit, .. } => println!("refused over {limit} bytes"),
+        other => panic!("{other}"),
+    }
+}
