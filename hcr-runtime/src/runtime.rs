@@ -1018,7 +1018,9 @@ impl Runtime {
     }
 
     /// Creates a runtime: reserves the stub table and creates the private
-    /// directory for module copies.
+    /// directory for module copies, after removing the private directories
+    /// that runtimes of processes which are gone left under the same parent
+    /// (see `docs/design.md`).
     ///
     /// # Errors
     ///
@@ -1102,8 +1104,10 @@ impl Runtime {
     ///
     /// # Errors
     ///
-    /// Any load failure ([`Error::ReadModule`], [`Error::NotLoadable`],
-    /// [`Error::NotAModule`], [`Error::AbiMismatch`], [`Error::InitFailed`],
+    /// Any load failure ([`Error::ReadModule`], [`Error::NotRegularFile`],
+    /// [`Error::ModuleTooLarge`], [`Error::NotLoadable`],
+    /// [`Error::WritableCode`], [`Error::NotAModule`],
+    /// [`Error::AbiMismatch`], [`Error::InitFailed`],
     /// [`Error::ImportNotFound`], [`Error::ImportCycle`], a registration
     /// error...). Nothing of the failed load remains.
     pub fn load(&self, path: impl AsRef<Path>) -> Result<ModuleInfo> {
