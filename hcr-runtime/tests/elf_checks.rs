@@ -240,6 +240,32 @@ fn cases() -> Vec<(&'static str, Patch, &'static str)> {
             },
             "DT_INIT_ARRAY entry 0",
         ),
+        (
+            "an init function pointer moved into its function",
+            |b| {
+                // An init function the symbol table knows (it has unwind
+                // information, as Rust functions do), entered 4 bytes in.
+                use object::{Object, ObjectSymbol};
+                let (_, init) = dynamic(b, DT_INIT_ARRAY).unwrap();
+                let functions: Vec<u64> = object::File::parse(&b[..])
+                    .unwrap()
+                    .symbols()
+                    .filter(|s| s.kind() == object::SymbolKind::Text && s.size() >= 8)
+                    .map(|s| s.address())
+                    .collect();
+                let (at, ..) = *relocations(b)
+                    .iter()
+                    .find(|(_, offset, info, addend)| {
+                        (init..init + 64).contains(offset)
+                            && info & 0xffff_ffff == R_RELATIVE
+                            && functions.contains(addend)
+                    })
+                    .expect("an init function with a symbol");
+                let addend = read_u64(b, at + 16);
+                support::put_u64(b, at + 16, addend + 4);
+            },
+            "from the middle",
+        ),
     ]
 }
 

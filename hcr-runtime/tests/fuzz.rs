@@ -256,8 +256,8 @@ fn classify(crash: Option<&str>, module_frame: bool, status: &std::process::Exit
         return Outcome::LoaderCrash(line.to_owned());
     }
     if let Some(line) = crash {
-        // "crash <signal> <pc> <object>"
-        let object = line.splitn(4, ' ').nth(3).unwrap_or("?");
+        // "crash <signal> <pc> <object> [<symbol>+<offset>]"
+        let object = line.split(' ').nth(3).unwrap_or("?");
         let file = Path::new(object).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
         if module_frame {
             return Outcome::ModuleCrash(format!("{line} (called from the module)"));
@@ -448,16 +448,28 @@ mod crash_report {
         }
     }
 
-    /// The object holding `addr`, if any.
-    fn object_of(addr: usize) -> Option<&'static CStr> {
+    /// The object holding `addr`, if any, and the nearest exported symbol
+    /// before it with the distance from it.
+    fn lookup(addr: usize) -> Option<(&'static CStr, Option<(&'static CStr, usize)>)> {
         // SAFETY: plain data; zeroes are a valid start.
         let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
         // SAFETY: dladdr only reads the loader's tables (the process is
         // dying anyway).
         let found = unsafe { libc::dladdr(addr as *const c_void, &mut info) } != 0 && !info.dli_fname.is_null();
-        // SAFETY: a NUL-terminated path owned by the loader, which lives as
+        if !found {
+            return None;
+        }
+        // SAFETY: NUL-terminated strings owned by the loader, which live as
         // long as the object is loaded.
-        found.then(|| unsafe { CStr::from_ptr(info.dli_fname) })
+        let object = unsafe { CStr::from_ptr(info.dli_fname) };
+        let symbol = (!info.dli_sname.is_null())
+            // SAFETY: as above.
+            .then(|| (unsafe { CStr::from_ptr(info.dli_sname) }, addr.wrapping_sub(info.dli_saddr as usize)));
+        Some((object, symbol))
+    }
+
+    fn object_of(addr: usize) -> Option<&'static CStr> {
+        lookup(addr).map(|(object, _)| object)
     }
 
     type TraceFn = extern "C" fn(ctx: *mut c_void, arg: *mut c_void) -> c_int;
@@ -495,8 +507,18 @@ mod crash_report {
         let pc = pc_of(ctx);
         let mut buf = Buf { bytes: [0; 1024], len: 0 };
         let _ = write!(buf, "crash {sig} {pc:#x} ");
-        let object = object_of(pc).map(|o| std::str::from_utf8(o.to_bytes()).unwrap_or("?"));
-        let _ = buf.write_str(object.unwrap_or("?"));
+        let text = |s: &'static CStr| std::str::from_utf8(s.to_bytes()).unwrap_or("?");
+        match lookup(pc) {
+            Some((object, Some((symbol, offset)))) => {
+                let _ = write!(buf, "{} {}+{offset:#x}", text(object), text(symbol));
+            }
+            Some((object, None)) => {
+                let _ = buf.write_str(text(object));
+            }
+            None => {
+                let _ = buf.write_str("?");
+            }
+        }
         let _ = buf.write_str("\n");
         // SAFETY: writes our own buffer to stdout.
         unsafe { libc::write(1, buf.bytes.as_ptr().cast(), buf.len) };

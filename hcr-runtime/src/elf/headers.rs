@@ -41,6 +41,8 @@ pub(super) struct Headers {
     pub(super) dynamic: (u64, u64),
     /// Whether it has thread-locals (a non-empty `PT_TLS`).
     pub(super) tls: bool,
+    /// `PT_GNU_EH_FRAME`: address and size.
+    pub(super) eh_frame_hdr: Option<(u64, u64)>,
 }
 
 /// One program header.
@@ -257,6 +259,7 @@ pub(super) fn read(data: &[u8], machine: &Machine, policy: Policy) -> Result<Hea
 
     let mut dynamic = None;
     let mut tls = false;
+    let mut eh_frame_hdr = None;
     let mut seen: Vec<u32> = Vec::new();
     let mut stack_flags = None;
     for ph in &phdrs {
@@ -354,6 +357,7 @@ pub(super) fn read(data: &[u8], machine: &Machine, policy: Policy) -> Result<Hea
                 let at = segment.file_offset(ph.vaddr, ph.memsz).expect("checked");
                 let bytes = slice(data, at, ph.memsz).expect("segments are inside the file");
                 check_eh_frame_hdr(bytes).map_err(|e| ph.problem(e))?;
+                eh_frame_hdr = Some((ph.vaddr, ph.memsz));
             }
             PT_GNU_STACK => stack_flags = Some(ph.flags),
             // Processor-specific types (checked above).
@@ -378,7 +382,7 @@ pub(super) fn read(data: &[u8], machine: &Machine, policy: Policy) -> Result<Hea
             _ => {}
         }
     }
-    Ok(Headers { loads, dynamic, tls })
+    Ok(Headers { loads, dynamic, tls, eh_frame_hdr })
 }
 
 /// The unwinder binary-searches `.eh_frame_hdr`'s table when it unwinds

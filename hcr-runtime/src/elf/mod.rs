@@ -12,7 +12,9 @@
 //! * the dynamic section ([`dynamic`]);
 //! * the string and symbol tables and both hash tables ([`symbols`]);
 //! * the symbol version tables ([`versions`]);
-//! * every relocation, and the init and fini arrays ([`relocs`]).
+//! * every relocation, and the init and fini functions ([`relocs`]), which
+//!   must be code, and not the middle of a function the unwinder's table
+//!   knows ([`unwind`]).
 //!
 //! Section headers are never used: the loader does not read them either.
 //! Every table is found through the dynamic section and translated from its
@@ -35,6 +37,7 @@ mod machine;
 mod notes;
 mod relocs;
 mod symbols;
+mod unwind;
 mod versions;
 
 pub(crate) use headers::machine_name;

@@ -7,6 +7,7 @@ use super::dynamic::{Dynamic, RELA_SIZE};
 use super::headers::Headers;
 use super::machine::{Machine, Reloc};
 use super::symbols::Symbols;
+use super::unwind::FunctionStarts;
 use super::{File, Policy, Problem, Segment, malformed, u64_at};
 
 /// More init or fini functions than any library has.
@@ -35,7 +36,14 @@ impl FunctionArray {
 
     /// Notes a relocation of `target` (8 bytes) producing `value`, if it
     /// lands in this array.
-    fn relocated(&mut self, target: u64, width: u64, value: Option<u64>, file: &File<'_>) -> Result<(), Problem> {
+    fn relocated(
+        &mut self,
+        target: u64,
+        width: u64,
+        value: Option<u64>,
+        file: &File<'_>,
+        starts: Option<&FunctionStarts<'_>>,
+    ) -> Result<(), Problem> {
         if target.saturating_add(width) <= self.addr || target >= self.addr + self.size {
             return Ok(());
         }
@@ -44,6 +52,13 @@ impl FunctionArray {
         if !code {
             return Err(malformed(format!(
                 "its {} entry {slot} is not relocated to an address in an executable segment",
+                self.name
+            )));
+        }
+        let value = value.expect("checked");
+        if let Some(start) = starts.and_then(|s| s.inside_a_function(value)) {
+            return Err(malformed(format!(
+                "its {} entry {slot} points at {value:#x}, inside the function that starts at {start:#x}: the loader would run it from the middle",
                 self.name
             )));
         }
@@ -98,9 +113,16 @@ pub(super) fn check(
     machine: &Machine,
     policy: Policy,
 ) -> Result<(), Problem> {
+    let starts = headers.eh_frame_hdr.and_then(|hdr| FunctionStarts::read(file, hdr));
     for (name, addr) in [("DT_INIT", dynamic.init), ("DT_FINI", dynamic.fini)] {
-        if let Some(addr) = addr.filter(|&a| !executable(file, a)) {
+        let Some(addr) = addr else { continue };
+        if !executable(file, addr) {
             return Err(malformed(format!("its {name} function at {addr:#x} is not in an executable segment")));
+        }
+        if let Some(start) = starts.as_ref().and_then(|s| s.inside_a_function(addr)) {
+            return Err(malformed(format!(
+                "its {name} function at {addr:#x} is inside the function that starts at {start:#x}: the loader would run it from the middle"
+            )));
         }
     }
     for &(name, addr) in &dynamic.code {
@@ -131,6 +153,7 @@ pub(super) fn check(
         image_end,
         targets: Targets { loads: file.loads, any_segment: allow_text, last: None },
         arrays: &mut arrays,
+        starts: starts.as_ref(),
     };
 
     let table = |what: &str, (addr, size): (u64, u64)| {
@@ -196,6 +219,7 @@ struct Walk<'a, 'f> {
     image_end: u64,
     targets: Targets<'a>,
     arrays: &'a mut Vec<FunctionArray>,
+    starts: Option<&'a FunctionStarts<'f>>,
 }
 
 impl Walk<'_, '_> {
@@ -270,7 +294,7 @@ impl Walk<'_, '_> {
                 )));
             }
             for array in self.arrays.iter_mut() {
-                array.relocated(offset, width, value, self.file)?;
+                array.relocated(offset, width, value, self.file, self.starts)?;
             }
         }
         Ok(())
@@ -316,7 +340,7 @@ impl Walk<'_, '_> {
             )));
         }
         for array in self.arrays.iter_mut() {
-            array.relocated(target, 8, Some(value), self.file)?;
+            array.relocated(target, 8, Some(value), self.file, self.starts)?;
         }
         Ok(())
     }
