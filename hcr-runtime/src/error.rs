@@ -403,6 +403,26 @@ impl Error {
         }
     }
 
+    /// Like [`Error::failures`], by value: the failures of a
+    /// [`Error::ReloadFailed`] or an [`Error::LoadFailed`], or the error
+    /// itself. Handy to `match` on the cause of a refused load:
+    ///
+    /// ```
+    /// # use hcr_runtime::Error;
+    /// fn is_damaged(err: Error) -> bool {
+    ///     err.into_failures().iter().any(|e| matches!(e, Error::NotLoadable { .. }))
+    /// }
+    /// ```
+    pub fn into_failures(self) -> Vec<Error> {
+        match self {
+            Error::ReloadFailed { first, mut rest } | Error::LoadFailed { first, mut rest } => {
+                rest.insert(0, *first);
+                rest
+            }
+            other => vec![other],
+        }
+    }
+
     /// The modules an error names as the owner of what was asked for (a
     /// global, an import, a proc): what a failure may have depended on.
     pub(crate) fn modules_named(&self) -> Vec<String> {

@@ -7,7 +7,7 @@
 mod support;
 
 use hcr_runtime::Error;
-use support::{PT_LOAD, Scratch, fixture, fn1, runtime};
+use support::{PT_LOAD, Scratch, fixture, fn1, runtime, sole_failure};
 
 const DT_NEEDED: u64 = 1;
 const DT_HASH: u64 = 4;
@@ -279,7 +279,7 @@ fn each_damaged_structure_is_refused_with_a_reason_that_names_it() {
         patch(&mut bytes);
         assert_ne!(bytes, original, "{what}: the patch changed nothing");
         let path = s.install_bytes(&bytes, "counter");
-        match rt.load(&path) {
+        match rt.load(&path).map_err(sole_failure) {
             Err(Error::NotLoadable { reason, .. }) => {
                 assert!(expected.split('|').any(|e| reason.contains(e)), "{what}: expected {expected:?} in: {reason}")
             }

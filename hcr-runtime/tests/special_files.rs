@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use hcr_runtime::{Config, Error, Runtime};
-use support::{Scratch, fixture, fn0, fn1, wait_for_reload_needed};
+use support::{Scratch, fixture, fn0, fn1, sole_failure, wait_for_reload_needed};
 
 /// Nothing in these tests may take long: a blocked open would hang forever.
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -48,7 +48,7 @@ fn fifo_has_reader(fifo: &Path) -> bool {
 
 fn load_error(rt: &Arc<Runtime>, path: &Path) -> Error {
     let (rt, path) = (rt.clone(), path.to_owned());
-    within("load", move || rt.load(&path)).expect_err("must be refused")
+    sole_failure(within("load", move || rt.load(&path)).expect_err("must be refused"))
 }
 
 fn assert_not_regular(err: &Error, expected: &str) {
@@ -161,7 +161,7 @@ fn a_file_over_the_size_limit_is_refused() {
     let path = s.install_bytes(&module, "counter");
     let limit = module.len() as u64 - 1;
     let rt = runtime_with(Config::new().with_max_module_size(limit));
-    match rt.load(&path).unwrap_err() {
+    match sole_failure(rt.load(&path).unwrap_err()) {
         Error::ModuleTooLarge { size, limit: l, .. } => assert_eq!((size, l), (module.len() as u64, limit)),
         other => panic!("{other}"),
     }
@@ -241,7 +241,7 @@ fn a_huge_sparse_file_is_never_written_out_in_full() {
 
     // Over a lower limit it is refused before anything is copied.
     let rt = runtime_with(Config::new().with_max_module_size(256 << 20));
-    match rt.load(&path).unwrap_err() {
+    match sole_failure(rt.load(&path).unwrap_err()) {
         Error::ModuleTooLarge { size, .. } => assert_eq!(size, HUGE),
         other => panic!("{other}"),
     }
@@ -251,7 +251,7 @@ fn a_huge_sparse_file_is_never_written_out_in_full() {
     std::fs::File::create(&empty).unwrap().set_len(HUGE).unwrap();
     let rt = runtime_with(Config::new());
     let rt2 = rt.clone();
-    let err = within("load", move || rt2.load(&empty)).unwrap_err();
+    let err = sole_failure(within("load", move || rt2.load(&empty)).unwrap_err());
     assert!(matches!(err, Error::NotLoadable { .. }), "{err}");
 }
 
@@ -323,7 +323,7 @@ fn child_with_a_size_limit() {
     let s = Scratch::new("size-env");
     let path = s.install(&fixture("counter", &[]), "counter");
     let rt = runtime_with(config);
-    match rt.load(&path).unwrap_err() {
+    match sole_failure(rt.load(&path).unwrap_err()) {
         Error::ModuleTooLarge { limit, .. } => println!("refused over {limit} bytes"),
         other => panic!("{other}"),
     }

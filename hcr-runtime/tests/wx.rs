@@ -9,7 +9,7 @@ mod support;
 use std::path::Path;
 
 use hcr_runtime::{Config, Error, Runtime};
-use support::{PF_W, PF_X, PT_GNU_STACK, PT_LOAD, Scratch, fixture, fn1, is_child, run_child, runtime};
+use support::{PF_W, PF_X, PT_GNU_STACK, PT_LOAD, Scratch, fixture, fn1, is_child, run_child, runtime, sole_failure};
 
 /// The counter fixture with its last writable segment (the one that is
 /// not made read-only after relocation) made executable too.
@@ -89,7 +89,7 @@ fn assert_wx_intact() {
 
 fn expect_refused(rt: &Runtime, s: &Scratch, bytes: &[u8], expected: &str) {
     let path = s.install_bytes(bytes, "counter");
-    match rt.load(&path).unwrap_err() {
+    match sole_failure(rt.load(&path).unwrap_err()) {
         Error::WritableCode { reason, .. } => assert!(reason.contains(expected), "{reason}"),
         other => panic!("expected WritableCode ({expected}): {other}"),
     }

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use hcr_runtime::{Config, Proc, Runtime};
+use hcr_runtime::{Config, Error, Proc, Runtime};
 
 /// The target these tests (and so the fixtures) are built for.
 pub const TARGET: &str = env!("HCR_TEST_TARGET");
@@ -321,4 +321,13 @@ pub fn spawn_child(name: &str, envs: &[(&str, &str)]) -> std::process::Child {
         cmd.env(k, v);
     }
     cmd.spawn().expect("spawn the test binary")
+}
+
+/// The one failure of a refused load: asserts the load was reported as
+/// [`Error::LoadFailed`] with exactly one cause and returns that cause.
+pub fn sole_failure(err: Error) -> Error {
+    assert!(matches!(err, Error::LoadFailed { .. }), "a refused load is reported as LoadFailed: {err}");
+    let mut failures = err.into_failures();
+    assert_eq!(failures.len(), 1, "one failure: {failures:?}");
+    failures.remove(0)
 }
