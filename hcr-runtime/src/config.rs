@@ -16,6 +16,10 @@ pub const DEFAULT_STUB_CAPACITY: usize = 1 << 20;
 /// unless configured otherwise.
 pub const DEFAULT_SETTLE_TIME: Duration = Duration::from_millis(30);
 
+/// How long the runtime waits for one thread's answer to the safepoint
+/// signal unless configured otherwise.
+pub const DEFAULT_SAFEPOINT_TIMEOUT: Duration = Duration::from_millis(100);
+
 /// The largest configurable capacity.
 pub const MAX_STUB_CAPACITY: usize = 1 << 28;
 
@@ -27,11 +31,11 @@ pub enum UnloadPolicy {
     /// Close it as soon as the reload commits. Only for hosts where no other
     /// thread runs module code while `perform_reload` runs.
     Immediate,
-    /// Close it once every thread registered with
+    /// Close it (and free the global storage the reload replaced) once no
+    /// thread can reach it: every thread registered with
     /// [`Runtime::register_thread`](crate::Runtime::register_thread) has
-    /// passed a quiescent point after the commit. With no registered thread
-    /// this is the same as `Immediate`. Threads that are not registered are
-    /// not waited for.
+    /// passed a quiescent point after the commit, and every other thread
+    /// was observed outside it (see [`Config::observe_unregistered_threads`]).
     #[default]
     Deferred,
     /// Keep every old library loaded until the runtime is dropped: nothing
@@ -81,6 +85,44 @@ pub struct Config {
     /// development tools such as `cargo hcr`; see
     /// [`Runtime::perform_reload`](crate::Runtime::perform_reload).
     pub report_file: Option<PathBuf>,
+    /// Under [`UnloadPolicy::Deferred`], observe the threads that never
+    /// registered before freeing what a reload replaced (on by default).
+    ///
+    /// Each such thread gets a real-time signal after a reload; its handler
+    /// looks for pointers into the replaced libraries and global storage in
+    /// the thread's registers and live stack. Replaced memory is freed once
+    /// every such thread was seen without one (and every registered thread
+    /// passed a quiescent point). A thread that blocks the signal, or runs
+    /// on a stack that cannot be bounded (a coroutine), cannot be observed
+    /// and keeps replaced memory alive while it runs. Signals interrupt
+    /// blocking system calls: those that cannot be restarted fail with
+    /// `EINTR`, which programs must retry (the standard library does).
+    ///
+    /// Off: only registered threads are waited for, and a thread that is
+    /// not registered must never run module code while a reload runs.
+    ///
+    /// # Platform-specific behaviour
+    ///
+    /// Linux only. Elsewhere nothing can be observed, so with this on,
+    /// replaced libraries stay loaded until the runtime is dropped.
+    pub observe_unregistered_threads: bool,
+    /// How long to wait for one thread's answer to the safepoint signal
+    /// before counting it as not observed this time.
+    /// [`DEFAULT_SAFEPOINT_TIMEOUT`] unless configured; at most 10 seconds.
+    pub safepoint_timeout: Duration,
+    /// Use the fallback process-wide memory barrier even where the fast one
+    /// works: for testing the fallback.
+    ///
+    /// # Platform-specific behaviour
+    ///
+    /// On weakly ordered CPUs (AArch64) every commit makes each thread of the
+    /// process execute a memory barrier. Linux:
+    /// `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`, falling back to
+    /// `MEMBARRIER_CMD_GLOBAL` (slower: it waits for every CPU to pass through
+    /// the scheduler). With neither, a commit is refused with
+    /// [`Error::ProcessBarrier`]. On x86-64 no barrier is needed and this
+    /// setting has no effect.
+    pub force_barrier_fallback: bool,
 }
 
 impl Default for Config {
@@ -101,6 +143,9 @@ impl Config {
             watch_files: false,
             settle_time: DEFAULT_SETTLE_TIME,
             report_file: None,
+            observe_unregistered_threads: true,
+            safepoint_timeout: DEFAULT_SAFEPOINT_TIMEOUT,
+            force_barrier_fallback: false,
         }
     }
 
@@ -201,7 +246,32 @@ impl Config {
         self
     }
 
+    /// Sets [`Config::observe_unregistered_threads`].
+    pub fn with_observe_unregistered_threads(mut self, observe: bool) -> Config {
+        self.observe_unregistered_threads = observe;
+        self
+    }
+
+    /// Sets [`Config::safepoint_timeout`].
+    pub fn with_safepoint_timeout(mut self, timeout: Duration) -> Config {
+        self.safepoint_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Config::force_barrier_fallback`].
+    pub fn with_force_barrier_fallback(mut self, force: bool) -> Config {
+        self.force_barrier_fallback = force;
+        self
+    }
+
     pub(crate) fn validate(&self) -> Result<()> {
+        if self.safepoint_timeout.is_zero() || self.safepoint_timeout > Duration::from_secs(10) {
+            return Err(Error::InvalidConfig {
+                name: "safepoint_timeout",
+                value: format!("{:?}", self.safepoint_timeout),
+                reason: "must be more than zero and at most 10 seconds",
+            });
+        }
         check_capacity("stub_capacity", self.stub_capacity)?;
         if self.settle_time > Duration::from_millis(MAX_SETTLE_MS) {
             return Err(Error::InvalidConfig {

@@ -62,11 +62,13 @@ mod os;
 mod reclaim;
 mod registry;
 mod runtime;
+mod safepoint;
 mod table;
 mod watch;
 
 pub use config::{
-    Config, DEFAULT_SETTLE_TIME, DEFAULT_STUB_BASE, DEFAULT_STUB_CAPACITY, MAX_STUB_CAPACITY, UnloadPolicy,
+    Config, DEFAULT_SAFEPOINT_TIMEOUT, DEFAULT_SETTLE_TIME, DEFAULT_STUB_BASE, DEFAULT_STUB_CAPACITY,
+    MAX_STUB_CAPACITY, UnloadPolicy,
 };
 pub use error::{Error, GlobalLayout, Result};
 pub use host::ModuleBindings;

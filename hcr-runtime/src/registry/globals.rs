@@ -45,6 +45,12 @@ impl GlobalBox {
     pub(crate) fn as_ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
     }
+
+    /// The addresses of the storage.
+    pub(crate) fn range(&self) -> std::ops::Range<usize> {
+        let start = self.ptr.as_ptr() as usize;
+        start..start + self.layout.size()
+    }
 }
 
 impl Drop for GlobalBox {

@@ -103,7 +103,7 @@ impl Runtime {
     fn finish_retiring(&self, (policy, retired): (UnloadPolicy, Vec<ModuleLibrary>)) {
         match policy {
             UnloadPolicy::Immediate => self.reclaim.close_now(retired),
-            _ => self.reclaim.retire(retired),
+            _ => self.reclaim.retire_libraries(retired),
         }
     }
 
@@ -237,8 +237,13 @@ impl Runtime {
         };
         let committed = match run(&mut state, inputs) {
             Ok(committed) => Ok(committed),
-            Err(failures) if failures.iter().any(|f| matches!(f.error, Error::CalledFromModule { .. })) => {
-                // Nobody's fault: the same files may load from host code.
+            Err(failures)
+                if failures
+                    .iter()
+                    .any(|f| matches!(f.error, Error::CalledFromModule { .. } | Error::ProcessBarrier { .. })) =>
+            {
+                // Nobody's fault: the same files may load from host code, or
+                // on another system.
                 Err(failures)
             }
             Err(failures) => {

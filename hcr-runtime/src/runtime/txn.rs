@@ -174,6 +174,11 @@ impl State {
                 failures.push(Failure::unattributed(error));
             }
         }
+        if failures.is_empty()
+            && let Err(error) = self.publication_barrier()
+        {
+            failures.push(Failure::unattributed(error));
+        }
         let mut times = txn.times;
         if failures.is_empty() {
             let started = Instant::now();
@@ -336,15 +341,23 @@ impl State {
         }])
     }
 
+    /// On a weakly ordered CPU, makes every thread execute a memory barrier,
+    /// so that everything the inits of a transaction wrote (globals above
+    /// all) is visible to any thread that reaches new code through a stub
+    /// that [`State::commit`] re-points next.
+    fn publication_barrier(&self) -> Result<(), Error> {
+        if arch::WEAKLY_ORDERED {
+            os::process_barrier(self.config.force_barrier_fallback)
+                .map_err(|source| Error::ProcessBarrier { source })?;
+        }
+        Ok(())
+    }
+
     /// Makes `txn` current: patch stubs, swap module records, retire old
-    /// libraries, unload modules nothing needs any more. Cannot fail.
+    /// libraries, unload modules nothing needs any more. Cannot fail; call
+    /// [`State::publication_barrier`] first.
     fn commit(&mut self, txn: Txn, generation: u64) -> Committed {
         let mut out = Committed::default();
-        if arch::WEAKLY_ORDERED {
-            // Everything the inits wrote (globals above all) must be visible
-            // to any thread that reaches new code through a patched stub.
-            os::process_barrier();
-        }
         let Txn { staged, binds, migrated, registered, .. } = txn;
         let replaced: HashSet<Arc<str>> = staged.iter().map(|s| s.record.name.clone()).collect();
         let stubs = self.stubs.clone();

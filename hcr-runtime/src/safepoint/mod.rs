@@ -1,0 +1,527 @@
+//! Observing threads that never registered with the runtime.
+//!
+//! After a commit retired libraries (and global storage), every thread of
+//! the process that is not a registered thread gets a signal. Its handler
+//! looks at the thread itself, at that instant: the interrupted registers
+//! (program counter, general and vector registers: a thread that loaded a
+//! stub's old target and is about to call it counts) and its live stack,
+//! from the interrupted stack pointer (and the red zone below it) to the top
+//! of its stack. If no word points into a retired range, the thread cannot
+//! reach that memory any more: to execute old code it would need an address
+//! in it, and the stubs it loads from now on hold the new targets (the
+//! request it answered was published after the stubs were re-pointed). One
+//! such clean observation per thread, taken after the retirement, plus a
+//! listing of the threads taken after the registered threads passed their
+//! quiescent points in which every thread is proven, lets the batch go.
+//!
+//! The handler is async-signal-safe: it reads tables the collector wrote
+//! before the request (atomics), its own context and stack, and answers
+//! through the [`Mailbox`]; it never blocks, allocates or takes a lock. The
+//! collector never stops a thread: it waits for the answer, with a
+//! deadline, and a thread that does not answer (it blocks the signal, or is
+//! not scheduled in time) is simply not proven this time.
+//!
+//! Stack bounds: the main thread's stack is the `[stack]` mapping; any other
+//! thread's live stack runs from its stack pointer up to its thread pointer,
+//! which glibc and musl keep at the top of the stack block, provided both lie
+//! in one mapping (read from `/proc/self/maps` before the round). A thread
+//! running on another stack (a signal's alternate stack, a coroutine) is not
+//! proven.
+//!
+//! Linux only; elsewhere nothing is proven, so unregistered threads keep
+//! retired memory alive until the runtime is dropped.
+
+#[cfg(target_os = "linux")]
+#[path = "linux.rs"]
+mod imp;
+
+#[cfg(not(target_os = "linux"))]
+#[path = "unsupported.rs"]
+mod imp;
+
+use std::collections::HashSet;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::reclaim::protocol::{Answer, Batch, Mailbox, Observer};
+
+pub(crate) use imp::{current_tid, library_ranges};
+
+/// The answer of a thread that holds nothing of what is looked for.
+pub(crate) const CLEAN: u32 = 0;
+/// It holds a pointer into one of the ranges (see the hit bits).
+pub(crate) const HOLDS: u32 = 1;
+/// Its stack could not be bounded: not proven.
+pub(crate) const UNKNOWN_STACK: u32 = 2;
+/// It was interrupted on its alternate signal stack: not proven.
+pub(crate) const ALTERNATE_STACK: u32 = 3;
+
+/// Ranges looked for at most (more are merged, which only looks for more).
+const MAX_RANGES: usize = 512;
+/// Stack-like mappings known at most.
+const MAX_STACKS: usize = 8192;
+/// A flag in a stack mapping's end (page-aligned): the main thread's stack.
+const MAIN_STACK: usize = 1;
+
+/// What the handler checks against, written by the collector before each
+/// request and read by the handler that claimed it (ordered by the
+/// mailbox's release and acquire). Atomics, so that a handler can never
+/// race with a collector in the sense of the memory model.
+struct Tables {
+    /// `start, end` pairs, sorted, disjoint.
+    ranges: [AtomicUsize; 2 * MAX_RANGES],
+    /// The batch groups (bits) each range belongs to.
+    groups: [AtomicU64; MAX_RANGES],
+    range_count: AtomicUsize,
+    /// `start, end | MAIN_STACK` pairs of writable anonymous mappings,
+    /// sorted.
+    stacks: [AtomicUsize; 2 * MAX_STACKS],
+    stack_count: AtomicUsize,
+}
+
+static TABLES: Tables = Tables {
+    ranges: [const { AtomicUsize::new(0) }; 2 * MAX_RANGES],
+    groups: [const { AtomicU64::new(0) }; MAX_RANGES],
+    range_count: AtomicUsize::new(0),
+    stacks: [const { AtomicUsize::new(0) }; 2 * MAX_STACKS],
+    stack_count: AtomicUsize::new(0),
+};
+
+/// The one handshake of the process (signal handlers are process-wide).
+static MAILBOX: OnceLock<Mailbox> = OnceLock::new();
+
+/// Serialises observation rounds of every runtime in the process.
+static ROUND: Mutex<()> = Mutex::new(());
+
+impl Tables {
+    // Ordering (all loads and stores of the tables): relaxed. The collector
+    // writes them before `Mailbox::request` (release) and rewrites them only
+    // after the request was answered (acquire) or abandoned unclaimed; the
+    // one handler that reads them does so between its acquire claim and its
+    // release answer.
+
+    fn publish_ranges(&self, ranges: &[(Range<usize>, u64)]) {
+        for (i, (range, groups)) in ranges.iter().enumerate() {
+            self.ranges[2 * i].store(range.start, Ordering::Relaxed);
+            self.ranges[2 * i + 1].store(range.end, Ordering::Relaxed);
+            self.groups[i].store(*groups, Ordering::Relaxed);
+        }
+        self.range_count.store(ranges.len(), Ordering::Relaxed);
+    }
+
+    fn publish_stacks(&self, stacks: &[(usize, usize, bool)]) {
+        let n = stacks.len().min(MAX_STACKS);
+        for (i, &(start, end, main)) in stacks[..n].iter().enumerate() {
+            self.stacks[2 * i].store(start, Ordering::Relaxed);
+            self.stacks[2 * i + 1].store(end | usize::from(main) * MAIN_STACK, Ordering::Relaxed);
+        }
+        self.stack_count.store(n, Ordering::Relaxed);
+    }
+
+    /// The groups of the range containing `word`, or 0. Async-signal-safe.
+    #[inline]
+    fn hit(&self, word: usize, count: usize, low: usize, high: usize) -> u64 {
+        if word < low || word >= high {
+            return 0;
+        }
+        let (mut lo, mut hi) = (0, count);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if self.ranges[2 * mid + 1].load(Ordering::Relaxed) <= word {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        if lo < count && self.ranges[2 * lo].load(Ordering::Relaxed) <= word {
+            self.groups[lo].load(Ordering::Relaxed)
+        } else {
+            0
+        }
+    }
+
+    /// The top of the live stack of the calling thread, whose stack pointer
+    /// is `sp` and thread pointer `tp`. Async-signal-safe.
+    fn stack_top(&self, sp: usize, tp: usize) -> Option<usize> {
+        let count = self.stack_count.load(Ordering::Relaxed);
+        let (mut lo, mut hi) = (0, count);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if self.stacks[2 * mid + 1].load(Ordering::Relaxed) & !MAIN_STACK <= sp {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        if lo == count {
+            return None;
+        }
+        let start = self.stacks[2 * lo].load(Ordering::Relaxed);
+        let end = self.stacks[2 * lo + 1].load(Ordering::Relaxed);
+        if sp < start {
+            return None;
+        }
+        if end & MAIN_STACK != 0 {
+            return Some(end & !MAIN_STACK);
+        }
+        (sp < tp && tp <= end).then_some(tp)
+    }
+}
+
+/// The body of the signal handler: answers the request addressed to the
+/// calling thread, if there is one. Async-signal-safe.
+///
+/// # Safety
+///
+/// `context` must be the `ucontext_t` the kernel passed to the running
+/// `SA_SIGINFO` handler.
+#[cfg(target_os = "linux")]
+unsafe fn on_request(context: *const std::ffi::c_void) {
+    let Some(mailbox) = MAILBOX.get() else { return };
+    let Some(ticket) = mailbox.begin(imp::current_tid() as u32) else { return };
+    // SAFETY: forwarded from the caller.
+    let (verdict, hits) = unsafe { observe_self(context) };
+    mailbox.answer(ticket, verdict, hits);
+    imp::wake(mailbox.answers());
+}
+
+/// Looks for the published ranges in the calling thread's registers and
+/// live stack. Async-signal-safe.
+///
+/// # Safety
+///
+/// As for [`on_request`].
+#[cfg(target_os = "linux")]
+unsafe fn observe_self(context: *const std::ffi::c_void) -> (u32, u64) {
+    use crate::arch;
+    if imp::on_alternate_stack() {
+        return (ALTERNATE_STACK, 0);
+    }
+    // Ordering: relaxed, see `Tables`.
+    let count = TABLES.range_count.load(Ordering::Relaxed);
+    if count == 0 {
+        return (CLEAN, 0);
+    }
+    let low = TABLES.ranges[0].load(Ordering::Relaxed);
+    let high = TABLES.ranges[2 * count - 1].load(Ordering::Relaxed);
+    let mut words = [0usize; arch::CONTEXT_WORDS];
+    // SAFETY: forwarded from the caller.
+    let (n, sp) = unsafe { arch::context_words(context, &mut words) };
+    let mut hits = 0;
+    for &word in &words[..n] {
+        hits |= TABLES.hit(word, count, low, high);
+    }
+    let Some(top) = TABLES.stack_top(sp, arch::thread_pointer()) else {
+        return (UNKNOWN_STACK, hits);
+    };
+    let mut at = sp.saturating_sub(arch::RED_ZONE) & !(size_of::<usize>() - 1);
+    while at < top {
+        // SAFETY: `at` lies in this thread's own stack, between the red zone
+        // below the interrupted stack pointer (the kernel placed the signal
+        // frame below it, so it is mapped) and the top of the stack block
+        // (the thread pointer of a thread whose stack pointer lies in the
+        // same mapping, or the end of the main thread's `[stack]`); the
+        // whole range is mapped while the thread runs. Volatile: other
+        // threads may write to this stack (a shared local); a word read
+        // while it changes is one value or the other, either of which is
+        // fine to look at.
+        let word = unsafe { (at as *const usize).read_volatile() };
+        hits |= TABLES.hit(word, count, low, high);
+        at += size_of::<usize>();
+    }
+    (if hits == 0 { CLEAN } else { HOLDS }, hits)
+}
+
+/// Something retired that threads may still reach: where it lies.
+pub(crate) trait Footprint {
+    /// The address ranges a thread would hold a pointer into if it could
+    /// still reach this.
+    fn ranges(&self) -> Vec<Range<usize>>;
+}
+
+/// A thread found in the process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ThreadInfo {
+    /// The system's thread id.
+    pub(crate) tid: u64,
+    /// Distinguishes threads that reuse an id.
+    pub(crate) start: u64,
+    /// Its signal mask blocks the safepoint signal: it cannot answer.
+    pub(crate) blocks_signal: bool,
+    /// A thread of an emulator running this program (qemu-user), which never
+    /// runs the program's code: never signalled, never waited for.
+    pub(crate) emulator: bool,
+}
+
+impl ThreadInfo {
+    fn key(&self) -> u64 {
+        (self.start << 32) ^ self.tid
+    }
+}
+
+/// Settings of the observer.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Settings {
+    /// How long to wait for one thread's answer.
+    pub(crate) timeout: Duration,
+}
+
+/// Proves batches unreachable by observing every unregistered thread.
+pub(crate) struct SignalObserver {
+    pub(crate) settings: Settings,
+    /// Threads already reported as unobservable, by key.
+    pub(crate) warned: HashSet<u64>,
+}
+
+/// The outcome of one [`SignalObserver::observe_all`].
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct RoundReport {
+    /// Threads asked.
+    pub(crate) asked: usize,
+    /// Threads that could not be proven.
+    pub(crate) unproven: usize,
+}
+
+impl SignalObserver {
+    pub(crate) fn new(settings: Settings) -> SignalObserver {
+        SignalObserver { settings, warned: HashSet::new() }
+    }
+
+    /// Asks thread `tid` to observe itself, up to a few times while it holds
+    /// what is looked for; returns the groups it was seen without at least
+    /// once (`None`: no answer, or a stack it could not bound).
+    fn observe(&self, signal: i32, tid: u64, wanted: u64) -> Option<u64> {
+        let mailbox = MAILBOX.get()?;
+        let mut free = 0u64;
+        for attempt in 0..4 {
+            if attempt > 0 {
+                // Give a thread inside old code a moment to return from it.
+                std::thread::sleep(Duration::from_micros(50 << attempt));
+            }
+            let seen = mailbox.answers().load(Ordering::Acquire);
+            let ticket = mailbox.request(tid as u32);
+            match imp::send(tid, signal) {
+                Ok(true) => {}
+                // Gone: an exited thread runs nothing.
+                Ok(false) => return Some(u64::MAX),
+                Err(e) => {
+                    tracing::debug!(tid, error = %e, "cannot signal a thread");
+                    mailbox.abandon(ticket);
+                    return None;
+                }
+            }
+            let deadline = Instant::now() + self.settings.timeout;
+            let mut seen = seen;
+            let (verdict, hits) = loop {
+                match mailbox.poll(ticket) {
+                    Answer::Answered { verdict, hits } => break (verdict, hits),
+                    Answer::Scanning => {}
+                    Answer::Waiting => {
+                        if Instant::now() >= deadline && mailbox.abandon(ticket) {
+                            tracing::debug!(tid, "a thread did not answer the safepoint signal in time");
+                            return None;
+                        }
+                    }
+                }
+                let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_micros(100));
+                imp::wait(mailbox.answers(), seen, left.min(Duration::from_millis(10)));
+                seen = mailbox.answers().load(Ordering::Acquire);
+            };
+            match verdict {
+                CLEAN | HOLDS => free |= !hits,
+                _ => return None,
+            }
+            if free & wanted == wanted {
+                break;
+            }
+        }
+        Some(free)
+    }
+
+    /// Observes every thread of the process but the caller and `exempt`
+    /// for `batches`; marks what is proven. Returns `None` if observation is
+    /// not possible here.
+    fn observe_all<T: Footprint>(&mut self, batches: &mut [Batch<T>], exempt: &HashSet<u64>) -> Option<RoundReport> {
+        let _round = ROUND.lock().unwrap_or_else(|e| e.into_inner());
+        let signal = imp::signal()?;
+        MAILBOX.get_or_init(Mailbox::new);
+        // Group bits: batch `i` is group `i % 64`.
+        let mut ranges: Vec<(Range<usize>, u64)> = Vec::new();
+        for (i, batch) in batches.iter().enumerate() {
+            if batch.unreachable {
+                continue;
+            }
+            let bit = 1u64 << (i % 64);
+            ranges.extend(batch.items.ranges().into_iter().filter(|r| !r.is_empty()).map(|r| (r, bit)));
+        }
+        if ranges.is_empty() {
+            for batch in batches.iter_mut() {
+                batch.unreachable = true;
+            }
+            return Some(RoundReport::default());
+        }
+        let ranges = normalise(ranges, MAX_RANGES);
+        let stacks = match imp::stack_mappings() {
+            Ok(stacks) => stacks,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the process's mappings; threads that never registered cannot be observed");
+                return None;
+            }
+        };
+        TABLES.publish_ranges(&ranges);
+        TABLES.publish_stacks(&stacks);
+        let me = current_tid();
+        let mut report = RoundReport::default();
+        for _ in 0..4 {
+            let threads = match imp::list_threads(signal) {
+                Ok(threads) => threads,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot list the process's threads; threads that never registered cannot be observed");
+                    return None;
+                }
+            };
+            let listed: Vec<&ThreadInfo> =
+                threads.iter().filter(|t| t.tid != me && !exempt.contains(&t.tid) && !t.emulator).collect();
+            let mut asked_now = 0;
+            let mut failed = false;
+            for thread in &listed {
+                let key = thread.key();
+                let mut wanted = 0u64;
+                for (i, batch) in batches.iter().enumerate() {
+                    if !batch.unreachable && !batch.proven.contains(&key) {
+                        wanted |= 1 << (i % 64);
+                    }
+                }
+                if wanted == 0 {
+                    continue;
+                }
+                asked_now += 1;
+                if thread.blocks_signal {
+                    if self.warned.insert(key) {
+                        tracing::warn!(
+                            tid = thread.tid,
+                            "a thread that never registered blocks the safepoint signal: replaced modules stay loaded while it lives (register it with Runtime::register_thread)"
+                        );
+                    }
+                    failed = true;
+                    continue;
+                }
+                report.asked += 1;
+                match self.observe(signal, thread.tid, wanted) {
+                    Some(free) => {
+                        for (i, batch) in batches.iter_mut().enumerate() {
+                            if free & (1 << (i % 64)) != 0 && !batch.proven.contains(&key) {
+                                batch.proven.push(key);
+                            }
+                        }
+                        if free & wanted != wanted {
+                            failed = true;
+                        }
+                    }
+                    None => failed = true,
+                }
+            }
+            if asked_now == 0 {
+                // Every thread of this listing, taken after the registered
+                // threads were checked, is proven for these batches.
+                let keys: HashSet<u64> = listed.iter().map(|t| t.key()).collect();
+                for batch in batches.iter_mut() {
+                    batch.proven.retain(|k| keys.contains(k));
+                    if listed.iter().all(|t| batch.proven.contains(&t.key())) {
+                        batch.unreachable = true;
+                    }
+                }
+                return Some(report);
+            }
+            if failed {
+                let keys: HashSet<u64> = listed.iter().map(|t| t.key()).collect();
+                for batch in batches.iter_mut() {
+                    batch.proven.retain(|k| keys.contains(k));
+                }
+                report.unproven = listed
+                    .iter()
+                    .filter(|t| batches.iter().any(|b| !b.unreachable && !b.proven.contains(&t.key())))
+                    .count();
+                return Some(report);
+            }
+            // Everything asked was proven: list again, for threads started
+            // meanwhile.
+        }
+        report.unproven = 1;
+        Some(report)
+    }
+}
+
+impl<T: Footprint> Observer<T> for SignalObserver {
+    fn prove(&mut self, batches: &mut [Batch<T>], registered: &[(u64, u64)]) {
+        let exempt: HashSet<u64> = registered.iter().map(|&(tid, _)| tid).collect();
+        if let Some(report) = self.observe_all(batches, &exempt)
+            && report.unproven > 0
+        {
+            tracing::debug!(asked = report.asked, unproven = report.unproven, "some threads still hold retired code");
+        }
+    }
+}
+
+/// Sorts ranges, merges overlapping ones (uniting their groups), and merges
+/// neighbours until at most `max` remain.
+fn normalise(mut ranges: Vec<(Range<usize>, u64)>, max: usize) -> Vec<(Range<usize>, u64)> {
+    ranges.sort_by_key(|(r, _)| r.start);
+    let mut out: Vec<(Range<usize>, u64)> = Vec::with_capacity(ranges.len());
+    for (range, groups) in ranges {
+        match out.last_mut() {
+            Some((last, g)) if range.start < last.end => {
+                last.end = last.end.max(range.end);
+                *g |= groups;
+            }
+            _ => out.push((range, groups)),
+        }
+    }
+    while out.len() > max {
+        // Merge the pair with the smallest gap.
+        let i = (0..out.len() - 1).min_by_key(|&i| out[i + 1].0.start - out[i].0.end).expect("two ranges");
+        let (next, groups) = out.remove(i + 1);
+        out[i].0.end = next.end;
+        out[i].1 |= groups;
+    }
+    out
+}
+
+/// Observes every thread but the caller and `exempt` for `ranges`,
+/// retrying a few times; whether all of them were seen without a pointer
+/// into any range. False where threads cannot be observed.
+pub(crate) fn all_threads_clear_of(ranges: Vec<Range<usize>>, exempt: &HashSet<u64>, settings: Settings) -> bool {
+    struct Plain(Vec<Range<usize>>);
+    impl Footprint for Plain {
+        fn ranges(&self) -> Vec<Range<usize>> {
+            self.0.clone()
+        }
+    }
+    let mut batch = [Batch { epoch: 0, items: Plain(ranges), unreachable: false, proven: Vec::new() }];
+    let mut observer = SignalObserver::new(settings);
+    for _ in 0..3 {
+        if observer.observe_all(&mut batch, exempt).is_none() {
+            return false;
+        }
+        if batch[0].unreachable {
+            return true;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_are_sorted_merged_and_bounded() {
+        let ranges = vec![(30..40, 2), (0..10, 1), (5..12, 4), (50..60, 1), (100..110, 8)];
+        let merged = normalise(ranges.clone(), 16);
+        assert_eq!(merged, vec![(0..12, 5), (30..40, 2), (50..60, 1), (100..110, 8)]);
+        let bounded = normalise(ranges, 2);
+        assert_eq!(bounded, vec![(0..60, 7), (100..110, 8)]);
+    }
+}

@@ -1,0 +1,112 @@
+//! Threads that never registered with the runtime call module code in tight
+//! loops while the main thread reloads the module, under the default
+//! configuration: none of them may crash, each must run every new build,
+//! and replaced libraries must still be unloaded (each worker is observed
+//! outside the old code after a while).
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use support::{Scratch, fixture, fn1, runtime};
+
+const WORKERS: usize = 4;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Work {
+    /// `answer(x)`: a few instructions.
+    Tiny,
+    /// `spin(20)`: 20 µs inside the module per call.
+    Spin20,
+}
+
+/// Paths of the private copies the process has mapped.
+fn mapped_copies(dir: &std::path::Path) -> usize {
+    let dir = dir.to_string_lossy().into_owned();
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let mut paths: Vec<&str> =
+        maps.lines().filter_map(|l| l.split_whitespace().nth(5)).filter(|p| p.starts_with(&dir)).collect();
+    paths.sort_unstable();
+    paths.dedup();
+    paths.len()
+}
+
+fn reload_under(work: Work, reloads: usize, name: &str) {
+    let s = Scratch::new(name);
+    let v1 = fixture("counter", &[]);
+    let v2 = fixture("counter", &["v2"]);
+    let path = s.install(&v1, "counter");
+    let rt = runtime();
+    rt.load(&path).unwrap();
+    let answer = fn1(&rt, "counter", "answer");
+    let spin = fn1(&rt, "counter", "spin");
+    let stop = AtomicBool::new(false);
+    // The version each worker saw last (1 or 2).
+    let seen: [AtomicU64; WORKERS] = [const { AtomicU64::new(0) }; WORKERS];
+    let started = Instant::now();
+    let mut max_pending = 0;
+
+    let calls: u64 = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..WORKERS)
+            .map(|w| {
+                let (stop, seen) = (&stop, &seen);
+                scope.spawn(move || {
+                    let mut calls = 0u64;
+                    let mut x = w as u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let version = match work {
+                            Work::Tiny => answer(x) - x,
+                            Work::Spin20 => spin(20),
+                        };
+                        assert!(version == 1 || version == 2, "worker {w} got version {version}");
+                        seen[w].store(version, Ordering::Relaxed);
+                        calls += 1;
+                        x = (x + 7) % 1_000_003;
+                    }
+                    calls
+                })
+            })
+            .collect();
+        for i in 0..reloads {
+            let (artifact, version) = if i % 2 == 0 { (&v2, 2) } else { (&v1, 1) };
+            s.install(artifact, "counter");
+            let report = rt.perform_reload().expect("every reload commits");
+            assert_eq!(report.reloaded, ["counter"], "reload {i}");
+            // Every worker runs the new build before the next reload.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while seen.iter().any(|v| v.load(Ordering::Relaxed) != version) {
+                assert!(Instant::now() < deadline, "reload {i}: a worker never ran version {version}");
+                std::thread::yield_now();
+            }
+            max_pending = max_pending.max(rt.stats().retired_pending);
+        }
+        stop.store(true, Ordering::Relaxed);
+        workers.into_iter().map(|w| w.join().expect("no worker panicked")).sum()
+    });
+
+    let pending_before_end = rt.stats().retired_pending;
+    // The workers are gone: whatever is still retired can go now.
+    rt.collect_retired();
+    let stats = rt.stats();
+    println!(
+        "{name}: {reloads} reloads, {calls} calls from {WORKERS} unregistered threads in {:.1} s; at most {max_pending} replaced libraries waited at once, {pending_before_end} at the end",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(calls > 0);
+    assert_eq!(stats.retired_pending, 0);
+    assert_eq!(stats.unloads, reloads as u64, "every replaced library was unloaded");
+    assert_eq!(mapped_copies(&rt.private_dir()), 1, "only the current library is still mapped");
+    // Old libraries were unloaded while the workers ran, not all at the end.
+    assert!(max_pending < reloads / 4, "{max_pending} replaced libraries waited at once");
+}
+
+#[test]
+fn unregistered_threads_calling_tiny_procs_survive_a_thousand_reloads() {
+    reload_under(Work::Tiny, 1_000, "unregistered-tiny");
+}
+
+#[test]
+fn unregistered_threads_calling_20_us_procs_survive_a_thousand_reloads() {
+    reload_under(Work::Spin20, 1_000, "unregistered-spin");
+}
