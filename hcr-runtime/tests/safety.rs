@@ -259,7 +259,10 @@ fn mapped_copies(rt: &Runtime) -> Vec<String> {
 fn a_replaced_library_stays_until_every_registered_thread_is_quiescent() {
     let s = Scratch::new("deferred");
     let path = s.install(&fixture("counter", &[]), "counter");
-    let rt = Arc::new(runtime());
+    // Registered threads only: the quiescent points decide alone (the
+    // other threads of this test process are observed in the next test).
+    let config = Config::new().with_stub_base(0).with_observe_unregistered_threads(false);
+    let rt = Arc::new(Runtime::with_config(config).unwrap());
     rt.load(&path).unwrap();
     let answer = fn1(&rt, "counter", "answer");
     let worker_guard = rt.register_thread();
@@ -289,6 +292,31 @@ fn a_replaced_library_stays_until_every_registered_thread_is_quiescent() {
     offline_guard.quiescent();
     assert_eq!(rt.stats().retired_pending, 0);
     assert_eq!(rt.stats().unloads, 2);
+}
+
+#[test]
+fn with_the_default_policy_other_threads_are_observed_before_a_library_is_unloaded() {
+    let s = Scratch::new("observed");
+    let path = s.install(&fixture("counter", &[]), "counter");
+    let rt = runtime();
+    rt.load(&path).unwrap();
+    let answer = fn1(&rt, "counter", "answer");
+    let guard = rt.register_thread();
+    s.install(&fixture("counter", &["v2"]), "counter");
+    rt.perform_reload().unwrap();
+    assert_eq!(answer(1), 3);
+    assert_eq!(rt.stats().retired_pending, 1, "v1 waits for the registered thread");
+    guard.quiescent();
+    // The other threads of this process (other tests run in parallel) are
+    // observed too; one may hold a stale address for a while.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while rt.stats().retired_pending != 0 {
+        assert!(std::time::Instant::now() < deadline, "v1 was never unloaded");
+        rt.collect_retired();
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert_eq!(rt.stats().unloads, 1);
+    assert_eq!(mapped_copies(&rt).len(), 1, "v1 is unmapped");
 }
 
 #[test]

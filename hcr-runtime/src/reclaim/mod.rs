@@ -175,8 +175,8 @@ impl Reclaimer {
     }
 
     /// A collection from a quiescent point: nothing if no batch waits; never
-    /// waits for another collection; spaced out while observing threads
-    /// does not free everything.
+    /// waits for another collection; observing threads is spaced out while
+    /// it cannot prove everything.
     fn poll(&self) {
         if !self.domain.has_pending() {
             return;
@@ -189,18 +189,21 @@ impl Reclaimer {
         let ready = match &self.unregistered {
             Unregistered::Observe(observer) => {
                 let Some(mut observer) = observer.try_lock() else { return };
-                self.domain.collect(&mut *observer as &mut dyn Observer<Held>, false)
+                observer.incomplete = false;
+                let ready = self.domain.collect(&mut *observer as &mut dyn Observer<Held>, false);
+                if observer.incomplete {
+                    // Ordering: relaxed, as above.
+                    self.retry_at.store(now + RETRY_INTERVAL.as_nanos() as u64, Ordering::Relaxed);
+                }
+                ready
             }
             Unregistered::Trust(trust) => {
                 let Some(mut trust) = trust.try_lock() else { return };
                 self.domain.collect(&mut *trust as &mut dyn Observer<Held>, false)
             }
         };
-        let Some(ready) = ready else { return };
-        self.free(ready);
-        if self.domain.has_pending() && matches!(self.unregistered, Unregistered::Observe(_)) {
-            // Ordering: relaxed, as above.
-            self.retry_at.store(now + RETRY_INTERVAL.as_nanos() as u64, Ordering::Relaxed);
+        if let Some(ready) = ready {
+            self.free(ready);
         }
     }
 

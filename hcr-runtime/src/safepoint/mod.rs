@@ -273,6 +273,8 @@ pub(crate) struct SignalObserver {
     pub(crate) settings: Settings,
     /// Threads already reported as unobservable, by key.
     pub(crate) warned: HashSet<u64>,
+    /// The last observation could not prove everything it was asked for.
+    pub(crate) incomplete: bool,
 }
 
 /// The outcome of one [`SignalObserver::observe_all`].
@@ -286,7 +288,7 @@ pub(crate) struct RoundReport {
 
 impl SignalObserver {
     pub(crate) fn new(settings: Settings) -> SignalObserver {
-        SignalObserver { settings, warned: HashSet::new() }
+        SignalObserver { settings, warned: HashSet::new(), incomplete: false }
     }
 
     /// Asks thread `tid` to observe itself, up to a few times while it holds
@@ -457,7 +459,9 @@ impl SignalObserver {
 impl<T: Footprint> Observer<T> for SignalObserver {
     fn prove(&mut self, batches: &mut [Batch<T>], registered: &[(u64, u64)]) {
         let exempt: HashSet<u64> = registered.iter().map(|&(tid, _)| tid).collect();
-        if let Some(report) = self.observe_all(batches, &exempt)
+        let report = self.observe_all(batches, &exempt);
+        self.incomplete = report.as_ref().is_none_or(|r| r.unproven > 0);
+        if let Some(report) = report
             && report.unproven > 0
         {
             tracing::debug!(asked = report.asked, unproven = report.unproven, "some threads still hold retired code");
@@ -515,6 +519,94 @@ pub(crate) fn all_threads_clear_of(ranges: Vec<Range<usize>>, exempt: &HashSet<u
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    const SETTINGS: Settings = Settings { timeout: Duration::from_millis(500) };
+
+    /// Waits (with a deadline) until `f` is true.
+    fn eventually(mut f: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if f() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        false
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_thread_holding_an_address_is_not_proven_until_it_lets_go() {
+        let memory = vec![0u64; 512];
+        let range = memory.as_ptr() as usize..memory.as_ptr() as usize + 4096;
+        let (stop, started) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        // Like a stub's slot: the thread loads the address from it again
+        // and again and keeps it in its frame meanwhile; re-pointing the
+        // slot makes it let go.
+        let slot = Arc::new(AtomicUsize::new(range.start + 24));
+        let thread = {
+            let (stop, started, slot) = (stop.clone(), started.clone(), slot.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Acquire) {
+                    let mut kept = std::hint::black_box(slot.load(Ordering::Acquire));
+                    std::hint::black_box(&mut kept);
+                    started.store(true, Ordering::Release);
+                }
+            })
+        };
+        while !started.load(Ordering::Acquire) {
+            std::hint::spin_loop();
+        }
+        for _ in 0..3 {
+            assert!(!all_threads_clear_of(vec![range.clone()], &HashSet::new(), SETTINGS), "the address was found");
+        }
+        slot.store(0, Ordering::Release);
+        assert!(eventually(|| all_threads_clear_of(vec![range.clone()], &HashSet::new(), SETTINGS)));
+        stop.store(true, Ordering::Release);
+        thread.join().unwrap();
+        drop(memory);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_thread_that_blocks_the_signal_is_never_proven_and_never_waited_for_long() {
+        let memory = vec![0u64; 512];
+        let range = memory.as_ptr() as usize..memory.as_ptr() as usize + 4096;
+        let (blocked, unblock, done) =
+            (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        let thread = {
+            let (blocked, unblock, done) = (blocked.clone(), unblock.clone(), done.clone());
+            std::thread::spawn(move || {
+                // SAFETY: plain signal-mask calls on a valid set.
+                unsafe {
+                    let mut all: libc::sigset_t = std::mem::zeroed();
+                    libc::sigfillset(&mut all);
+                    let mut old: libc::sigset_t = std::mem::zeroed();
+                    libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+                    blocked.store(true, Ordering::Release);
+                    while !unblock.load(Ordering::Acquire) {
+                        std::hint::spin_loop();
+                    }
+                    libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+                }
+                while !done.load(Ordering::Acquire) {
+                    std::hint::spin_loop();
+                }
+            })
+        };
+        while !blocked.load(Ordering::Acquire) {
+            std::hint::spin_loop();
+        }
+        let started = Instant::now();
+        assert!(!all_threads_clear_of(vec![range.clone()], &HashSet::new(), SETTINGS), "it cannot be observed");
+        assert!(started.elapsed() < Duration::from_secs(10), "not waited for: it is never signalled");
+        unblock.store(true, Ordering::Release);
+        assert!(eventually(|| all_threads_clear_of(vec![range.clone()], &HashSet::new(), SETTINGS)));
+        done.store(true, Ordering::Release);
+        thread.join().unwrap();
+    }
 
     #[test]
     fn ranges_are_sorted_merged_and_bounded() {
