@@ -158,29 +158,6 @@ fn private_expedited_registered() -> bool {
     })
 }
 
-#[cfg(test)]
-mod barrier_tests {
-    use super::*;
-
-    #[test]
-    fn the_barrier_is_chosen_from_what_the_kernel_offers() {
-        assert_eq!(choose_barrier(0x3ff, true).unwrap(), Barrier::PrivateExpedited);
-        assert_eq!(choose_barrier(0x3ff, false).unwrap(), Barrier::Global);
-        assert_eq!(choose_barrier(MEMBARRIER_CMD_GLOBAL, false).unwrap(), Barrier::Global);
-        // Nothing usable: an error, never a silent no-op.
-        let err = choose_barrier(0x18, false).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::Unsupported);
-        assert!(choose_barrier(-38, false).is_err(), "no membarrier at all (ENOSYS)");
-    }
-
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    #[test]
-    fn both_barriers_run_here() {
-        assert_eq!(process_barrier(true).unwrap(), Barrier::Global);
-        assert!(process_barrier(false).is_ok());
-    }
-}
-
 /// Creates `path` as a directory only the current user can use (mode 0700).
 /// Fails if anything already exists at `path`, including a symlink.
 pub(crate) fn create_private_dir(path: &Path) -> io::Result<()> {
@@ -259,4 +236,27 @@ pub(crate) fn stack_objects() -> Vec<(usize, std::path::PathBuf)> {
             Some((ip, std::path::PathBuf::from(std::ffi::OsStr::from_bytes(name.to_bytes()))))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod barrier_tests {
+    use super::*;
+
+    #[test]
+    fn the_barrier_is_chosen_from_what_the_kernel_offers() {
+        assert_eq!(choose_barrier(0x3ff, true).unwrap(), Barrier::PrivateExpedited);
+        assert_eq!(choose_barrier(0x3ff, false).unwrap(), Barrier::Global);
+        assert_eq!(choose_barrier(MEMBARRIER_CMD_GLOBAL, false).unwrap(), Barrier::Global);
+        // Nothing usable: an error, never a silent no-op.
+        let err = choose_barrier(0x18, false).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::Unsupported);
+        assert!(choose_barrier(-38, false).is_err(), "no membarrier at all (ENOSYS)");
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn both_barriers_run_here() {
+        assert_eq!(process_barrier(true).unwrap(), Barrier::Global);
+        assert!(process_barrier(false).is_ok());
+    }
 }

@@ -115,7 +115,7 @@ impl Tables {
         let n = stacks.len().min(MAX_STACKS);
         for (i, &(start, end, main)) in stacks[..n].iter().enumerate() {
             self.stacks[2 * i].store(start, Ordering::Relaxed);
-            self.stacks[2 * i + 1].store(end | usize::from(main) * MAIN_STACK, Ordering::Relaxed);
+            self.stacks[2 * i + 1].store(end | (usize::from(main) * MAIN_STACK), Ordering::Relaxed);
         }
         self.stack_count.store(n, Ordering::Relaxed);
     }
