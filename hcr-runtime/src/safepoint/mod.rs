@@ -569,6 +569,48 @@ mod tests {
         drop(memory);
     }
 
+    /// Prints what one observation of every thread costs, with idle and
+    /// with busy threads (no assertion on time):
+    /// `cargo test -p hcr-runtime --lib -- --ignored --nocapture observation_cost`.
+    #[cfg(target_os = "linux")]
+    #[test]
+    #[ignore = "a measurement; run by hand"]
+    fn observation_cost() {
+        let memory = vec![0u64; 512];
+        let range = memory.as_ptr() as usize..memory.as_ptr() as usize + 4096;
+        for (threads, busy) in [(0, false), (4, false), (4, true), (16, false)] {
+            let stop = Arc::new(AtomicBool::new(false));
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    let stop = stop.clone();
+                    std::thread::spawn(move || {
+                        while !stop.load(Ordering::Acquire) {
+                            if busy {
+                                std::hint::spin_loop();
+                            } else {
+                                std::thread::sleep(Duration::from_millis(1));
+                            }
+                        }
+                    })
+                })
+                .collect();
+            let rounds = 200;
+            let started = Instant::now();
+            for _ in 0..rounds {
+                assert!(all_threads_clear_of(vec![range.clone()], &HashSet::new(), SETTINGS));
+            }
+            let per_round = started.elapsed() / rounds;
+            let total = std::fs::read_dir("/proc/self/task").unwrap().count() - 1;
+            println!(
+                "{threads} extra {} threads ({total} observed): {per_round:?} per round, {:?} per observed thread",
+                if busy { "busy" } else { "sleeping" },
+                per_round / total.max(1) as u32
+            );
+            stop.store(true, Ordering::Release);
+            handles.into_iter().for_each(|h| h.join().unwrap());
+        }
+    }
+
     #[cfg(target_os = "linux")]
     #[test]
     fn a_thread_that_blocks_the_signal_is_never_proven_and_never_waited_for_long() {
