@@ -348,6 +348,16 @@ mod tests {
     }
 
     #[test]
+    fn the_safepoint_timeout_is_bounded() {
+        assert!(Config::new().validate().is_ok());
+        let zero = Config::new().with_safepoint_timeout(Duration::ZERO).validate();
+        assert!(matches!(zero, Err(Error::InvalidConfig { name: "safepoint_timeout", .. })));
+        assert!(Config::new().with_safepoint_timeout(Duration::from_secs(11)).validate().is_err());
+        let c = Config::new().with_observe_unregistered_threads(false).with_force_barrier_fallback(true);
+        assert!(!c.observe_unregistered_threads && c.force_barrier_fallback);
+    }
+
+    #[test]
     fn defaults_reserve_room_for_a_million_stubs_at_the_hint() {
         let c = Config::new();
         assert!(c.stub_capacity >= 1_000_000);
