@@ -320,6 +320,22 @@ fn with_the_default_policy_other_threads_are_observed_before_a_library_is_unload
 }
 
 #[test]
+fn a_reload_commits_with_the_fallback_barrier() {
+    // On AArch64 every commit makes all threads execute a barrier; this
+    // forces membarrier(GLOBAL) instead of the expedited one.
+    let s = Scratch::new("barrier-fallback");
+    let path = s.install(&fixture("counter", &[]), "counter");
+    let config = Config::new().with_stub_base(0).with_force_barrier_fallback(true);
+    let rt = Runtime::with_config(config).unwrap();
+    rt.load(&path).unwrap();
+    let answer = fn1(&rt, "counter", "answer");
+    assert_eq!(answer(1), 2);
+    s.install(&fixture("counter", &["v2"]), "counter");
+    rt.perform_reload().unwrap();
+    assert_eq!(answer(1), 3);
+}
+
+#[test]
 fn the_immediate_policy_unloads_at_once_whatever_threads_are_registered() {
     let s = Scratch::new("immediate");
     let path = s.install(&fixture("counter", &[]), "counter");
