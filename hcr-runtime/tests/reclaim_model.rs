@@ -8,7 +8,8 @@
 //! that is not ordered before the write, or that sees a closed library.
 //! Covered: registration, quiescent points, offline and back online
 //! (including the store-load fence, whose removal the last test shows is
-//! caught), retirement, collection, and the observation handshake of a
+//! caught), retirement, collection (handing batches on, then observing,
+//! with commits going on meanwhile), and the observation handshake of a
 //! thread that never registered (request, claim, answer, abandon).
 
 use std::cell::Cell;
@@ -74,21 +75,33 @@ impl Library {
 
     fn close(&self) {
         // SAFETY: loom checks that this write is ordered after every call.
-        self.0.with_mut(|code| unsafe { *code = CLOSED });
+        self.0.with_mut(|code| unsafe {
+            assert_eq!(*code, LIVE, "closed twice");
+            *code = CLOSED;
+        });
+    }
+
+    fn is_closed(&self) -> bool {
+        // SAFETY: as for `call`.
+        self.0.with(|code| unsafe { *code == CLOSED })
     }
 }
 
-/// Two libraries (0 current, 1 its replacement) and a stub pointing at 0.
+/// Libraries (0 current, then its replacements) and a stub pointing at 0.
 struct World {
-    libraries: [Library; 2],
+    libraries: Vec<Library>,
     stub: AtomicUsize,
     domain: Domain<usize>,
 }
 
 impl World {
     fn new() -> Arc<World> {
+        World::with_libraries(2)
+    }
+
+    fn with_libraries(count: usize) -> Arc<World> {
         Arc::new(World {
-            libraries: [Library::new(), Library::new()],
+            libraries: (0..count).map(|_| Library::new()).collect(),
             stub: AtomicUsize::new(0),
             domain: Domain::new(),
         })
@@ -103,8 +116,15 @@ impl World {
 
     /// The commit: re-point the stub, retire library 0.
     fn reload(&self) {
-        self.stub.store(1, Ordering::Release);
-        self.domain.retire(0);
+        self.reload_to(1);
+    }
+
+    /// A commit from library `to - 1` to library `to`; as the runtime does,
+    /// it then hands on what registered threads are past.
+    fn reload_to(&self, to: usize) {
+        self.stub.store(to, Ordering::Release);
+        self.domain.retire(to - 1, Vec::new());
+        self.domain.advance(true);
     }
 
     fn collect(&self, observer: &mut dyn Observer<usize>) -> usize {
@@ -190,7 +210,7 @@ struct Asker {
 const NOTHING: usize = usize::MAX;
 
 impl Observer<usize> for Asker {
-    fn prove(&mut self, batches: &mut [Batch<usize>], registered: &[(u64, u64)]) {
+    fn prove(&mut self, batches: &mut [Batch<usize>], registered: &[u64]) {
         assert!(registered.is_empty());
         for batch in batches {
             self.looked_for.store(batch.items, Ordering::Relaxed);
@@ -257,4 +277,36 @@ fn a_thread_that_never_registered_is_observed_before_its_library_is_closed() {
 #[should_panic(expected = "Causality violation")]
 fn without_observing_it_a_thread_that_never_registered_can_call_a_closed_library() {
     model(|| unregistered_worker(true));
+}
+
+/// A collector hands batches on and observes on its own thread while the
+/// main thread commits twice and a registered thread calls through the
+/// stub: no batch is lost or freed twice, and no library is closed while
+/// the reader can reach it.
+#[test]
+fn commits_while_the_collector_runs_lose_no_batch() {
+    model(|| {
+        let world = World::with_libraries(3);
+        let slot = world.domain.register(1);
+        let reader = {
+            let world = world.clone();
+            loom::thread::spawn(move || {
+                world.call();
+                world.domain.quiescent(&slot);
+                world.domain.unregister(&slot);
+            })
+        };
+        let collector = {
+            let world = world.clone();
+            loom::thread::spawn(move || world.collect(&mut TrustRegistered))
+        };
+        world.reload_to(1);
+        world.reload_to(2);
+        collector.join().unwrap();
+        reader.join().unwrap();
+        world.collect(&mut TrustRegistered);
+        assert_eq!(world.domain.pending(), 0);
+        assert!(world.libraries[0].is_closed() && world.libraries[1].is_closed());
+        assert!(!world.libraries[2].is_closed());
+    });
 }

@@ -13,7 +13,10 @@
 //!
 //! The commit path hands everything one commit replaced to
 //! [`Reclaimer::retire`] as one [`Retired`] batch, after re-pointing the
-//! stubs, and never frees any of it itself.
+//! stubs, and never frees any of it itself. Retiring never waits for other
+//! threads: observing them is the work of a collector thread of the
+//! reclaimer, started when a batch first needs it, which frees each batch
+//! as soon as it is proven.
 
 pub(crate) mod protocol;
 mod sync;
@@ -21,10 +24,11 @@ mod sync;
 use std::collections::HashSet;
 use std::marker::PhantomData;
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use self::protocol::{Domain, Observer, Slot, TrustRegistered};
 use self::sync::Arc;
@@ -52,11 +56,12 @@ impl Retired {
     }
 }
 
-/// A retired batch with where it lies, taken while its libraries are
-/// loaded.
+/// A retired batch with where it lies (taken while its libraries are
+/// loaded) and when it was retired.
 struct Held {
     retired: Retired,
     ranges: Vec<Range<usize>>,
+    since: Instant,
 }
 
 impl Footprint for Held {
@@ -70,56 +75,80 @@ impl Held {
         let mut ranges: Vec<Range<usize>> =
             retired.libraries.iter().flat_map(|l| safepoint::library_ranges(l.path())).collect();
         ranges.extend(retired.globals.iter().map(GlobalBox::range));
-        Held { retired, ranges }
+        Held { retired, ranges, since: Instant::now() }
     }
 }
 
-/// How threads that never registered are dealt with.
-enum Unregistered {
-    /// Observed with the safepoint signal.
-    Observe(Mutex<SignalObserver>),
-    /// Trusted not to run module code ([`Config::observe_unregistered_threads`]
-    /// off).
-    Trust(Mutex<TrustRegistered>),
+/// What the collector thread is asked to do, and what it did.
+#[derive(Default)]
+struct Control {
+    /// Rounds asked for (a counter).
+    requested: u64,
+    /// The request count the last round started at: a round asked for
+    /// after it started has `requested > started`.
+    started: u64,
+    /// The request count the last finished round started at.
+    done: u64,
+    /// The thread is running.
+    running: bool,
+    /// The reclaimer is going away: the thread stops, none is started.
+    stop: bool,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Freed memory and waits, for [`Stats`](crate::Stats).
+#[derive(Default)]
+struct Counters {
+    unloads: AtomicU64,
+    globals_freed: AtomicU64,
+    libraries_pending: AtomicUsize,
+    globals_pending: AtomicUsize,
+    /// Batches freed after waiting, their total and longest wait
+    /// (nanoseconds).
+    batches_freed: AtomicU64,
+    wait_total: AtomicU64,
+    wait_max: AtomicU64,
 }
 
 /// Retired batches, the registered threads, and the observer of the others.
 pub(crate) struct Reclaimer {
     domain: Domain<Held>,
-    unregistered: Unregistered,
+    /// `None`: threads that never registered are trusted not to run module
+    /// code ([`Config::observe_unregistered_threads`] off).
+    observer: Option<Mutex<SignalObserver>>,
     settings: safepoint::Settings,
-    unloads: AtomicU64,
-    /// When quiescent points may next try a collection that observes
-    /// threads (nanoseconds since `start`).
-    retry_at: AtomicU64,
-    start: Instant,
+    control: Mutex<Control>,
+    /// Wakes the collector thread (new work, stop) and the threads that wait
+    /// for a round.
+    signal: Condvar,
+    counters: Counters,
 }
 
 impl std::fmt::Debug for Reclaimer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reclaimer").field("pending", &self.pending()).finish_non_exhaustive()
+        f.debug_struct("Reclaimer").field("batches", &self.domain.pending()).finish_non_exhaustive()
     }
 }
 
-/// How long quiescent points leave an observing collection alone after one
-/// that could not free everything.
-const RETRY_INTERVAL: Duration = Duration::from_millis(5);
+/// How long the collector waits before observing again the threads that
+/// still held retired memory: at first, and at most (doubling in between,
+/// while they keep holding it; a new retirement starts over).
+const RETRY_FIRST: Duration = Duration::from_millis(1);
+const RETRY_MAX: Duration = Duration::from_millis(64);
+
+/// How long [`Reclaimer::collect`] waits for a round at most.
+const ROUND_WAIT: Duration = Duration::from_secs(60);
 
 impl Reclaimer {
     pub(crate) fn new(config: &Config) -> Reclaimer {
         let settings = safepoint::Settings { timeout: config.safepoint_timeout };
-        let unregistered = if config.observe_unregistered_threads {
-            Unregistered::Observe(Mutex::new(SignalObserver::new(settings)))
-        } else {
-            Unregistered::Trust(Mutex::new(TrustRegistered))
-        };
         Reclaimer {
             domain: Domain::new(),
-            unregistered,
+            observer: config.observe_unregistered_threads.then(|| Mutex::new(SignalObserver::new(settings))),
             settings,
-            unloads: AtomicU64::new(0),
-            retry_at: AtomicU64::new(0),
-            start: Instant::now(),
+            control: Mutex::new(Control::default()),
+            signal: Condvar::new(),
+            counters: Counters::default(),
         }
     }
 
@@ -130,107 +159,248 @@ impl Reclaimer {
         for library in libraries {
             library.close();
             // Ordering: relaxed; a statistic.
-            self.unloads.fetch_add(1, Ordering::Relaxed);
+            self.counters.unloads.fetch_add(1, Ordering::Relaxed);
         }
         // Globals after the code that used them.
+        // Ordering: relaxed; a statistic.
+        self.counters.globals_freed.fetch_add(globals.len() as u64, Ordering::Relaxed);
         drop(globals);
     }
 
-    /// Closes libraries now.
-    pub(crate) fn close_now(&self, libraries: Vec<ModuleLibrary>) {
-        self.free_now(Retired { libraries: libraries.into_iter().rev().collect(), globals: Vec::new() });
-    }
-
     /// Retires what a commit replaced; it must already have re-pointed every
-    /// stub. Freed once no thread can reach it (at once if possible).
-    pub(crate) fn retire(&self, retired: Retired) {
+    /// stub. Freed once no thread can reach it: at once when no thread is
+    /// registered and threads that never registered are trusted; otherwise
+    /// by a later quiescent point or by the collector thread. Never waits
+    /// for another thread.
+    pub(crate) fn retire(self: &Arc<Self>, retired: Retired) {
         if retired.is_empty() {
             return;
         }
-        self.domain.retire(Held::new(retired));
-        self.collect();
+        // Ordering (both): relaxed; statistics, decremented only after this
+        // (the batch reaches the free through the domain's locks).
+        self.counters.libraries_pending.fetch_add(retired.libraries.len(), Ordering::Relaxed);
+        self.counters.globals_pending.fetch_add(retired.globals.len(), Ordering::Relaxed);
+        // The thread that committed is not observed for this batch: it runs
+        // runtime code, and the commit checked that none of its frames is
+        // in the code it replaced (values the runtime left on its stack
+        // would only keep the batch alive). Pointers into a module's memory
+        // held otherwise are outside the guarantees (see docs/safety.md).
+        let proven = match safepoint::current_key() {
+            0 => Vec::new(),
+            key => vec![key],
+        };
+        self.domain.retire(Held::new(retired), proven);
+        self.advance(true);
     }
 
-    /// Retires libraries replaced by a commit (dependents last, as the
-    /// commit lists them).
-    pub(crate) fn retire_libraries(&self, libraries: Vec<ModuleLibrary>) {
-        self.retire(Retired { libraries: libraries.into_iter().rev().collect(), globals: Vec::new() });
+    /// Hands batches the registered threads are past to the observer: frees
+    /// them at once if threads that never registered are trusted, otherwise
+    /// wakes the collector thread. Never observes threads itself.
+    fn advance(self: &Arc<Self>, wait: bool) {
+        let Some(observing) = self.domain.advance(wait) else { return };
+        if observing == 0 {
+            return;
+        }
+        if self.observer.is_none() {
+            let ready = self.domain.observe(&mut TrustRegistered as &mut dyn Observer<Held>);
+            self.free(ready);
+        } else {
+            self.wake_collector();
+        }
     }
 
-    /// Frees every batch no thread can reach any more; returns how many
-    /// libraries were closed. May observe threads (signals): not for hot
-    /// paths.
-    pub(crate) fn collect(&self) -> usize {
-        let ready = match &self.unregistered {
-            Unregistered::Observe(observer) => {
+    /// Asks the collector thread for a round that starts after this call,
+    /// starting the thread if needed; returns the request number (0 if the
+    /// reclaimer is stopping).
+    fn wake_collector(self: &Arc<Self>) -> u64 {
+        let mut control = self.control.lock();
+        if control.stop {
+            return 0;
+        }
+        if control.requested == control.started {
+            control.requested += 1;
+        }
+        let ticket = control.requested;
+        if !control.running {
+            let me = self.clone();
+            let spawned = std::thread::Builder::new().name("hcr-reclaim".into()).spawn(move || me.collector_loop());
+            match spawned {
+                Ok(handle) => {
+                    control.running = true;
+                    control.thread = Some(handle);
+                }
+                Err(e) => {
+                    // Observe on this thread instead: slower, still right.
+                    tracing::warn!(error = %e, "cannot start the reclamation thread; observing threads on this one");
+                    drop(control);
+                    self.round();
+                    return ticket;
+                }
+            }
+        }
+        drop(control);
+        self.signal.notify_all();
+        ticket
+    }
+
+    /// The collector thread: runs a round whenever one is asked for, and
+    /// again a little later while retired memory waits for observation.
+    fn collector_loop(self: Arc<Self>) {
+        let mut retry = RETRY_FIRST;
+        let mut control = self.control.lock();
+        loop {
+            if control.stop {
+                break;
+            }
+            if control.requested == control.started {
+                if self.domain.has_observing() {
+                    // Batches still held by some thread: look again soon.
+                    let timed_out = self.signal.wait_for(&mut control, retry).timed_out();
+                    if timed_out && !control.stop {
+                        control.requested += 1;
+                        retry = (retry * 2).min(RETRY_MAX);
+                    } else {
+                        retry = RETRY_FIRST;
+                    }
+                } else {
+                    retry = RETRY_FIRST;
+                    self.signal.wait(&mut control);
+                }
+                continue;
+            }
+            let started = control.requested;
+            control.started = started;
+            drop(control);
+            self.round();
+            control = self.control.lock();
+            control.done = started;
+            self.signal.notify_all();
+        }
+        control.running = false;
+    }
+
+    /// One collection: hands on what registered threads are past, observes
+    /// the other threads, frees what is proven. Returns how many libraries
+    /// it closed.
+    fn round(&self) -> usize {
+        let ready = match &self.observer {
+            Some(observer) => {
                 let mut observer = observer.lock();
                 self.domain.collect(&mut *observer as &mut dyn Observer<Held>, true)
             }
-            Unregistered::Trust(trust) => {
-                let mut trust = trust.lock();
-                self.domain.collect(&mut *trust as &mut dyn Observer<Held>, true)
-            }
+            None => self.domain.collect(&mut TrustRegistered as &mut dyn Observer<Held>, true),
         };
         self.free(ready.unwrap_or_default())
     }
 
-    /// A collection from a quiescent point: nothing if no batch waits; never
-    /// waits for another collection; observing threads is spaced out while
-    /// it cannot prove everything.
-    fn poll(&self) {
-        if !self.domain.has_pending() {
-            return;
+    /// Frees every batch no thread can reach any more and waits for that
+    /// (observing threads, up to the safepoint timeout each); returns how
+    /// many libraries this closed.
+    pub(crate) fn collect(self: &Arc<Self>) -> usize {
+        if self.observer.is_none() {
+            return self.round();
         }
-        let now = self.start.elapsed().as_nanos() as u64;
-        // Ordering: relaxed; a rate limit, any value read is fine.
-        if now < self.retry_at.load(Ordering::Relaxed) {
-            return;
+        // Ordering: relaxed; a statistic read twice around the round.
+        let before = self.counters.unloads.load(Ordering::Relaxed);
+        let _ = self.domain.advance(true);
+        if !self.domain.has_observing() {
+            return 0;
         }
-        let ready = match &self.unregistered {
-            Unregistered::Observe(observer) => {
-                let Some(mut observer) = observer.try_lock() else { return };
-                observer.incomplete = false;
-                let ready = self.domain.collect(&mut *observer as &mut dyn Observer<Held>, false);
-                if observer.incomplete {
-                    // Ordering: relaxed, as above.
-                    self.retry_at.store(now + RETRY_INTERVAL.as_nanos() as u64, Ordering::Relaxed);
-                }
-                ready
-            }
-            Unregistered::Trust(trust) => {
-                let Some(mut trust) = trust.try_lock() else { return };
-                self.domain.collect(&mut *trust as &mut dyn Observer<Held>, false)
-            }
-        };
-        if let Some(ready) = ready {
-            self.free(ready);
+        let ticket = self.wake_collector();
+        let deadline = Instant::now() + ROUND_WAIT;
+        let mut control = self.control.lock();
+        while control.done < ticket && control.running && Instant::now() < deadline {
+            self.signal.wait_until(&mut control, deadline);
+        }
+        drop(control);
+        // Ordering: relaxed, as above.
+        (self.counters.unloads.load(Ordering::Relaxed) - before) as usize
+    }
+
+    /// Hands on what registered threads are past (to the collector thread,
+    /// or freed at once when threads that never registered are trusted);
+    /// never observes threads.
+    pub(crate) fn nudge(self: &Arc<Self>) {
+        self.advance(true);
+    }
+
+    /// A collection from a quiescent point: nothing if no batch waits for
+    /// registered threads; never waits for another collection, never
+    /// observes threads.
+    fn poll(self: &Arc<Self>) {
+        if self.domain.has_waiting() {
+            self.advance(false);
         }
     }
 
     fn free(&self, ready: Vec<Held>) -> usize {
         let mut closed = 0;
         for held in ready {
+            let waited = held.since.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
             closed += held.retired.libraries.len();
+            // Ordering (all counters): relaxed; statistics.
+            self.counters.libraries_pending.fetch_sub(held.retired.libraries.len(), Ordering::Relaxed);
+            self.counters.globals_pending.fetch_sub(held.retired.globals.len(), Ordering::Relaxed);
             self.free_now(held.retired);
+            self.counters.batches_freed.fetch_add(1, Ordering::Relaxed);
+            self.counters.wait_total.fetch_add(waited, Ordering::Relaxed);
+            self.counters.wait_max.fetch_max(waited, Ordering::Relaxed);
         }
         closed
     }
 
-    /// Whether the stub table, the libraries and the globals may be unmapped
-    /// and freed as the runtime goes away: `Err` says why not. `live` are
-    /// the ranges of the table and the loaded libraries.
-    pub(crate) fn may_unmap(&self, live: Vec<Range<usize>>) -> Result<(), String> {
+    /// Stops the collector thread and waits for it (its round in progress
+    /// ends first); no other is started afterwards.
+    fn stop_collector(&self) {
+        let handle = {
+            let mut control = self.control.lock();
+            control.stop = true;
+            control.thread.take()
+        };
+        self.signal.notify_all();
+        if let Some(handle) = handle
+            && handle.join().is_err()
+        {
+            tracing::warn!("the reclamation thread panicked");
+        }
+    }
+
+    /// The runtime goes away: stops the collector, then frees every retired
+    /// batch if no thread can still reach it or anything in `live` (the
+    /// stub table and the loaded libraries), and leaks them otherwise. `Err`
+    /// says why the table, the libraries and the globals must stay.
+    pub(crate) fn shut_down(&self, live: Vec<Range<usize>>) -> Result<(), String> {
+        self.stop_collector();
+        let batches = self.domain.take_all();
+        let verdict = self.may_unmap(live, &batches);
+        for held in batches {
+            // Ordering (both): relaxed; statistics.
+            self.counters.libraries_pending.fetch_sub(held.retired.libraries.len(), Ordering::Relaxed);
+            self.counters.globals_pending.fetch_sub(held.retired.globals.len(), Ordering::Relaxed);
+            if verdict.is_ok() {
+                self.free_now(held.retired);
+            } else {
+                // Libraries stay mapped, globals allocated.
+                for library in held.retired.libraries {
+                    library.leak();
+                }
+                std::mem::forget(held.retired.globals);
+            }
+        }
+        verdict
+    }
+
+    /// Whether the table, the libraries and the globals may be unmapped and
+    /// freed: no thread registered and, if they are observed, every other
+    /// thread seen holding no address in `live` or in `batches`.
+    fn may_unmap(&self, live: Vec<Range<usize>>, batches: &[Held]) -> Result<(), String> {
         let threads = self.domain.thread_count();
         if threads > 0 {
             return Err(format!("{threads} registered thread(s) still exist"));
         }
-        if let Unregistered::Observe(_) = self.unregistered {
+        if self.observer.is_some() {
             let mut ranges = live;
-            ranges.extend(self.domain.take_all().into_iter().flat_map(|held| {
-                let ranges = held.ranges.clone();
-                self.free_now(held.retired);
-                ranges
-            }));
+            ranges.extend(batches.iter().flat_map(|held| held.ranges.iter().cloned()));
             if !safepoint::all_threads_clear_of(ranges, &HashSet::new(), self.settings) {
                 return Err("a thread that never registered may still be running module code or hold a stub".into());
             }
@@ -238,30 +408,37 @@ impl Reclaimer {
         Ok(())
     }
 
-    /// Frees every batch, whatever the threads are doing.
-    pub(crate) fn close_all(&self) {
-        for held in self.domain.take_all() {
-            self.free_now(held.retired);
-        }
-    }
-
-    /// Leaks every batch: libraries stay mapped, globals allocated.
-    pub(crate) fn leak_all(&self) {
-        for held in self.domain.take_all() {
-            for library in held.retired.libraries {
-                library.leak();
-            }
-            std::mem::forget(held.retired.globals);
-        }
-    }
-
+    /// Libraries closed so far.
     pub(crate) fn unloads(&self) -> u64 {
         // Ordering: relaxed; a statistic.
-        self.unloads.load(Ordering::Relaxed)
+        self.counters.unloads.load(Ordering::Relaxed)
     }
 
+    /// Retired global storages freed so far.
+    pub(crate) fn globals_freed(&self) -> u64 {
+        // Ordering: relaxed; a statistic.
+        self.counters.globals_freed.load(Ordering::Relaxed)
+    }
+
+    /// Retired libraries not closed yet.
     pub(crate) fn pending(&self) -> usize {
-        self.domain.pending()
+        // Ordering: relaxed; a statistic.
+        self.counters.libraries_pending.load(Ordering::Relaxed)
+    }
+
+    /// Retired global storages not freed yet.
+    pub(crate) fn globals_pending(&self) -> usize {
+        // Ordering: relaxed; a statistic.
+        self.counters.globals_pending.load(Ordering::Relaxed)
+    }
+
+    /// How long freed batches waited: mean and longest.
+    pub(crate) fn waits(&self) -> (Duration, Duration) {
+        // Ordering (all): relaxed; statistics.
+        let count = self.counters.batches_freed.load(Ordering::Relaxed);
+        let total = self.counters.wait_total.load(Ordering::Relaxed);
+        let max = self.counters.wait_max.load(Ordering::Relaxed);
+        (Duration::from_nanos(total.checked_div(count).unwrap_or(0)), Duration::from_nanos(max))
     }
 
     pub(crate) fn thread_count(&self) -> usize {
@@ -301,14 +478,14 @@ impl ThreadGuard {
 
     /// Declares that this thread is not running module code: every reload
     /// that committed before this call is complete for this thread. Two
-    /// atomic operations, plus a collection attempt while retired memory
-    /// waits (which may close libraries).
+    /// atomic operations; while retired memory waits for registered
+    /// threads, also a check whether it can be handed on (which frees it on
+    /// this thread when threads that never registered are not observed, and
+    /// otherwise leaves that to the runtime's collector thread).
     #[inline]
     pub fn quiescent(&self) {
         self.reclaimer.domain.quiescent(&self.slot);
-        if self.reclaimer.domain.has_pending() {
-            self.reclaimer.poll();
-        }
+        self.reclaimer.poll();
     }
 
     /// Runs `f` (which must not run module code) with this thread marked

@@ -13,9 +13,11 @@
 //! (old libraries, old global storage) under `e`. The batch is freed once
 //!
 //! * every registered thread has published an epoch `>= e` at a quiescent
-//!   point, or is offline ([`OFFLINE`]); and
+//!   point, or is offline ([`OFFLINE`]) ([`Domain::advance`] checks this);
+//!   and then
 //! * the [`Observer`] found that no thread outside the registry can reach
-//!   it any more.
+//!   it any more ([`Domain::observe`], which may run on another thread and
+//!   take its time: retiring never waits for it).
 //!
 //! Registered threads promise to run no module code at a quiescent point or
 //! while offline: everything they did with the batch happened before the
@@ -55,12 +57,14 @@ pub(crate) struct Batch<T> {
 /// other thread still can reach them.
 pub(crate) trait Observer<T> {
     /// Sets [`Batch::unreachable`] on every batch of `batches` (oldest first)
-    /// that no thread outside `registered` can reach any more. `registered`
-    /// lists the registered threads as `(tid, seen)`, read after their
-    /// quiescent points were checked: a thread created from now on descends
-    /// from threads that are either registered and past these batches, or
-    /// observed by this call.
-    fn prove(&mut self, batches: &mut [Batch<T>], registered: &[(u64, u64)]);
+    /// that no thread outside `registered` (system ids of the threads
+    /// registered now) can reach any more. Every batch was retired, and then
+    /// passed by every registered thread, before this call: a thread
+    /// created from now on descends from threads that are either registered
+    /// and past these batches, or observed by this call. A registered
+    /// thread is past them too (it registered at a quiescent point after
+    /// they were retired, or was past them when they were handed over).
+    fn prove(&mut self, batches: &mut [Batch<T>], registered: &[u64]);
 }
 
 /// The observer of a host that promises that only registered threads run
@@ -68,7 +72,7 @@ pub(crate) trait Observer<T> {
 pub(crate) struct TrustRegistered;
 
 impl<T> Observer<T> for TrustRegistered {
-    fn prove(&mut self, batches: &mut [Batch<T>], _registered: &[(u64, u64)]) {
+    fn prove(&mut self, batches: &mut [Batch<T>], _registered: &[u64]) {
         for batch in batches {
             batch.unreachable = true;
         }
@@ -76,12 +80,25 @@ impl<T> Observer<T> for TrustRegistered {
 }
 
 /// Epochs, registered threads and retired batches.
+///
+/// A batch goes through two lists: `retired` while registered threads may
+/// still reach it, then `observing` until the [`Observer`] proved that no
+/// other thread can. The two steps are separate calls, [`Domain::advance`]
+/// (cheap: two locks and a pass over the registered threads) and
+/// [`Domain::observe`] (which may take long: it runs the observer with no
+/// lock of the domain held), so that retiring never waits for an
+/// observation.
 #[derive(Debug)]
 pub(crate) struct Domain<T> {
     epoch: AtomicU64,
     threads: Mutex<Vec<Arc<Slot>>>,
+    /// Batches registered threads may still reach, oldest first.
     retired: Mutex<Vec<Batch<T>>>,
-    /// The number of retired batches, for the quiescent fast path.
+    /// Batches no registered thread can reach, waiting for the observer.
+    observing: Mutex<Vec<Batch<T>>>,
+    /// The length of `retired`, for the quiescent fast path.
+    waiting: AtomicUsize,
+    /// Batches retired and not yet handed out to be freed.
     pending: AtomicUsize,
 }
 
@@ -97,6 +114,8 @@ impl<T> Domain<T> {
             epoch: AtomicU64::new(0),
             threads: Mutex::new(Vec::new()),
             retired: Mutex::new(Vec::new()),
+            observing: Mutex::new(Vec::new()),
+            waiting: AtomicUsize::new(0),
             pending: AtomicUsize::new(0),
         }
     }
@@ -154,14 +173,14 @@ impl<T> Domain<T> {
         let epoch = self.epoch.load(Ordering::Acquire);
         // Ordering: release, as in `quiescent`.
         slot.seen.store(epoch, Ordering::Release);
-        // Ordering: a store-load barrier, paired with the fence in `collect`.
-        // A collector may have read OFFLINE (the value before the store
-        // above) and be about to free a batch retired after `epoch`, while
-        // this thread is about to load a stub's target. Both fences are in
-        // one total order. If the collector's comes first, the stub stores
-        // that happened before it are visible to this thread's loads after
-        // this fence: it calls the new code. If this one comes first, the
-        // collector's load of `seen` after its fence reads `epoch` (or
+        // Ordering: a store-load barrier, paired with the fence in
+        // `advance`. A collector may have read OFFLINE (the value before the
+        // store above) and be about to free a batch retired after `epoch`,
+        // while this thread is about to load a stub's target. Both fences
+        // are in one total order. If the collector's comes first, the stub
+        // stores that happened before it are visible to this thread's loads
+        // after this fence: it calls the new code. If this one comes first,
+        // the collector's load of `seen` after its fence reads `epoch` (or
         // later), not OFFLINE, and it waits for this thread. Without the
         // fences both sides could read the old values (store buffering,
         // which x86-64 allows too) and the thread would jump into a freed
@@ -170,32 +189,45 @@ impl<T> Domain<T> {
     }
 
     /// Records a batch retired by a commit that has re-pointed its stubs;
-    /// returns its epoch.
-    pub(crate) fn retire(&self, items: T) -> u64 {
+    /// returns its epoch. `proven`: threads (observer keys) known unable to
+    /// reach it.
+    pub(crate) fn retire(&self, items: T, proven: Vec<u64>) -> u64 {
+        // Ordering: counted first, so that the decrement when the batch is
+        // handed out (which happens after this, through the locks) never
+        // finds the count below it: the count never wraps around. Relaxed:
+        // a statistic and a hint; both changes are read-modify-writes of
+        // one atomic, ordered by happens-before.
+        self.pending.fetch_add(1, Ordering::Relaxed);
         // Ordering: AcqRel. The release half publishes the stubs re-pointed
         // before this call to every thread that loads the new epoch with
         // acquire (`quiescent`, `online`); the acquire half keeps the epochs
         // of successive commits in order.
         let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
         let mut retired = self.retired.lock();
-        retired.push(Batch { epoch, items, unreachable: false, proven: Vec::new() });
+        retired.push(Batch { epoch, items, unreachable: false, proven });
         // Ordering: relaxed. Only a hint for the quiescent fast path; it is
         // written under the lock, so it is always the length the list had at
-        // some point and never wraps around.
-        self.pending.store(retired.len(), Ordering::Relaxed);
+        // some point.
+        self.waiting.store(retired.len(), Ordering::Relaxed);
         epoch
     }
 
-    /// Whether batches are waiting (a hint: relaxed).
+    /// Whether batches wait for registered threads (a hint: relaxed).
     #[inline]
-    pub(crate) fn has_pending(&self) -> bool {
-        // Ordering: relaxed; a stale answer only delays or adds a collection.
-        self.pending.load(Ordering::Relaxed) != 0
+    pub(crate) fn has_waiting(&self) -> bool {
+        // Ordering: relaxed; a stale answer only delays or adds an advance.
+        self.waiting.load(Ordering::Relaxed) != 0
     }
 
-    /// The number of batches waiting.
+    /// The number of batches retired and not handed out yet.
     pub(crate) fn pending(&self) -> usize {
-        self.retired.lock().len()
+        // Ordering: relaxed; a statistic (see `retire`).
+        self.pending.load(Ordering::Relaxed)
+    }
+
+    /// Whether batches wait for the observer.
+    pub(crate) fn has_observing(&self) -> bool {
+        !self.observing.lock().is_empty()
     }
 
     /// The number of registered threads.
@@ -203,50 +235,81 @@ impl<T> Domain<T> {
         self.threads.lock().len()
     }
 
-    /// Takes out every batch that no thread can reach any more, oldest
-    /// first. `None` if another collection is running and `wait` is false.
-    pub(crate) fn collect(&self, observer: &mut dyn Observer<T>, wait: bool) -> Option<Vec<T>> {
+    /// Hands every batch that no registered thread can reach any more over
+    /// to the observer's list; returns how many there are now. `None` if
+    /// another thread is advancing and `wait` is false.
+    pub(crate) fn advance(&self, wait: bool) -> Option<usize> {
         let mut retired = if wait { self.retired.lock() } else { self.retired.try_lock()? };
         if retired.is_empty() {
-            return Some(Vec::new());
+            drop(retired);
+            return Some(self.observing.lock().len());
         }
         // Ordering: the lock (acquired after the `retire` that pushed each
         // batch released it) makes the stub stores of every batch's commit
         // happen before this fence; see `online` for what it pairs with.
         fence(Ordering::SeqCst);
-        let registered: Vec<(u64, u64)> = {
+        let horizon = {
             let threads = self.threads.lock();
             // Ordering: acquire pairs with the release stores of `seen`: what
-            // a thread did before its quiescent point happens before the free.
-            threads.iter().map(|t| (t.tid, t.seen.load(Ordering::Acquire))).collect()
+            // a thread did before its quiescent point happens before the
+            // free, which comes after this.
+            threads.iter().map(|t| t.seen.load(Ordering::Acquire)).min().unwrap_or(OFFLINE)
         };
-        let horizon = registered.iter().map(|&(_, seen)| seen).min().unwrap_or(OFFLINE);
         // Batches are pushed in epoch order.
-        let held = retired.iter().position(|b| b.epoch > horizon).unwrap_or(retired.len());
-        if held > 0 {
-            observer.prove(&mut retired[..held], &registered);
+        let passed = retired.iter().position(|b| b.epoch > horizon).unwrap_or(retired.len());
+        let mut observing = self.observing.lock();
+        observing.extend(retired.drain(..passed));
+        // Ordering: relaxed, under the lock (see `retire`).
+        self.waiting.store(retired.len(), Ordering::Relaxed);
+        Some(observing.len())
+    }
+
+    /// Runs `observer` on the batches handed over by [`Domain::advance`],
+    /// with no lock of the domain held, and takes out the ones it proved
+    /// unreachable, oldest first.
+    pub(crate) fn observe(&self, observer: &mut dyn Observer<T>) -> Vec<T> {
+        let mut batches = std::mem::take(&mut *self.observing.lock());
+        if batches.is_empty() {
+            return Vec::new();
         }
+        // The system ids of the threads registered now, which are past
+        // every batch taken above (see `Observer::prove`).
+        let registered: Vec<u64> = self.threads.lock().iter().map(|t| t.tid).collect();
+        observer.prove(&mut batches, &registered);
         let mut ready = Vec::new();
-        let mut kept = Vec::with_capacity(retired.len());
-        for batch in retired.drain(..) {
-            if batch.epoch <= horizon && batch.unreachable {
+        let mut kept = Vec::with_capacity(batches.len());
+        for batch in batches {
+            if batch.unreachable {
                 ready.push(batch.items);
             } else {
                 kept.push(batch);
             }
         }
-        *retired = kept;
-        // Ordering: relaxed, under the lock (see `retire`).
-        self.pending.store(retired.len(), Ordering::Relaxed);
-        Some(ready)
+        let mut observing = self.observing.lock();
+        // Batches handed over meanwhile are younger: after the kept ones.
+        kept.append(&mut observing);
+        *observing = kept;
+        drop(observing);
+        // Ordering: relaxed, see `retire`.
+        self.pending.fetch_sub(ready.len(), Ordering::Relaxed);
+        ready
+    }
+
+    /// [`Domain::advance`], then [`Domain::observe`].
+    pub(crate) fn collect(&self, observer: &mut dyn Observer<T>, wait: bool) -> Option<Vec<T>> {
+        self.advance(wait)?;
+        Some(self.observe(observer))
     }
 
     /// Takes out every batch, whatever the threads are doing.
     pub(crate) fn take_all(&self) -> Vec<T> {
         let mut retired = self.retired.lock();
-        let all = retired.drain(..).map(|b| b.items).collect();
+        let mut observing = self.observing.lock();
+        let all: Vec<T> = observing.drain(..).chain(retired.drain(..)).map(|b| b.items).collect();
         // Ordering: relaxed, under the lock (see `retire`).
-        self.pending.store(0, Ordering::Relaxed);
+        self.waiting.store(0, Ordering::Relaxed);
+        // Ordering: relaxed, see `retire`.
+        self.pending.fetch_sub(all.len(), Ordering::Relaxed);
         all
     }
 }
@@ -274,8 +337,9 @@ pub(crate) enum Answer {
     Answered { verdict: u32, hits: u64 },
 }
 
-/// The handshake between a collector and one thread at a time: the
-/// collector publishes what to look for, then a request naming the thread;
+/// The handshake between a collector and one thread (a collector may use
+/// several mailboxes at once, one per thread): the collector publishes what
+/// to look for, then a request naming the thread;
 /// the thread (its signal handler) claims the request, looks at its own
 /// registers and stack, and answers. A collector that waited long enough
 /// abandons a request nobody claimed; a handler that comes late finds the
@@ -286,8 +350,6 @@ pub(crate) struct Mailbox {
     word: AtomicU64,
     verdict: AtomicU32,
     hits: AtomicU64,
-    /// Counts answers: what a waiting collector sleeps on.
-    answers: AtomicU32,
     sequence: AtomicU32,
 }
 
@@ -297,17 +359,11 @@ impl Mailbox {
             word: AtomicU64::new(IDLE),
             verdict: AtomicU32::new(0),
             hits: AtomicU64::new(0),
-            answers: AtomicU32::new(0),
             sequence: AtomicU32::new(0),
         }
     }
 
-    /// The answer counter, for a collector that sleeps until it changes.
-    pub(crate) fn answers(&self) -> &AtomicU32 {
-        &self.answers
-    }
-
-    /// Collector (one at a time): asks thread `tid` to answer. What the
+    /// Collector (one per mailbox at a time): asks thread `tid` to answer. What the
     /// answer is checked against must be written before this call.
     pub(crate) fn request(&self, tid: u32) -> Ticket {
         // Ordering: relaxed; collectors are serialised by a lock.
@@ -346,9 +402,6 @@ impl Mailbox {
         // load that sees ANSWERED (after which it may rewrite them). Only
         // this handler can move the word away from its SCANNING value.
         let _ = self.word.compare_exchange(scanning, answered, Ordering::Release, Ordering::Relaxed);
-        // Ordering: release; a collector woken by the count re-reads `word`
-        // with acquire anyway.
-        self.answers.fetch_add(1, Ordering::Release);
     }
 
     /// Collector: where the request is.

@@ -139,15 +139,15 @@ impl Drop for Runtime {
     fn drop(&mut self) {
         let state = self.state.get_mut();
         let mut live = vec![self.region.clone()];
-        for library in state.modules.iter().map(|m| &m.library).chain(&state.kept) {
+        for library in state.modules.iter().map(|m| &m.library).chain(&state.kept.libraries) {
             live.extend(crate::safepoint::library_ranges(library.path()));
         }
-        match self.reclaim.may_unmap(live) {
+        // Stops the collector thread; frees what was retired, or leaks it
+        // with the rest.
+        match self.reclaim.shut_down(live) {
             Ok(()) => {
-                // Close what was retired; then the state's drop closes the
-                // loaded modules, and the table is unmapped with the last
-                // reference to the stubs.
-                self.reclaim.close_all();
+                // The state's drop closes the loaded modules, and the table
+                // is unmapped with the last reference to the stubs.
                 // SAFETY: dropped exactly once, here; `self.state` is not
                 // used afterwards.
                 unsafe { ManuallyDrop::drop(&mut self.state) };
@@ -157,7 +157,6 @@ impl Drop for Runtime {
                     reason = %why,
                     "dropping the runtime while threads may still call module code: the stub table, the libraries and the globals stay in memory for the rest of the process"
                 );
-                self.reclaim.leak_all();
                 // The table stays mapped: one reference to it is never
                 // dropped.
                 std::mem::forget(self.stubs.clone());
@@ -284,8 +283,23 @@ impl Runtime {
         ThreadGuard::register(&self.reclaim)
     }
 
-    /// Closes every replaced library that no registered thread can still be
-    /// running; returns how many. Quiescent points and reloads do this too.
+    /// Frees what reloads replaced (libraries and global storage) that no
+    /// thread can reach any more, and waits for that; returns how many
+    /// libraries this closed.
+    ///
+    /// Under [`UnloadPolicy::Deferred`] this happens by itself: a reload
+    /// hands what it replaced over and returns at once; quiescent points of
+    /// registered threads hand it on; a collector thread of the runtime
+    /// (started when first needed, stopped when the runtime is dropped)
+    /// observes the threads that never registered and frees each batch as
+    /// soon as it is proven. This call asks that thread for one more round
+    /// and waits for it.
+    ///
+    /// # Thread-safety
+    ///
+    /// Waits for the round: each thread that never registered is given up to
+    /// [`Config::safepoint_timeout`] to answer (in parallel). A thread still
+    /// holding replaced code keeps it loaded; this returns anyway.
     pub fn collect_retired(&self) -> usize {
         self.reclaim.collect()
     }

@@ -109,7 +109,8 @@ impl InitContext for Session<'_> {
         let Some(existing) = self.state.globals.get(&module, &name) else {
             let slot = GlobalRegistry::new_slot(&module, &name, &requested)?;
             let ptr = slot.as_ptr();
-            self.state.globals.insert(module.clone(), &name, GlobalEntry { slot, layout: requested });
+            let replaced = self.state.globals.insert(module.clone(), &name, GlobalEntry { slot, layout: requested });
+            debug_assert!(replaced.is_none(), "a global is created only where none is");
             self.txn.created_globals.push((module, name.as_str().into()));
             self.txn.staged[self.index].record.globals.push(name.into());
             return Ok(GlobalSlot { ptr: ptr.cast(), initialize: 1 });

@@ -15,6 +15,7 @@ use super::stubs::Stubs;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::loader::{self, ModuleLibrary, PrivateDir, Quick, Stamp};
+use crate::reclaim::Retired;
 use crate::registry::GlobalRegistry;
 use crate::watch::FileWatcher;
 
@@ -72,9 +73,9 @@ pub(super) struct State {
     /// requested: the order is state, then stubs).
     pub(super) stubs: Arc<RwLock<Stubs>>,
     pub(super) globals: GlobalRegistry,
-    /// Libraries replaced or unloaded under
+    /// Libraries and global storage replaced or unloaded under
     /// [`UnloadPolicy::Never`](crate::UnloadPolicy::Never).
-    pub(super) kept: Vec<ModuleLibrary>,
+    pub(super) kept: Retired,
     pub(super) private: PrivateDir,
     /// Watches the loaded modules' files, if configured.
     pub(super) watcher: Option<FileWatcher>,
@@ -92,7 +93,7 @@ impl State {
             modules: Vec::new(),
             stubs,
             globals: GlobalRegistry::default(),
-            kept: Vec::new(),
+            kept: Retired::default(),
             private,
             watcher,
         }
@@ -148,8 +149,9 @@ impl Drop for State {
                 record.library.close();
             }
         }
-        for library in self.kept.drain(..).rev() {
+        for library in self.kept.libraries.drain(..).rev() {
             library.close();
         }
+        // The kept globals go with the other fields, after the code.
     }
 }

@@ -14,6 +14,7 @@ use super::state::{ModuleRecord, State};
 use crate::error::Error;
 use crate::loader::{ModuleLibrary, PrivateCopy};
 use crate::mapped_vec::MappedVec;
+use crate::reclaim::Retired;
 use crate::registry::{Binder, GlobalEntry, ProcState};
 use crate::{api, arch, os};
 
@@ -123,7 +124,11 @@ pub(super) struct Committed {
     pub(super) reloaded: Vec<String>,
     pub(super) loaded: Vec<String>,
     pub(super) unloaded: Vec<String>,
-    pub(super) retired: Vec<ModuleLibrary>,
+    /// Old libraries (in the order they were taken out: imports before the
+    /// modules that import them, then unloaded modules, dependents first)
+    /// and the global storage the commit replaced or removed: code still
+    /// running on other threads may use them.
+    pub(super) retired: Retired,
 }
 
 impl State {
@@ -367,7 +372,7 @@ impl State {
             stubs.procs.add_binder(stub, binder);
         }
         for (module, name, entry) in migrated {
-            self.globals.insert(module, &name, entry);
+            out.retired.globals.extend(self.globals.insert(module, &name, entry));
         }
         for staged in staged {
             for p in &staged.procs {
@@ -383,10 +388,10 @@ impl State {
                     stubs.remove_procs_of(&old.name, |stub| registered.contains(stub));
                     let kept: HashSet<&str> = self.modules[index].globals.iter().map(|g| &**g).collect();
                     for global in old.globals.iter().filter(|g| !kept.contains(&***g)) {
-                        self.globals.remove(&old.name, global);
+                        out.retired.globals.extend(self.globals.remove(&old.name, global));
                     }
                     out.reloaded.push(old.name.to_string());
-                    out.retired.push(old.library);
+                    out.retired.libraries.push(old.library);
                 }
                 None => {
                     out.loaded.push(record.name.to_string());
@@ -421,10 +426,10 @@ impl State {
             let record = self.modules.remove(index);
             stubs.remove_procs_of(&record.name, |_| false);
             for global in &record.globals {
-                self.globals.remove(&record.name, global);
+                out.retired.globals.extend(self.globals.remove(&record.name, global));
             }
             out.unloaded.push(record.name.to_string());
-            out.retired.push(record.library);
+            out.retired.libraries.push(record.library);
         }
     }
 
@@ -433,8 +438,9 @@ impl State {
     /// an address a failed init was given never leads to another proc.
     fn rollback(&mut self, txn: Txn) {
         self.stubs.write().procs.merge();
+        // Storage the attempt created: only its own inits saw it.
         for (module, name) in &txn.created_globals {
-            self.globals.remove(module, name);
+            drop(self.globals.remove(module, name));
         }
         for staged in txn.staged.into_iter().rev() {
             staged.record.library.close();

@@ -181,8 +181,13 @@ fn emulated() -> bool {
     })
 }
 
+/// When thread `tid` of this process started (clock ticks since boot).
+pub(crate) fn start_time(tid: u64) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok().and_then(|s| parse_start_time(&s))
+}
+
 /// A thread's start time (clock ticks since boot) from its `stat`.
-fn start_time(stat: &str) -> Option<u64> {
+fn parse_start_time(stat: &str) -> Option<u64> {
     // The command name may contain spaces and parentheses: fields resume
     // after the last ')'. Field 22 is the start time; after the name come
     // field 3 onwards.
@@ -201,11 +206,7 @@ pub(crate) fn list_threads(signal: c_int) -> io::Result<Vec<ThreadInfo>> {
     // SAFETY: getpid has no preconditions.
     let pid = unsafe { libc::getpid() } as u64;
     let emulated = emulated();
-    let main_start = if emulated {
-        std::fs::read_to_string(format!("/proc/self/task/{pid}/stat")).ok().and_then(|s| start_time(&s))
-    } else {
-        None
-    };
+    let main_start = if emulated { start_time(pid) } else { None };
     let mut threads = Vec::new();
     for entry in std::fs::read_dir("/proc/self/task")? {
         let Ok(entry) = entry else { continue };
@@ -214,7 +215,7 @@ pub(crate) fn list_threads(signal: c_int) -> io::Result<Vec<ThreadInfo>> {
         // A thread that exits meanwhile has no files any more: skip it.
         let Ok(stat) = std::fs::read_to_string(dir.join("stat")) else { continue };
         let Ok(status) = std::fs::read_to_string(dir.join("status")) else { continue };
-        let start = start_time(&stat).unwrap_or(0);
+        let start = parse_start_time(&stat).unwrap_or(0);
         // An unreadable mask counts as blocking: never signal what we
         // cannot vouch for.
         let mask = blocked(&status).unwrap_or(u64::MAX);
@@ -276,7 +277,8 @@ mod tests {
     #[test]
     fn stat_and_status_fields_are_parsed() {
         let stat = "42 (a (weird) name) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 3 0 987654 1000 100 18446744073709551615";
-        assert_eq!(start_time(stat), Some(987654));
+        assert_eq!(parse_start_time(stat), Some(987654));
+        assert!(start_time(current_tid()).is_some());
         let status = "Name:\tx\nSigPnd:\t0000000000000000\nSigBlk:\tfffffffe7ffbfa77\nSigIgn:\t0\n";
         let mask = blocked(status).unwrap();
         assert_eq!(mask, 0xfffffffe7ffbfa77);

@@ -41,13 +41,27 @@ mod imp;
 
 use std::collections::HashSet;
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::reclaim::protocol::{Answer, Batch, Mailbox, Observer};
 
 pub(crate) use imp::{current_tid, library_ranges};
+
+/// The calling thread's key, as [`ThreadInfo`] computes it for a listed
+/// thread (0 where threads are not observed).
+pub(crate) fn current_key() -> u64 {
+    thread_local! {
+        static KEY: u64 = imp::start_time(current_tid()).map_or(0, |start| key(current_tid(), start));
+    }
+    KEY.with(|k| *k)
+}
+
+/// Identifies a thread: its id and when it started (ids are reused).
+fn key(tid: u64, start: u64) -> u64 {
+    (start << 32) ^ tid
+}
 
 /// The answer of a thread that holds nothing of what is looked for.
 pub(crate) const CLEAN: u32 = 0;
@@ -89,8 +103,15 @@ static TABLES: Tables = Tables {
     stack_count: AtomicUsize::new(0),
 };
 
-/// The one handshake of the process (signal handlers are process-wide).
-static MAILBOX: OnceLock<Mailbox> = OnceLock::new();
+/// Threads asked at once in a round (more are asked in turns).
+const SLOTS: usize = 64;
+
+/// The handshakes of the process (signal handlers are process-wide), one
+/// per thread asked at once.
+static MAILBOXES: OnceLock<Box<[Mailbox]>> = OnceLock::new();
+
+/// Counts answers: what a waiting collector sleeps on.
+static ANSWERS: AtomicU32 = AtomicU32::new(0);
 
 /// Serialises observation rounds of every runtime in the process.
 static ROUND: Mutex<()> = Mutex::new(());
@@ -179,12 +200,17 @@ impl Tables {
 /// `SA_SIGINFO` handler.
 #[cfg(target_os = "linux")]
 unsafe fn on_request(context: *const std::ffi::c_void) {
-    let Some(mailbox) = MAILBOX.get() else { return };
-    let Some(ticket) = mailbox.begin(imp::current_tid() as u32) else { return };
+    let Some(mailboxes) = MAILBOXES.get() else { return };
+    let tid = imp::current_tid() as u32;
+    // A request names one thread in one mailbox at a time.
+    let Some((mailbox, ticket)) = mailboxes.iter().find_map(|m| m.begin(tid).map(|t| (m, t))) else { return };
     // SAFETY: forwarded from the caller.
     let (verdict, hits) = unsafe { observe_self(context) };
     mailbox.answer(ticket, verdict, hits);
-    imp::wake(mailbox.answers());
+    // Ordering: release; a collector woken by the count re-reads the
+    // mailboxes with acquire anyway.
+    ANSWERS.fetch_add(1, Ordering::Release);
+    imp::wake(&ANSWERS);
 }
 
 /// Looks for the published ranges in the calling thread's registers and
@@ -257,9 +283,12 @@ pub(crate) struct ThreadInfo {
 
 impl ThreadInfo {
     fn key(&self) -> u64 {
-        (self.start << 32) ^ self.tid
+        key(self.tid, self.start)
     }
 }
+
+/// How many times a round asks a thread that holds what is looked for.
+const ATTEMPTS: u32 = 4;
 
 /// Settings of the observer.
 #[derive(Clone, Copy, Debug)]
@@ -273,8 +302,6 @@ pub(crate) struct SignalObserver {
     pub(crate) settings: Settings,
     /// Threads already reported as unobservable, by key.
     pub(crate) warned: HashSet<u64>,
-    /// The last observation could not prove everything it was asked for.
-    pub(crate) incomplete: bool,
 }
 
 /// The outcome of one [`SignalObserver::observe_all`].
@@ -288,58 +315,100 @@ pub(crate) struct RoundReport {
 
 impl SignalObserver {
     pub(crate) fn new(settings: Settings) -> SignalObserver {
-        SignalObserver { settings, warned: HashSet::new(), incomplete: false }
+        SignalObserver { settings, warned: HashSet::new() }
     }
 
-    /// Asks thread `tid` to observe itself, up to a few times while it holds
-    /// what is looked for; returns the groups it was seen without at least
-    /// once (`None`: no answer, or a stack it could not bound).
-    fn observe(&self, signal: i32, tid: u64, wanted: u64) -> Option<u64> {
-        let mailbox = MAILBOX.get()?;
-        let mut free = 0u64;
-        for attempt in 0..4 {
+    /// Asks every thread of `asked` (`(tid, wanted)`: the groups to prove for
+    /// it) to observe itself, all at once (in turns of [`SLOTS`]), and again
+    /// a few times those that hold what is looked for; returns, for each,
+    /// the groups it was seen without at least once (`None`: no answer, or a
+    /// stack it could not bound).
+    fn observe_many(&self, signal: i32, asked: &[(u64, u64)]) -> Vec<Option<u64>> {
+        let mailboxes = MAILBOXES.get_or_init(|| (0..SLOTS).map(|_| Mailbox::new()).collect());
+        let mut free: Vec<Option<u64>> = vec![Some(0); asked.len()];
+        for attempt in 0..ATTEMPTS {
+            let again: Vec<usize> =
+                (0..asked.len()).filter(|&i| free[i].is_some_and(|f| f & asked[i].1 != asked[i].1)).collect();
+            if again.is_empty() {
+                break;
+            }
             if attempt > 0 {
-                // Give a thread inside old code a moment to return from it.
+                // Give threads inside old code a moment to return from it.
                 std::thread::sleep(Duration::from_micros(50 << attempt));
             }
-            let seen = mailbox.answers().load(Ordering::Acquire);
+            for turn in again.chunks(SLOTS) {
+                let answers = self.ask(signal, mailboxes, turn.iter().map(|&i| asked[i].0));
+                for (&i, answer) in turn.iter().zip(answers) {
+                    free[i] = match answer {
+                        Some((CLEAN | HOLDS, hits)) => free[i].map(|f| f | !hits),
+                        _ => None,
+                    };
+                }
+            }
+        }
+        free
+    }
+
+    /// Signals every thread of `tids` with a request in a mailbox of its
+    /// own, then waits for every answer (up to the timeout for a request
+    /// nobody claimed); returns each thread's `(verdict, hits)`, `None` if it
+    /// did not answer. A thread that is gone answers `(CLEAN, 0)`: an exited
+    /// thread runs nothing.
+    fn ask(&self, signal: i32, mailboxes: &[Mailbox], tids: impl Iterator<Item = u64>) -> Vec<Option<(u32, u64)>> {
+        let mut tickets = Vec::new();
+        let mut out = Vec::new();
+        for (mailbox, tid) in mailboxes.iter().zip(tids) {
             let ticket = mailbox.request(tid as u32);
             match imp::send(tid, signal) {
-                Ok(true) => {}
-                // Gone: an exited thread runs nothing.
-                Ok(false) => return Some(u64::MAX),
+                Ok(true) => {
+                    tickets.push(Some(ticket));
+                    out.push(None);
+                }
+                Ok(false) => {
+                    mailbox.abandon(ticket);
+                    tickets.push(None);
+                    out.push(Some((CLEAN, 0)));
+                }
                 Err(e) => {
                     tracing::debug!(tid, error = %e, "cannot signal a thread");
                     mailbox.abandon(ticket);
-                    return None;
+                    tickets.push(None);
+                    out.push(None);
                 }
             }
-            let deadline = Instant::now() + self.settings.timeout;
-            let mut seen = seen;
-            let (verdict, hits) = loop {
+        }
+        let deadline = Instant::now() + self.settings.timeout;
+        loop {
+            // Ordering: acquire; a count read before the mailboxes, so that
+            // an answer after the checks below wakes the wait.
+            let seen = ANSWERS.load(Ordering::Acquire);
+            let mut waiting = false;
+            let late = Instant::now() >= deadline;
+            for (i, mailbox) in mailboxes.iter().enumerate().take(tickets.len()) {
+                let Some(ticket) = tickets[i] else { continue };
                 match mailbox.poll(ticket) {
-                    Answer::Answered { verdict, hits } => break (verdict, hits),
-                    Answer::Scanning => {}
+                    Answer::Answered { verdict, hits } => {
+                        out[i] = Some((verdict, hits));
+                        tickets[i] = None;
+                    }
+                    // Claimed: the handler cannot block, wait for it.
+                    Answer::Scanning => waiting = true,
                     Answer::Waiting => {
-                        if Instant::now() >= deadline && mailbox.abandon(ticket) {
-                            tracing::debug!(tid, "a thread did not answer the safepoint signal in time");
-                            return None;
+                        if late && mailbox.abandon(ticket) {
+                            tracing::debug!("a thread did not answer the safepoint signal in time");
+                            tickets[i] = None;
+                        } else {
+                            waiting = true;
                         }
                     }
                 }
-                let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_micros(100));
-                imp::wait(mailbox.answers(), seen, left.min(Duration::from_millis(10)));
-                seen = mailbox.answers().load(Ordering::Acquire);
-            };
-            match verdict {
-                CLEAN | HOLDS => free |= !hits,
-                _ => return None,
             }
-            if free & wanted == wanted {
-                break;
+            if !waiting {
+                return out;
             }
+            let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_micros(100));
+            imp::wait(&ANSWERS, seen, left.min(Duration::from_millis(10)));
         }
-        Some(free)
     }
 
     /// Observes every thread of the process but the caller and `exempt`
@@ -348,16 +417,25 @@ impl SignalObserver {
     fn observe_all<T: Footprint>(&mut self, batches: &mut [Batch<T>], exempt: &HashSet<u64>) -> Option<RoundReport> {
         let _round = ROUND.lock().unwrap_or_else(|e| e.into_inner());
         let signal = imp::signal()?;
-        MAILBOX.get_or_init(Mailbox::new);
-        // Group bits: batch `i` is group `i % 64`.
+        // Group bits: batch `i` is group `i % 64`. The oldest batches whose
+        // ranges fit the table are looked for; the others wait for a later
+        // round (merging ranges to fit could swallow the current code, in
+        // which every busy thread is found).
         let mut ranges: Vec<(Range<usize>, u64)> = Vec::new();
+        let mut looked_for = batches.len();
         for (i, batch) in batches.iter().enumerate() {
             if batch.unreachable {
                 continue;
             }
             let bit = 1u64 << (i % 64);
-            ranges.extend(batch.items.ranges().into_iter().filter(|r| !r.is_empty()).map(|r| (r, bit)));
+            let own: Vec<Range<usize>> = batch.items.ranges().into_iter().filter(|r| !r.is_empty()).collect();
+            if !ranges.is_empty() && ranges.len() + own.len() > MAX_RANGES {
+                looked_for = i;
+                break;
+            }
+            ranges.extend(own.into_iter().map(|r| (r, bit)));
         }
+        let batches = &mut batches[..looked_for];
         if ranges.is_empty() {
             for batch in batches.iter_mut() {
                 batch.unreachable = true;
@@ -388,6 +466,8 @@ impl SignalObserver {
                 threads.iter().filter(|t| t.tid != me && !exempt.contains(&t.tid) && !t.emulator).collect();
             let mut asked_now = 0;
             let mut failed = false;
+            // `(key, tid, wanted)` of the threads to ask.
+            let mut asked: Vec<(u64, u64, u64)> = Vec::new();
             for thread in &listed {
                 let key = thread.key();
                 let mut wanted = 0u64;
@@ -410,19 +490,23 @@ impl SignalObserver {
                     failed = true;
                     continue;
                 }
-                report.asked += 1;
-                match self.observe(signal, thread.tid, wanted) {
-                    Some(free) => {
-                        for (i, batch) in batches.iter_mut().enumerate() {
-                            if free & (1 << (i % 64)) != 0 && !batch.proven.contains(&key) {
-                                batch.proven.push(key);
-                            }
-                        }
-                        if free & wanted != wanted {
-                            failed = true;
-                        }
+                asked.push((key, thread.tid, wanted));
+            }
+            report.asked += asked.len();
+            let tids: Vec<(u64, u64)> = asked.iter().map(|&(_, tid, wanted)| (tid, wanted)).collect();
+            let answers = self.observe_many(signal, &tids);
+            for (&(key, _, wanted), free) in asked.iter().zip(answers) {
+                let Some(free) = free else {
+                    failed = true;
+                    continue;
+                };
+                for (i, batch) in batches.iter_mut().enumerate() {
+                    if free & (1 << (i % 64)) != 0 && !batch.proven.contains(&key) {
+                        batch.proven.push(key);
                     }
-                    None => failed = true,
+                }
+                if free & wanted != wanted {
+                    failed = true;
                 }
             }
             if asked_now == 0 {
@@ -457,10 +541,9 @@ impl SignalObserver {
 }
 
 impl<T: Footprint> Observer<T> for SignalObserver {
-    fn prove(&mut self, batches: &mut [Batch<T>], registered: &[(u64, u64)]) {
-        let exempt: HashSet<u64> = registered.iter().map(|&(tid, _)| tid).collect();
+    fn prove(&mut self, batches: &mut [Batch<T>], registered: &[u64]) {
+        let exempt: HashSet<u64> = registered.iter().copied().collect();
         let report = self.observe_all(batches, &exempt);
-        self.incomplete = report.as_ref().is_none_or(|r| r.unproven > 0);
         if let Some(report) = report
             && report.unproven > 0
         {

@@ -14,6 +14,11 @@ pub(crate) fn current_tid() -> u64 {
     0
 }
 
+/// Threads are not listed here.
+pub(crate) fn start_time(_tid: u64) -> Option<u64> {
+    None
+}
+
 /// There is no safepoint signal.
 pub(crate) fn signal() -> Option<i32> {
     None
