@@ -337,11 +337,13 @@ impl Reclaimer {
         let mut closed = 0;
         for held in ready {
             let waited = held.since.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
-            closed += held.retired.libraries.len();
-            // Ordering (all counters): relaxed; statistics.
-            self.counters.libraries_pending.fetch_sub(held.retired.libraries.len(), Ordering::Relaxed);
-            self.counters.globals_pending.fetch_sub(held.retired.globals.len(), Ordering::Relaxed);
+            let (libraries, globals) = (held.retired.libraries.len(), held.retired.globals.len());
+            closed += libraries;
             self.free_now(held.retired);
+            // Ordering (all counters): relaxed; statistics. No longer
+            // pending once freed (and counted as freed).
+            self.counters.libraries_pending.fetch_sub(libraries, Ordering::Relaxed);
+            self.counters.globals_pending.fetch_sub(globals, Ordering::Relaxed);
             self.counters.batches_freed.fetch_add(1, Ordering::Relaxed);
             self.counters.wait_total.fetch_add(waited, Ordering::Relaxed);
             self.counters.wait_max.fetch_max(waited, Ordering::Relaxed);
@@ -374,9 +376,7 @@ impl Reclaimer {
         let batches = self.domain.take_all();
         let verdict = self.may_unmap(live, &batches);
         for held in batches {
-            // Ordering (both): relaxed; statistics.
-            self.counters.libraries_pending.fetch_sub(held.retired.libraries.len(), Ordering::Relaxed);
-            self.counters.globals_pending.fetch_sub(held.retired.globals.len(), Ordering::Relaxed);
+            let (libraries, globals) = (held.retired.libraries.len(), held.retired.globals.len());
             if verdict.is_ok() {
                 self.free_now(held.retired);
             } else {
@@ -386,6 +386,9 @@ impl Reclaimer {
                 }
                 std::mem::forget(held.retired.globals);
             }
+            // Ordering (both): relaxed; statistics.
+            self.counters.libraries_pending.fetch_sub(libraries, Ordering::Relaxed);
+            self.counters.globals_pending.fetch_sub(globals, Ordering::Relaxed);
         }
         verdict
     }

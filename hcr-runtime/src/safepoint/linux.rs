@@ -202,12 +202,23 @@ fn blocked(status: &str) -> Option<u64> {
 }
 
 /// Every thread of the process.
+///
+/// Under an emulator (qemu-user), the program's threads are the emulator's
+/// threads running guest code, next to the emulator's own helper threads
+/// (qemu's RCU thread), which never run the program's code and must never
+/// be signalled. A thread's signal mask in `/proc` is then the emulator's,
+/// not the program's (which the emulator keeps to itself): the program's
+/// threads run with the emulator's signals open, and a thread that blocks
+/// the signal in the program does not answer (it is not proven, after the
+/// timeout). The helpers are told apart once, at the first listing: threads
+/// other than the main one, started within a second of it (while the
+/// emulator started up) and blocking every asynchronous signal.
 pub(crate) fn list_threads(signal: c_int) -> io::Result<Vec<ThreadInfo>> {
     // SAFETY: getpid has no preconditions.
     let pid = unsafe { libc::getpid() } as u64;
     let emulated = emulated();
-    let main_start = if emulated { start_time(pid) } else { None };
     let mut threads = Vec::new();
+    let mut masks = Vec::new();
     for entry in std::fs::read_dir("/proc/self/task")? {
         let Ok(entry) = entry else { continue };
         let Some(tid) = entry.file_name().to_str().and_then(|n| n.parse::<u64>().ok()) else { continue };
@@ -218,16 +229,46 @@ pub(crate) fn list_threads(signal: c_int) -> io::Result<Vec<ThreadInfo>> {
         let start = parse_start_time(&stat).unwrap_or(0);
         // An unreadable mask counts as blocking: never signal what we
         // cannot vouch for.
-        let mask = blocked(&status).unwrap_or(u64::MAX);
-        let blocks_signal = mask & (1 << (signal - 1)) != 0;
-        // Under an emulator, its own helper threads (qemu's RCU thread) were
-        // started with the program, before any of the program's code ran,
-        // and block every asynchronous signal; the program's threads run
-        // with the emulator's signals open.
-        let emulator = emulated && tid != pid && Some(start) == main_start && mask & ALL_ASYNC == ALL_ASYNC;
-        threads.push(ThreadInfo { tid, start, blocks_signal, emulator });
+        let mask = blocked(&status);
+        let blocks_signal = !emulated && mask.unwrap_or(u64::MAX) & (1 << (signal - 1)) != 0;
+        threads.push(ThreadInfo { tid, start, blocks_signal, emulator: false });
+        masks.push(mask);
+    }
+    if emulated {
+        static HELPERS: OnceLock<Vec<(u64, u64)>> = OnceLock::new();
+        let helpers = HELPERS.get_or_init(|| {
+            let ticks = {
+                // SAFETY: sysconf has no preconditions.
+                let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+                if ticks > 0 { ticks as u64 } else { 100 }
+            };
+            let helpers = emulator_helpers(pid, ticks, &threads, &masks);
+            tracing::debug!(?helpers, "the emulator's own threads");
+            helpers
+        });
+        for thread in &mut threads {
+            thread.emulator = helpers.contains(&(thread.tid, thread.start));
+        }
     }
     Ok(threads)
+}
+
+/// The emulator's helper threads among `threads` (`(tid, start)`): not the
+/// main thread (`pid`), started within a second (`ticks` clock ticks) of it,
+/// and blocking every asynchronous signal (`masks`, in the same order).
+fn emulator_helpers(pid: u64, ticks: u64, threads: &[ThreadInfo], masks: &[Option<u64>]) -> Vec<(u64, u64)> {
+    let Some(main) = threads.iter().find(|t| t.tid == pid) else { return Vec::new() };
+    threads
+        .iter()
+        .zip(masks)
+        .filter(|(t, mask)| {
+            t.tid != pid
+                && t.start >= main.start
+                && t.start - main.start <= ticks
+                && mask.is_some_and(|m| m & ALL_ASYNC == ALL_ASYNC)
+        })
+        .map(|(t, _)| (t.tid, t.start))
+        .collect()
 }
 
 /// The address ranges of the loaded segments of the library that was
@@ -284,6 +325,21 @@ mod tests {
         assert_eq!(mask, 0xfffffffe7ffbfa77);
         assert_eq!(mask & ALL_ASYNC, ALL_ASYNC, "qemu's helper thread blocks every asynchronous signal");
         assert_eq!(blocked("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn the_emulator_s_helpers_started_with_it_and_block_every_signal() {
+        let thread = |tid, start| ThreadInfo { tid, start, blocks_signal: false, emulator: false };
+        // As seen under qemu-aarch64: the main thread, qemu's RCU thread one
+        // tick later (blocking every signal), then the program's threads: one
+        // soon after with signals open, one that blocks every signal but
+        // started more than a second after the main thread.
+        let threads = [thread(100, 5000), thread(101, 5001), thread(102, 5006), thread(103, 5300)];
+        let all = Some(0xfffffffe7ffbfa77);
+        let masks = [Some(0), all, Some(0), all];
+        assert_eq!(emulator_helpers(100, 100, &threads, &masks), [(101, 5001)]);
+        assert!(emulator_helpers(100, 100, &threads, &[Some(0), None, Some(0), None]).is_empty());
+        assert!(emulator_helpers(999, 100, &threads, &masks).is_empty(), "no main thread listed");
     }
 
     #[test]

@@ -607,6 +607,18 @@ mod tests {
 
     const SETTINGS: Settings = Settings { timeout: Duration::from_millis(500) };
 
+    /// 4 KiB of addresses that no pointer of the process can ever hold: they
+    /// lie outside the user address space of x86-64 and AArch64 (bit 62
+    /// set), so no stale word on a thread's stack (stacks of exited threads
+    /// are reused, dead slots are not cleared) can fall into them by
+    /// accident. The observation never dereferences what it looks for. A
+    /// different block each time.
+    fn fresh_memory() -> Range<usize> {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let start = 0x4000_5AFE_0000_0000 + NEXT.fetch_add(1, Ordering::Relaxed) * 0x1_0000;
+        start..start + 4096
+    }
+
     /// Waits (with a deadline) until `f` is true.
     fn eventually(mut f: impl FnMut() -> bool) -> bool {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -622,8 +634,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn a_thread_holding_an_address_is_not_proven_until_it_lets_go() {
-        let memory = vec![0u64; 512];
-        let range = memory.as_ptr() as usize..memory.as_ptr() as usize + 4096;
+        let range = fresh_memory();
         let (stop, started) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
         // Like a stub's slot: the thread loads the address from it again
         // and again and keeps it in its frame meanwhile; re-pointing the
@@ -649,7 +660,6 @@ mod tests {
         assert!(eventually(|| all_threads_clear_of(vec![range.clone()], &HashSet::new(), SETTINGS)));
         stop.store(true, Ordering::Release);
         thread.join().unwrap();
-        drop(memory);
     }
 
     /// Prints what one observation of every thread costs, with idle and
@@ -659,8 +669,7 @@ mod tests {
     #[test]
     #[ignore = "a measurement; run by hand"]
     fn observation_cost() {
-        let memory = vec![0u64; 512];
-        let range = memory.as_ptr() as usize..memory.as_ptr() as usize + 4096;
+        let range = fresh_memory();
         for (threads, busy) in [(0, false), (4, false), (4, true), (16, false)] {
             let stop = Arc::new(AtomicBool::new(false));
             let handles: Vec<_> = (0..threads)
@@ -697,8 +706,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn a_thread_that_blocks_the_signal_is_never_proven_and_never_waited_for_long() {
-        let memory = vec![0u64; 512];
-        let range = memory.as_ptr() as usize..memory.as_ptr() as usize + 4096;
+        let range = fresh_memory();
         let (blocked, unblock, done) =
             (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
         let thread = {
