@@ -99,15 +99,9 @@ fn old_code_keeps_reading(rt: &Runtime, holder: Holder, expected: u64, retired: 
     STOP.store(false, Ordering::SeqCst);
     let freed_before = rt.stats().globals_freed;
     let quiescent = AtomicBool::new(false);
-    /// Lets the old code return even when an assertion fails.
-    struct StopOnDrop;
-    impl Drop for StopOnDrop {
-        fn drop(&mut self) {
-            STOP.store(true, Ordering::SeqCst);
-        }
-    }
     std::thread::scope(|scope| {
-        let _stop = StopOnDrop;
+        // Lets the old code return even when an assertion fails.
+        let _stop = support::SetOnDrop(&STOP);
         let worker = scope.spawn(|| {
             let guard = rt.register_thread();
             let last = holder(gate);

@@ -83,6 +83,9 @@ fn stress(reloads: usize, name: &str) -> Outcome {
     let started = Instant::now();
 
     let (calls, wrong_answers, observed, rss, heap) = std::thread::scope(|scope| {
+        // A failing assertion below stops the workers too (the scope waits
+        // for them): the test fails instead of hanging.
+        let _stop = support::SetOnDrop(&stop);
         let workers: Vec<_> = (0..WORKERS)
             .map(|w| {
                 let (rt, stop, expected, seen) = (&rt, &stop, &expected, &seen[w]);

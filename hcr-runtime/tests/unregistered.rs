@@ -90,6 +90,9 @@ fn reload_under(work: Work, reloads: usize, name: &str) {
     let mut catch_up = Duration::ZERO;
 
     let calls: u64 = std::thread::scope(|scope| {
+        // A failing assertion below stops the workers too (the scope waits
+        // for them): the test fails instead of hanging.
+        let _stop = support::SetOnDrop(&stop);
         let workers: Vec<_> = (0..WORKERS)
             .map(|w| {
                 let (stop, seen) = (&stop, &seen);

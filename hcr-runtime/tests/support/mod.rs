@@ -155,6 +155,16 @@ pub fn wait_for_reload_needed(rt: &Runtime) -> bool {
     false
 }
 
+/// Sets the flag when dropped, also while a panic unwinds: stops worker
+/// threads that a scope would otherwise wait for forever.
+pub struct SetOnDrop<'a>(pub &'a std::sync::atomic::AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 /// Whether the tests run under an emulator (the target's cargo runner is
 /// qemu), where every new library is translated again: tests scale their
 /// counts down there, and say so.
