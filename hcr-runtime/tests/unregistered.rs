@@ -188,3 +188,65 @@ fn unregistered_threads_calling_tiny_procs_survive_a_thousand_reloads() {
 fn unregistered_threads_calling_20_us_procs_survive_a_thousand_reloads() {
     reload_under(Work::Spin20, reloads(), "unregistered-spin");
 }
+
+/// Prints how long `perform_reload` takes with no other thread, with four
+/// unregistered threads and with four registered threads calling module
+/// code in tight loops (at normal priority, never yielding), and how long
+/// replaced libraries waited to be freed. A measurement, no assertion on
+/// time (the benchmark `reload_busy` of `hcr-benches` measures the same in
+/// a release build):
+/// `cargo test -p hcr-runtime --test unregistered -- --ignored --nocapture reload_latency`.
+#[test]
+#[ignore = "a measurement; run by hand"]
+fn reload_latency_with_busy_threads() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let reloads = 300;
+    for (case, threads, registered) in
+        [("no other thread", 0, false), ("4 unregistered", 4, false), ("4 registered", 4, true)]
+    {
+        let s = Scratch::new("latency");
+        let (v1, v2) = (fixture("counter", &[]), fixture("counter", &["v2"]));
+        let path = s.install(&v1, "counter");
+        let config = Config::new().with_stub_base(0).with_stub_capacity(4096).with_settle_time(Duration::ZERO);
+        let rt = Runtime::with_config(config).unwrap();
+        rt.load(&path).unwrap();
+        let answer = fn1(&rt, "counter", "answer");
+        let stop = AtomicBool::new(false);
+        let mut latencies = Vec::with_capacity(reloads);
+        std::thread::scope(|scope| {
+            let _stop = support::SetOnDrop(&stop);
+            for w in 0..threads {
+                let (rt, stop) = (&rt, &stop);
+                scope.spawn(move || {
+                    let guard = registered.then(|| rt.register_thread());
+                    let mut x = w as u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        for _ in 0..64 {
+                            x = answer(x) % 1_000_003;
+                        }
+                        if let Some(guard) = &guard {
+                            guard.quiescent();
+                        }
+                    }
+                });
+            }
+            for i in 0..reloads {
+                s.install(if i % 2 == 0 { &v2 } else { &v1 }, "counter");
+                let t = Instant::now();
+                rt.perform_reload().expect("every reload commits");
+                latencies.push(t.elapsed());
+            }
+        });
+        support::wait_until_reclaimed(&rt);
+        let stats = rt.stats();
+        latencies.sort_unstable();
+        println!(
+            "{case}: perform_reload median {:.2?}, 90th percentile {:.2?}, max {:.2?}; replaced libraries freed after {:.2?} on average (longest {:.2?})",
+            latencies[reloads / 2],
+            latencies[reloads * 9 / 10],
+            latencies[reloads - 1],
+            stats.retired_wait_mean,
+            stats.retired_wait_max,
+        );
+    }
+}
