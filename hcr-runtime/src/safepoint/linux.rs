@@ -253,6 +253,17 @@ pub(crate) fn list_threads(signal: c_int) -> io::Result<Vec<ThreadInfo>> {
     Ok(threads)
 }
 
+/// Whether thread `tid` blocks `signal` now (the host's mask under an
+/// emulator, which says nothing: false there). A thread that is gone blocks
+/// nothing.
+pub(crate) fn blocks(tid: u64, signal: c_int) -> bool {
+    if emulated() {
+        return false;
+    }
+    let Ok(status) = std::fs::read_to_string(format!("/proc/self/task/{tid}/status")) else { return false };
+    blocked(&status).unwrap_or(u64::MAX) & (1 << (signal - 1)) != 0
+}
+
 /// The emulator's helper threads among `threads` (`(tid, start)`): not the
 /// main thread (`pid`), started within a second (`ticks` clock ticks) of it,
 /// and blocking every asynchronous signal (`masks`, in the same order).

@@ -480,7 +480,10 @@ impl SignalObserver {
                     continue;
                 }
                 asked_now += 1;
-                if thread.blocks_signal {
+                // A mask that blocks the signal may be for a moment only: the
+                // thread runs the handler of an earlier request (which blocks
+                // the signal until it returns), or is starting a thread.
+                if thread.blocks_signal && still_blocks(thread.tid, signal) {
                     if self.warned.insert(key) {
                         tracing::warn!(
                             tid = thread.tid,
@@ -550,6 +553,18 @@ impl<T: Footprint> Observer<T> for SignalObserver {
             tracing::debug!(asked = report.asked, unproven = report.unproven, "some threads still hold retired code");
         }
     }
+}
+
+/// Whether thread `tid` keeps blocking `signal` for a little while (a few
+/// looks, 200 µs apart).
+fn still_blocks(tid: u64, signal: i32) -> bool {
+    for _ in 0..5 {
+        if !imp::blocks(tid, signal) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    true
 }
 
 /// Sorts ranges, merges overlapping ones (uniting their groups), and merges

@@ -36,6 +36,10 @@ pub(crate) fn stack_mappings() -> std::io::Result<Vec<(usize, usize, bool)>> {
     Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
 }
 
+pub(crate) fn blocks(_tid: u64, _signal: i32) -> bool {
+    false
+}
+
 pub(crate) fn list_threads(_signal: i32) -> std::io::Result<Vec<ThreadInfo>> {
     Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
 }
