@@ -23,23 +23,29 @@ pub const DEFAULT_SAFEPOINT_TIMEOUT: Duration = Duration::from_millis(100);
 /// The largest configurable capacity.
 pub const MAX_STUB_CAPACITY: usize = 1 << 28;
 
-/// What happens to a module's old library after a reload replaced it (or
+/// What happens to a module's old library, and to the storage of globals
+/// the reload took out of use (migrated to new storage, no longer
+/// registered, or of an unloaded module), after a reload replaced it (or
 /// after the module was unloaded).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum UnloadPolicy {
-    /// Close it as soon as the reload commits. Only for hosts where no other
-    /// thread runs module code while `perform_reload` runs.
+    /// Close it and free the storage as soon as the reload commits. Only for
+    /// hosts where no other thread runs module code while `perform_reload`
+    /// runs.
     Immediate,
-    /// Close it (and free the global storage the reload replaced) once no
-    /// thread can reach it: every thread registered with
+    /// Close it and free the storage together, once no thread can reach
+    /// them: every thread registered with
     /// [`Runtime::register_thread`](crate::Runtime::register_thread) has
     /// passed a quiescent point after the commit, and every other thread
-    /// was observed outside it (see [`Config::observe_unregistered_threads`]).
+    /// was observed outside them (see
+    /// [`Config::observe_unregistered_threads`]). The reload does not wait
+    /// for that.
     #[default]
     Deferred,
-    /// Keep every old library loaded until the runtime is dropped: nothing
-    /// can ever return into unloaded code, at the price of memory.
+    /// Keep every old library loaded, and every old global storage
+    /// allocated, until the runtime is dropped: nothing can ever return into
+    /// unloaded code, at the price of memory.
     Never,
 }
 
@@ -88,7 +94,9 @@ pub struct Config {
     /// Under [`UnloadPolicy::Deferred`], observe the threads that never
     /// registered before freeing what a reload replaced (on by default).
     ///
-    /// Each such thread gets a real-time signal after a reload; its handler
+    /// After a reload, the runtime's collector thread (started when first
+    /// needed, stopped when the runtime is dropped; the reload itself does
+    /// not wait) sends each such thread a real-time signal; its handler
     /// looks for pointers into the replaced libraries and global storage in
     /// the thread's registers and live stack. Replaced memory is freed once
     /// every such thread was seen without one (and every registered thread

@@ -270,7 +270,7 @@ impl Runtime {
     }
 
     /// Registers the calling thread as one that runs module code, so that
-    /// under [`UnloadPolicy::Deferred`] replaced libraries stay loaded until
+    /// under [`UnloadPolicy::Deferred`](crate::UnloadPolicy::Deferred) replaced libraries stay loaded until
     /// it passes a quiescent point ([`ThreadGuard::quiescent`]). Register a
     /// thread before it first calls module code.
     ///
@@ -287,7 +287,7 @@ impl Runtime {
     /// thread can reach any more, and waits for that; returns how many
     /// libraries this closed.
     ///
-    /// Under [`UnloadPolicy::Deferred`] this happens by itself: a reload
+    /// Under [`UnloadPolicy::Deferred`](crate::UnloadPolicy::Deferred) this happens by itself: a reload
     /// hands what it replaced over and returns at once; quiescent points of
     /// registered threads hand it on; a collector thread of the runtime
     /// (started when first needed, stopped when the runtime is dropped)
@@ -309,7 +309,9 @@ impl Runtime {
     /// it. Returns the modules that were unloaded.
     ///
     /// The procs of unloaded modules keep their stubs, which then report a
-    /// call and abort; their globals are freed.
+    /// call and abort; their libraries and globals are freed as the
+    /// [`UnloadPolicy`](crate::UnloadPolicy) says (by default once no thread
+    /// can reach them).
     ///
     /// # Errors
     ///
@@ -383,9 +385,12 @@ impl Runtime {
     /// content hash), copy them, run every module's before-reload handlers
     /// (imports first), load the new builds (and any new imports) and run
     /// their inits. If all of that succeeded, commit: re-point the stubs,
-    /// unbind procs that disappeared, free globals that disappeared, unload
-    /// replaced libraries and modules nothing imports any more, then run the
-    /// after-reload handlers of the new code.
+    /// unbind procs that disappeared, take out globals that disappeared,
+    /// unload modules nothing imports any more, hand the replaced libraries
+    /// and global storage to the [`UnloadPolicy`](crate::UnloadPolicy) (by
+    /// default they are freed once no thread can reach them, without this
+    /// call waiting for other threads), then run the after-reload handlers
+    /// of the new code.
     ///
     /// Returns an empty report when nothing changed.
     ///

@@ -1,7 +1,10 @@
 //! Observing threads that never registered with the runtime.
 //!
-//! After a commit retired libraries (and global storage), every thread of
-//! the process that is not a registered thread gets a signal. Its handler
+//! After a commit retired libraries (and global storage) and the registered
+//! threads let them go, the runtime's collector thread (never the thread
+//! that reloads) sends every thread of the process that is not a registered
+//! thread a signal, all at once, each with a request in a mailbox of its
+//! own. Its handler
 //! looks at the thread itself, at that instant: the interrupted registers
 //! (program counter, general and vector registers: a thread that loaded a
 //! stub's old target and is about to call it counts) and its live stack,
@@ -16,10 +19,14 @@
 //!
 //! The handler is async-signal-safe: it reads tables the collector wrote
 //! before the request (atomics), its own context and stack, and answers
-//! through the [`Mailbox`]; it never blocks, allocates or takes a lock. The
-//! collector never stops a thread: it waits for the answer, with a
+//! through its [`Mailbox`]; it never blocks, allocates or takes a lock.
+//! The collector never stops a thread: it waits for the answers, with a
 //! deadline, and a thread that does not answer (it blocks the signal, or is
 //! not scheduled in time) is simply not proven this time.
+//!
+//! The scan is conservative: every word of the live stack counts, dead
+//! slots of live frames included, so a stale address can keep memory alive
+//! (never the other way round).
 //!
 //! Stack bounds: the main thread's stack is the `[stack]` mapping; any other
 //! thread's live stack runs from its stack pointer up to its thread pointer,
