@@ -302,10 +302,11 @@ impl Reclaimer {
         }
         // Ordering: relaxed; a statistic read twice around the round.
         let before = self.counters.unloads.load(Ordering::Relaxed);
-        let _ = self.domain.advance(true);
-        if !self.domain.has_observing() {
+        if self.domain.pending() == 0 {
             return 0;
         }
+        // A round that starts after this call (batches a round in progress
+        // has taken out are looked at again by the next one).
         let ticket = self.wake_collector();
         let deadline = Instant::now() + ROUND_WAIT;
         let mut control = self.control.lock();
