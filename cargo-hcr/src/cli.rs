@@ -1,145 +1,126 @@
-//! The command line: `cargo hcr run -p <host> [--module <pkg>]... [--bin <name>] [--release] [-- <host args>...]`.
+//! The command line, parsed with `clap`:
+//!
+//! ```text
+//! cargo hcr run [-p <host>] [--module <pkg>]... [--bin <name>] [--release] [--no-restart] [-- <host args>...]
+//! cargo hcr new <path> [--name <name>] [--hcr-path <dir> | --hcr-git <url> | --hcr-version <req>]
+//! ```
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 
-use crate::error::{Error, Result};
+use clap::{Args, Parser, Subcommand};
 
-/// The help text.
-pub const USAGE: &str = "\
-Builds an hcr host and its modules, runs the host, and rebuilds the modules
-whenever their sources change; the host reloads them while it runs.
+/// `cargo hcr`: the development loop of hcr.
+#[derive(Debug, Parser, PartialEq, Eq)]
+#[command(
+    name = "cargo-hcr",
+    bin_name = "cargo hcr",
+    version,
+    about = "Builds an hcr host and its modules, runs the host, and rebuilds a module on every save; the host reloads it while it runs.",
+    after_help = "See docs/dev-loop.md in the hcr repository."
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
 
-Usage: cargo hcr run -p <HOST> [OPTIONS] [-- <HOST ARGS>...]
-
-Options:
-  -p, --package <HOST>   the package of the host binary (required)
-      --module <PKG>     a module to build and watch (repeatable); by default,
-                         every local cdylib among the host's dependencies
-      --bin <NAME>       the host binary, when the package has several
-  -r, --release          build with the release profile
-  -h, --help             print this help
-  -V, --version          print the version
-
-Arguments after `--` are passed to the host.";
-
-/// What `cargo hcr` was asked to do.
-#[derive(Debug, PartialEq, Eq)]
+/// The subcommands.
+#[derive(Debug, Subcommand, PartialEq, Eq)]
 pub enum Command {
-    /// Build, run and watch.
+    /// Build the host and its modules, run the host, rebuild and reload on save.
     Run(RunArgs),
-    /// Print the help text.
-    Help,
-    /// Print the version.
-    Version,
+    /// Write a new workspace: a host, one module, ready for `cargo hcr run`.
+    New(NewArgs),
 }
 
 /// The arguments of `cargo hcr run`.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default, Args, PartialEq, Eq)]
 pub struct RunArgs {
-    /// The host package.
-    pub host: String,
-    /// The module packages named with `--module`, in order; empty to find
-    /// them from the host's dependencies.
+    /// The package of the host binary; by default the only member of the
+    /// workspace with a binary and a module among its dependencies.
+    #[arg(short = 'p', long = "package", value_name = "HOST")]
+    pub host: Option<String>,
+    /// A module to build and watch (repeatable); by default every local
+    /// cdylib among the host's dependencies that builds with hcr-build.
+    #[arg(long = "module", value_name = "PKG")]
     pub modules: Vec<String>,
-    /// The host binary named with `--bin`.
+    /// The host binary, when the package has several.
+    #[arg(long, value_name = "NAME")]
     pub bin: Option<String>,
-    /// Whether to build with the release profile.
+    /// Build with the release profile.
+    #[arg(short, long)]
     pub release: bool,
-    /// What to pass to the host.
+    /// When the host's own sources change, keep the running host (and its
+    /// state) instead of rebuilding and restarting it.
+    #[arg(long)]
+    pub no_restart: bool,
+    /// Arguments for the host (after `--`).
+    #[arg(last = true, value_name = "HOST ARGS")]
     pub host_args: Vec<OsString>,
 }
 
+/// The arguments of `cargo hcr new`.
+#[derive(Debug, Default, Args, PartialEq, Eq)]
+pub struct NewArgs {
+    /// The directory to create (it must not exist, or be empty).
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
+    /// The name of the host package (default: the directory's name); the
+    /// module is `<name>-logic`.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Depend on the hcr crates of the checkout in this directory (the
+    /// default when cargo-hcr itself was built from a checkout that still
+    /// exists).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["hcr_git", "hcr_version"])]
+    pub hcr_path: Option<PathBuf>,
+    /// Depend on the hcr crates of this git repository.
+    #[arg(long, value_name = "URL", conflicts_with = "hcr_version")]
+    pub hcr_git: Option<String>,
+    /// Depend on the hcr crates of the registry, with this version
+    /// requirement (the default outside a checkout: this cargo-hcr's version).
+    #[arg(long, value_name = "REQ")]
+    pub hcr_version: Option<String>,
+}
+
 /// Parses the arguments after the program name. A leading `hcr` (as cargo
-/// passes when it runs `cargo hcr ...`) is skipped.
+/// passes when it runs `cargo hcr ...`) is skipped, so that `cargo hcr run`
+/// and `cargo-hcr run` are the same.
 ///
 /// # Errors
 ///
-/// [`Error::Usage`] for anything that is not understood.
-pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
+/// clap's error (help and version requests included), ready to print with
+/// [`clap::Error::exit`].
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, clap::Error> {
     let mut args = args.into_iter().peekable();
     if args.peek().is_some_and(|a| a == "hcr") {
         args.next();
     }
-    let Some(first) = args.next() else {
-        return Err(Error::Usage("missing command: expected `run`".into()));
-    };
-    match utf8(first)?.as_str() {
-        "run" => {}
-        "-h" | "--help" | "help" => return Ok(Command::Help),
-        "-V" | "--version" => return Ok(Command::Version),
-        other => return Err(Error::Usage(format!("unknown command `{other}`: expected `run`"))),
-    }
-
-    let mut run = RunArgs::default();
-    let mut host = None;
-    while let Some(arg) = args.next() {
-        if arg == "--" {
-            run.host_args.extend(args.by_ref());
-            break;
-        }
-        let arg = utf8(arg)?;
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => (flag, Some(value.to_owned())),
-            _ => match arg.strip_prefix("-p") {
-                Some(value) if !value.is_empty() && !arg.starts_with("--") => ("-p", Some(value.to_owned())),
-                _ => (arg.as_str(), None),
-            },
-        };
-        let mut value = |name: &str| match inline.clone() {
-            Some(value) => nonempty(name, value),
-            None => match args.next() {
-                Some(value) => nonempty(name, utf8(value)?),
-                None => Err(Error::Usage(format!("{name} needs a value"))),
-            },
-        };
-        match flag {
-            "-p" | "--package" => {
-                let name = value(flag)?;
-                if host.replace(name).is_some() {
-                    return Err(Error::Usage("only one host package can be run (-p given twice)".into()));
-                }
-            }
-            "--module" => run.modules.push(value(flag)?),
-            "--bin" => run.bin = Some(value(flag)?),
-            "-r" | "--release" if inline.is_none() => run.release = true,
-            "-h" | "--help" if inline.is_none() => return Ok(Command::Help),
-            _ if flag.starts_with('-') => return Err(Error::Usage(format!("unknown option `{arg}`"))),
-            _ => {
-                return Err(Error::Usage(format!("unexpected argument `{arg}`: arguments for the host go after `--`")));
-            }
-        }
-    }
-    run.host = host.ok_or_else(|| Error::Usage("missing the host package: -p <HOST>".into()))?;
-    Ok(Command::Run(run))
-}
-
-fn utf8(arg: OsString) -> Result<String> {
-    arg.into_string().map_err(|a| Error::Usage(format!("argument {a:?} is not valid UTF-8")))
-}
-
-fn nonempty(flag: &str, value: String) -> Result<String> {
-    if value.is_empty() { Err(Error::Usage(format!("{flag} needs a value"))) } else { Ok(value) }
+    Cli::try_parse_from(std::iter::once(OsString::from("cargo-hcr")).chain(args))
 }
 
 #[cfg(test)]
 mod tests {
+    use clap::error::ErrorKind;
+
     use super::*;
 
-    fn parse_strs(args: &[&str]) -> Result<Command> {
+    fn parse_strs(args: &[&str]) -> Result<Cli, clap::Error> {
         parse(args.iter().map(OsString::from))
     }
 
     fn run(args: &[&str]) -> RunArgs {
         match parse_strs(args) {
-            Ok(Command::Run(run)) => run,
+            Ok(Cli { command: Command::Run(run) }) => run,
             other => panic!("{args:?} parsed as {other:?}"),
         }
     }
 
-    fn usage_error(args: &[&str]) -> String {
+    fn error(args: &[&str]) -> (ErrorKind, String) {
         match parse_strs(args) {
-            Err(Error::Usage(message)) => message,
-            other => panic!("{args:?} parsed as {other:?}"),
+            Err(e) => (e.kind(), e.to_string()),
+            Ok(other) => panic!("{args:?} parsed as {other:?}"),
         }
     }
 
@@ -148,10 +129,11 @@ mod tests {
         let installed = run(&["hcr", "run", "-p", "game"]);
         let direct = run(&["run", "-p", "game"]);
         assert_eq!(installed, direct);
-        assert_eq!(direct.host, "game");
+        assert_eq!(direct.host.as_deref(), Some("game"));
         assert!(direct.modules.is_empty());
-        assert!(!direct.release);
+        assert!(!direct.release && !direct.no_restart);
         assert!(direct.host_args.is_empty());
+        assert_eq!(run(&["run"]).host, None, "the host can be found");
     }
 
     #[test]
@@ -159,12 +141,12 @@ mod tests {
         for args in
             [&["run", "-p", "host"][..], &["run", "-phost"], &["run", "--package", "host"], &["run", "--package=host"]]
         {
-            assert_eq!(run(args).host, "host", "{args:?}");
+            assert_eq!(run(args).host.as_deref(), Some("host"), "{args:?}");
         }
     }
 
     #[test]
-    fn modules_release_bin_and_host_arguments() {
+    fn modules_release_bin_restart_and_host_arguments() {
         let parsed = run(&[
             "hcr",
             "run",
@@ -174,6 +156,7 @@ mod tests {
             "game",
             "--module=render",
             "--release",
+            "--no-restart",
             "--bin",
             "client",
             "--",
@@ -182,37 +165,51 @@ mod tests {
             "-p",
             "--",
         ]);
-        assert_eq!(parsed.host, "game");
+        assert_eq!(parsed.host.as_deref(), Some("game"));
         assert_eq!(parsed.modules, ["physics", "render"]);
-        assert!(parsed.release);
+        assert!(parsed.release && parsed.no_restart);
         assert_eq!(parsed.bin.as_deref(), Some("client"));
         assert_eq!(parsed.host_args, ["--frames", "10", "-p", "--"].map(OsString::from));
         assert!(run(&["run", "-r", "-p", "x"]).release);
     }
 
     #[test]
+    fn new_and_its_sources_of_hcr() {
+        let Cli { command: Command::New(new) } = parse_strs(&["hcr", "new", "demo", "--hcr-path", "/src/hcr"]).unwrap()
+        else {
+            panic!("not new")
+        };
+        assert_eq!(new.path, PathBuf::from("demo"));
+        assert_eq!(new.hcr_path, Some(PathBuf::from("/src/hcr")));
+        let Cli { command: Command::New(new) } =
+            parse_strs(&["new", "x", "--name", "y", "--hcr-git", "https://example.invalid/hcr.git"]).unwrap()
+        else {
+            panic!("not new")
+        };
+        assert_eq!(new.name.as_deref(), Some("y"));
+        assert_eq!(new.hcr_git.as_deref(), Some("https://example.invalid/hcr.git"));
+        assert_eq!(error(&["new", "x", "--hcr-path", "a", "--hcr-git", "b"]).0, ErrorKind::ArgumentConflict);
+        assert_eq!(error(&["new"]).0, ErrorKind::MissingRequiredArgument);
+    }
+
+    #[test]
     fn help_and_version() {
-        assert_eq!(parse_strs(&["hcr", "--help"]).unwrap(), Command::Help);
-        assert_eq!(parse_strs(&["-h"]).unwrap(), Command::Help);
-        assert_eq!(parse_strs(&["run", "-p", "x", "--help"]).unwrap(), Command::Help);
-        assert_eq!(parse_strs(&["hcr", "-V"]).unwrap(), Command::Version);
+        assert_eq!(error(&["hcr", "--help"]).0, ErrorKind::DisplayHelp);
+        assert_eq!(error(&["run", "-p", "x", "--help"]).0, ErrorKind::DisplayHelp);
+        assert_eq!(error(&["hcr", "-V"]).0, ErrorKind::DisplayVersion);
         // After `--`, it belongs to the host.
         assert_eq!(run(&["run", "-p", "x", "--", "--help"]).host_args, [OsString::from("--help")]);
     }
 
     #[test]
     fn mistakes_are_usage_errors() {
-        assert!(usage_error(&[]).contains("missing command"));
-        assert!(usage_error(&["hcr"]).contains("missing command"));
-        assert!(usage_error(&["build", "-p", "x"]).contains("unknown command `build`"));
-        assert!(usage_error(&["run"]).contains("-p <HOST>"));
-        assert!(usage_error(&["run", "--module", "m"]).contains("-p <HOST>"));
-        assert!(usage_error(&["run", "-p"]).contains("-p needs a value"));
-        assert!(usage_error(&["run", "--package="]).contains("--package needs a value"));
-        assert!(usage_error(&["run", "-p", "a", "-p", "b"]).contains("given twice"));
-        assert!(usage_error(&["run", "-p", "a", "--frobnicate"]).contains("unknown option `--frobnicate`"));
-        assert!(usage_error(&["run", "-p", "a", "--release=yes"]).contains("unknown option"));
-        assert!(usage_error(&["run", "-p", "a", "10"]).contains("after `--`"));
+        assert_eq!(error(&[]).0, ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand);
+        assert_eq!(error(&["build", "-p", "x"]).0, ErrorKind::InvalidSubcommand);
+        assert_eq!(error(&["run", "-p"]).0, ErrorKind::InvalidValue);
+        assert_eq!(error(&["run", "-p", "a", "-p", "b"]).0, ErrorKind::ArgumentConflict);
+        assert_eq!(error(&["run", "-p", "a", "--frobnicate"]).0, ErrorKind::UnknownArgument);
+        let (kind, message) = error(&["run", "-p", "a", "10"]);
+        assert_eq!(kind, ErrorKind::UnknownArgument, "{message}");
     }
 
     #[cfg(unix)]
@@ -222,9 +219,9 @@ mod tests {
         let odd = OsString::from_vec(vec![0x66, 0xff, 0x6f]);
         let parsed = parse([OsString::from("run"), "-p".into(), "x".into(), "--".into(), odd.clone()]).unwrap();
         assert_eq!(
-            parsed,
-            Command::Run(RunArgs { host: "x".into(), host_args: vec![odd.clone()], ..RunArgs::default() })
+            parsed.command,
+            Command::Run(RunArgs { host: Some("x".into()), host_args: vec![odd.clone()], ..RunArgs::default() })
         );
-        assert!(matches!(parse([OsString::from("run"), "-p".into(), odd]), Err(Error::Usage(_))));
+        assert!(parse([OsString::from("run"), "-p".into(), odd]).is_err());
     }
 }

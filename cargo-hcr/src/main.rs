@@ -1,8 +1,9 @@
-//! `cargo hcr`: a one-command live development loop for hcr.
+//! `cargo hcr`: the live development loop of hcr.
 //!
-//! `cargo hcr run -p <host>` builds the host and its modules, runs the host,
-//! watches the modules' sources, rebuilds a module when they change, and
-//! prints what the host's runtime made of the new build. See
+//! `cargo hcr run` builds the host and its modules, runs the host, watches
+//! the sources, rebuilds a module on every save (running the compiler
+//! directly, as cargo last ran it) and prints what the host's runtime made
+//! of the new build. `cargo hcr new` writes a workspace ready for it. See
 //! `docs/dev-loop.md` in the repository.
 
 use std::process::ExitCode;
@@ -18,48 +19,47 @@ macro_rules! status {
 }
 
 #[cfg(unix)]
-mod builder;
+mod cargo;
 mod cli;
 mod error;
 #[cfg(unix)]
 mod host;
 mod metadata;
+mod new;
 #[cfg(unix)]
 mod process;
+#[cfg(unix)]
+mod rebuild;
+mod record;
 mod report;
 #[cfg(unix)]
 mod session;
+mod trace;
 mod watch;
 
 use cli::Command;
 
 fn main() -> ExitCode {
-    match cli::parse(std::env::args_os().skip(1)) {
-        Ok(Command::Help) => {
-            println!("{}", cli::USAGE);
-            ExitCode::SUCCESS
-        }
-        Ok(Command::Version) => {
-            println!("cargo-hcr {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
-        Ok(Command::Run(args)) => match run(args) {
-            Ok(code) => code,
-            Err(e) => {
-                let mut message = e.to_string();
-                let mut source = std::error::Error::source(&e);
-                while let Some(cause) = source {
-                    message = format!("{message}: {cause}");
-                    source = cause.source();
-                }
-                status!("error: {message}");
-                ExitCode::FAILURE
-            }
-        },
+    let cli = match cli::parse(std::env::args_os().skip(1)) {
+        Ok(cli) => cli,
+        // Help and version are printed and exit with 0, mistakes with 2.
+        Err(e) => e.exit(),
+    };
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+        Command::New(args) => new::new(&args).map(|()| ExitCode::SUCCESS),
+    };
+    match result {
+        Ok(code) => code,
         Err(e) => {
-            status!("error: {e}");
-            eprintln!("\n{}", cli::USAGE);
-            ExitCode::from(2)
+            let mut message = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                message = format!("{message}: {cause}");
+                source = cause.source();
+            }
+            status!("error: {message}");
+            ExitCode::FAILURE
         }
     }
 }
@@ -71,5 +71,5 @@ fn run(args: cli::RunArgs) -> error::Result<ExitCode> {
 
 #[cfg(not(unix))]
 fn run(_: cli::RunArgs) -> error::Result<ExitCode> {
-    Err(error::Error::Usage("cargo hcr run needs a Unix system".into()))
+    Err(error::Error::Usage("cargo hcr run needs a Unix system (it was written and tested on Linux)".into()))
 }

@@ -1,11 +1,12 @@
-//! The workspace as `cargo metadata` describes it: the host package, its
-//! binary, and the modules it loads.
+//! The workspace as `cargo metadata` describes it (read with the
+//! `cargo_metadata` crate): the host package, its binary, and the modules it
+//! loads.
 
 use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use serde_json::Value;
+use cargo_metadata::{DependencyKind, MetadataCommand, TargetKind};
 
 use crate::error::{Error, Result};
 
@@ -25,6 +26,10 @@ pub struct Package {
     pub local: bool,
     /// Whether its library is built as a `cdylib`, the form hcr loads.
     pub cdylib: bool,
+    /// Its library target's name (the crate name, `-` made `_`), if any.
+    pub lib: Option<String>,
+    /// Its library's root source file, if it has a library.
+    pub lib_src: Option<PathBuf>,
     /// Its binary targets.
     pub bins: Vec<String>,
     /// Its `default-run` binary, if it names one.
@@ -36,6 +41,16 @@ impl Package {
     pub fn is_module(&self) -> bool {
         self.local && self.cdylib
     }
+}
+
+/// How a host depends on a module it loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listed {
+    /// Under `[dependencies]`: cargo builds the module once, with the host.
+    Normal,
+    /// Only under `[build-dependencies]`, the older layout: cargo builds the
+    /// module a second time, with build-script settings.
+    BuildOnly,
 }
 
 /// What cargo-hcr needs of `cargo metadata`.
@@ -59,22 +74,20 @@ struct Dep {
 }
 
 impl Metadata {
-    /// Runs `cargo metadata` in the current directory.
+    /// Runs `cargo metadata` in the current directory, for the platform
+    /// `rustc` builds for by default (so that crates only other platforms
+    /// use need not be downloaded).
     ///
     /// # Errors
     ///
-    /// [`Error::Spawn`] if cargo cannot be run, [`Error::Metadata`] if it
-    /// fails or its output cannot be understood.
+    /// [`Error::Metadata`] if cargo fails or its output cannot be read.
     pub fn load(cargo: &OsStr) -> Result<Metadata> {
-        let output = Command::new(cargo)
-            .args(["metadata", "--format-version", "1"])
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|source| Error::Spawn { program: "cargo metadata".into(), source })?;
-        if !output.status.success() {
-            return Err(Error::Metadata(String::from_utf8_lossy(&output.stderr).trim().to_owned()));
+        let mut command = MetadataCommand::new();
+        command.cargo_path(cargo);
+        if let Some(triple) = host_triple() {
+            command.other_options(vec!["--filter-platform".to_owned(), triple]);
         }
-        Metadata::parse(&String::from_utf8_lossy(&output.stdout))
+        Metadata::from(command.exec().map_err(Error::Metadata)?)
     }
 
     /// Reads the output of `cargo metadata --format-version 1` (with its
@@ -83,35 +96,33 @@ impl Metadata {
     /// # Errors
     ///
     /// [`Error::Metadata`] if it is not such output.
+    #[cfg(test)]
     pub fn parse(json: &str) -> Result<Metadata> {
-        let root: Value = serde_json::from_str(json).map_err(|e| Error::Metadata(e.to_string()))?;
-        let bad = |what: &str| Error::Metadata(format!("unexpected output: {what}"));
-        let packages = root["packages"]
-            .as_array()
-            .ok_or_else(|| bad("no packages"))?
+        Metadata::from(MetadataCommand::parse(json).map_err(Error::Metadata)?)
+    }
+
+    fn from(metadata: cargo_metadata::Metadata) -> Result<Metadata> {
+        let packages = metadata.packages.iter().map(package).collect();
+        let members = metadata.workspace_members.iter().map(|id| id.repr.clone()).collect();
+        let Some(resolve) = &metadata.resolve else {
+            return Err(Error::Metadata(cargo_metadata::Error::CargoMetadata {
+                stderr: "no dependency graph in the output of cargo metadata".into(),
+            }));
+        };
+        let deps = resolve
+            .nodes
             .iter()
-            .map(|p| package(p).ok_or_else(|| bad("a package without name, id or manifest path")))
-            .collect::<Result<Vec<_>>>()?;
-        let members = strings(&root["workspace_members"]);
-        let nodes = root["resolve"]["nodes"].as_array().ok_or_else(|| bad("no dependency graph"))?;
-        let deps = nodes
-            .iter()
-            .filter_map(|node| {
-                let id = node["id"].as_str()?.to_owned();
-                let deps = node["deps"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|dep| {
-                        let kinds: Vec<&Value> = dep["dep_kinds"].as_array().into_iter().flatten().collect();
-                        Some(Dep {
-                            id: dep["pkg"].as_str()?.to_owned(),
-                            normal: kinds.iter().any(|k| k["kind"].is_null()),
-                            build: kinds.iter().any(|k| k["kind"] == "build"),
-                        })
+            .map(|node| {
+                let deps = node
+                    .deps
+                    .iter()
+                    .map(|dep| Dep {
+                        id: dep.pkg.repr.clone(),
+                        normal: dep.dep_kinds.iter().any(|k| k.kind == DependencyKind::Normal),
+                        build: dep.dep_kinds.iter().any(|k| k.kind == DependencyKind::Build),
                     })
                     .collect();
-                Some((id, deps))
+                (node.id.repr.clone(), deps)
             })
             .collect();
         Ok(Metadata { packages, members, deps })
@@ -123,10 +134,44 @@ impl Metadata {
     ///
     /// [`Error::UnknownPackage`] if there is none.
     pub fn member(&self, name: &str) -> Result<&Package> {
-        self.packages
-            .iter()
-            .find(|p| p.name == name && self.members.contains(&p.id))
-            .ok_or_else(|| Error::UnknownPackage(name.to_owned()))
+        self.members()
+            .find(|p| p.name == name)
+            .ok_or_else(|| Error::UnknownPackage { name: name.to_owned(), known: self.member_names() })
+    }
+
+    fn members(&self) -> impl Iterator<Item = &Package> {
+        self.packages.iter().filter(|p| self.members.contains(&p.id))
+    }
+
+    fn member_names(&self) -> String {
+        let mut names: Vec<&str> = self.members().map(|p| p.name.as_str()).collect();
+        names.sort_unstable();
+        names.join(", ")
+    }
+
+    /// The host to run when none was named: the only workspace member with
+    /// a binary and a module among its dependencies.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoHost`] when there is none or there are several.
+    pub fn default_host(&self) -> Result<&Package> {
+        let hosts: Vec<&Package> =
+            self.members().filter(|p| !p.bins.is_empty() && !self.modules_of(p).is_empty()).collect();
+        match hosts.as_slice() {
+            [only] => Ok(only),
+            [] => Err(Error::NoHost(format!(
+                "no package of this workspace has a binary that depends on a module: name the host with -p (one of {})",
+                self.member_names()
+            ))),
+            several => {
+                let names: Vec<&str> = several.iter().map(|p| p.name.as_str()).collect();
+                Err(Error::NoHost(format!(
+                    "several hosts in this workspace ({}): choose one with -p",
+                    names.join(", ")
+                )))
+            }
+        }
     }
 
     /// The module package called `name`: a workspace member, or else any
@@ -141,20 +186,25 @@ impl Metadata {
             .member(name)
             .ok()
             .or_else(|| self.packages.iter().find(|p| p.name == name))
-            .ok_or_else(|| Error::UnknownPackage(name.to_owned()))?;
+            .ok_or_else(|| Error::UnknownPackage { name: name.to_owned(), known: self.member_names() })?;
         if package.is_module() { Ok(package) } else { Err(Error::NotAModule(name.to_owned())) }
     }
 
-    /// The modules `host` depends on, in the order cargo lists them: its
-    /// normal or build dependencies that are local packages with a `cdylib`
-    /// library and build their registration with `hcr-build` (which leaves
-    /// out `hcr-runtime`'s own `cdylib`, for hosts in other languages).
-    pub fn modules_of(&self, host: &Package) -> Vec<&Package> {
+    /// The modules `host` depends on, in the order cargo lists them, and how
+    /// it lists them: its normal or build dependencies that are local
+    /// packages with a `cdylib` library and build their registration with
+    /// `hcr-build` (which leaves out `hcr-runtime`'s own `cdylib`, for hosts
+    /// in other languages).
+    pub fn modules_of(&self, host: &Package) -> Vec<(&Package, Listed)> {
         self.deps_of(&host.id)
             .iter()
             .filter(|dep| dep.normal || dep.build)
-            .filter_map(|dep| self.by_id(&dep.id))
-            .filter(|p| p.is_module() && self.builds_with_hcr_build(p))
+            .filter_map(|dep| {
+                let package = self.by_id(&dep.id)?;
+                let listed = if dep.normal { Listed::Normal } else { Listed::BuildOnly };
+                Some((package, listed))
+            })
+            .filter(|(p, _)| p.is_module() && self.builds_with_hcr_build(p))
             .collect()
     }
 
@@ -177,13 +227,18 @@ impl Metadata {
 ///
 /// # Errors
 ///
-/// [`Error::NoBinary`] or [`Error::SeveralBinaries`].
+/// [`Error::Usage`] for an unknown `bin`, [`Error::NoBinary`] or
+/// [`Error::SeveralBinaries`].
 pub fn host_binary(host: &Package, bin: Option<&str>) -> Result<String> {
     if let Some(bin) = bin {
         return if host.bins.iter().any(|b| b == bin) {
             Ok(bin.to_owned())
         } else {
-            Err(Error::Usage(format!("package `{}` has no binary `{bin}`", host.name)))
+            Err(Error::Usage(format!(
+                "package `{}` has no binary `{bin}`: choose one of {} with --bin",
+                host.name,
+                host.bins.join(", ")
+            )))
         };
     }
     if let Some(default) = &host.default_run {
@@ -200,46 +255,55 @@ pub fn host_binary(host: &Package, bin: Option<&str>) -> Result<String> {
     }
 }
 
-fn package(p: &Value) -> Option<Package> {
-    let targets = p["targets"].as_array().map(Vec::as_slice).unwrap_or_default();
-    let has = |target: &Value, field: &str, value: &str| strings(&target[field]).iter().any(|s| s == value);
-    Some(Package {
-        name: p["name"].as_str()?.to_owned(),
-        id: p["id"].as_str()?.to_owned(),
-        dir: PathBuf::from(p["manifest_path"].as_str()?).parent()?.to_owned(),
-        local: p["source"].is_null(),
-        cdylib: targets.iter().any(|t| has(t, "kind", "cdylib") && has(t, "crate_types", "cdylib")),
-        bins: targets
-            .iter()
-            .filter(|t| has(t, "kind", "bin"))
-            .filter_map(|t| Some(t["name"].as_str()?.to_owned()))
-            .collect(),
-        default_run: p["default_run"].as_str().map(str::to_owned),
-    })
+/// The target triple `rustc` builds for by default, from `rustc -vV`.
+pub fn host_triple() -> Option<String> {
+    let rustc = std::env::var_os("RUSTC").filter(|r| !r.is_empty()).unwrap_or_else(|| "rustc".into());
+    let output = Command::new(rustc).arg("-vV").stdin(Stdio::null()).stderr(Stdio::null()).output().ok()?;
+    let text = String::from_utf8(output.stdout).ok()?;
+    text.lines().find_map(|line| line.strip_prefix("host: ")).map(str::to_owned)
 }
 
-fn strings(value: &Value) -> Vec<String> {
-    value.as_array().into_iter().flatten().filter_map(|s| s.as_str().map(str::to_owned)).collect()
+fn package(p: &cargo_metadata::Package) -> Package {
+    let lib = p.targets.iter().find(|t| t.is_lib() || t.is_cdylib() || t.is_dylib() || t.is_staticlib());
+    Package {
+        name: p.name.to_string(),
+        id: p.id.repr.clone(),
+        dir: p.manifest_path.parent().map(|d| d.as_std_path().to_owned()).unwrap_or_default(),
+        local: p.source.is_none(),
+        cdylib: p.targets.iter().any(|t| t.kind.contains(&TargetKind::CDyLib)),
+        lib: lib.map(|t| t.name.replace('-', "_")),
+        lib_src: lib.map(|t| t.src_path.as_std_path().to_owned()),
+        bins: p.targets.iter().filter(|t| t.is_bin()).map(|t| t.name.clone()).collect(),
+        default_run: p.default_run.clone(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
 
     fn target(name: &str, kinds: &[&str]) -> Value {
-        json!({ "name": name, "kind": kinds, "crate_types": kinds })
+        json!({ "name": name, "kind": kinds, "crate_types": kinds, "src_path": format!("/ws/{name}/src/lib.rs"),
+                "edition": "2024", "doctest": false, "test": false, "doc": false })
     }
 
     fn package(name: &str, source: Option<&str>, targets: Vec<Value>) -> Value {
         json!({
             "name": name,
+            "version": "0.1.0",
             "id": format!("id-{name}"),
             "manifest_path": format!("/ws/{name}/Cargo.toml"),
             "source": source,
             "targets": targets,
             "default_run": null,
+            "dependencies": [],
+            "features": {},
+            "license": null, "license_file": null, "description": null,
+            "edition": "2024", "metadata": null, "publish": null,
+            "authors": [], "categories": [], "keywords": [], "readme": null, "repository": null,
+            "homepage": null, "documentation": null, "links": null, "rust_version": null,
         })
     }
 
@@ -248,36 +312,64 @@ mod tests {
         json!({ "name": name, "pkg": format!("id-{name}"), "dep_kinds": kinds })
     }
 
+    fn node(name: &str, deps: Vec<Value>) -> Value {
+        json!({ "id": format!("id-{name}"), "deps": deps, "dependencies": [], "features": [] })
+    }
+
+    fn metadata(packages: Vec<Value>, members: &[&str], nodes: Vec<Value>) -> Metadata {
+        let root = json!({
+            "packages": packages,
+            "workspace_members": members.iter().map(|m| format!("id-{m}")).collect::<Vec<_>>(),
+            "workspace_default_members": [],
+            "resolve": { "nodes": nodes, "root": null },
+            "workspace_root": "/ws",
+            "target_directory": "/ws/target",
+            "version": 1,
+            "metadata": null,
+        });
+        Metadata::parse(&root.to_string()).unwrap()
+    }
+
     /// A host with one dependency of every sort; only `normal`, `build` and
     /// `both` are modules.
     fn workspace() -> Metadata {
-        let with_hcr_build =
-            |name: &str| json!({ "id": format!("id-{name}"), "deps": [dep("hcr-build", &[Some("build")])] });
-        let root = json!({
-            "packages": [
+        let with_hcr_build = |name: &str| node(name, vec![dep("hcr-build", &[Some("build")])]);
+        metadata(
+            vec![
                 package("host", None, vec![target("host", &["bin"]), target("tool", &["bin"])]),
-                package("normal", None, vec![json!({ "name": "normal", "kind": ["cdylib", "rlib"], "crate_types": ["cdylib", "rlib"] })]),
-                package("build", None, vec![target("build", &["cdylib"]), target("build", &["custom-build"])]),
+                package("normal", None, vec![target("normal", &["cdylib", "rlib"])]),
+                package(
+                    "build",
+                    None,
+                    vec![target("build", &["cdylib"]), target("build-script-build", &["custom-build"])],
+                ),
                 package("both", None, vec![target("both", &["cdylib"])]),
                 package("dev", None, vec![target("dev", &["cdylib"])]),
                 package("plain", None, vec![target("plain", &["lib"])]),
-                package("registry", Some("registry+https://example.invalid/index"), vec![target("registry", &["cdylib"])]),
+                package(
+                    "registry",
+                    Some("registry+https://example.invalid/index"),
+                    vec![target("registry", &["cdylib"])],
+                ),
                 package("runtime", None, vec![target("runtime", &["rlib", "cdylib"])]),
                 package("unused", None, vec![target("unused", &["cdylib"])]),
                 package("hcr-build", None, vec![target("hcr_build", &["lib"])]),
             ],
-            "workspace_members": ["id-host", "id-normal", "id-build", "id-unused", "id-hcr-build"],
-            "resolve": { "nodes": [
-                { "id": "id-host", "deps": [
-                    dep("normal", &[None]),
-                    dep("build", &[Some("build")]),
-                    dep("both", &[Some("dev"), Some("build")]),
-                    dep("dev", &[Some("dev")]),
-                    dep("plain", &[None]),
-                    dep("registry", &[None]),
-                    dep("runtime", &[None]),
-                    dep("hcr-build", &[Some("build")]),
-                ] },
+            &["host", "normal", "build", "unused", "hcr-build"],
+            vec![
+                node(
+                    "host",
+                    vec![
+                        dep("normal", &[None]),
+                        dep("build", &[Some("build")]),
+                        dep("both", &[Some("dev"), Some("build")]),
+                        dep("dev", &[Some("dev")]),
+                        dep("plain", &[None]),
+                        dep("registry", &[None]),
+                        dep("runtime", &[None]),
+                        dep("hcr-build", &[Some("build")]),
+                    ],
+                ),
                 with_hcr_build("normal"),
                 with_hcr_build("build"),
                 with_hcr_build("both"),
@@ -285,20 +377,20 @@ mod tests {
                 with_hcr_build("plain"),
                 with_hcr_build("registry"),
                 // A cdylib that uses no hcr-build, like hcr-runtime's own.
-                { "id": "id-runtime", "deps": [dep("normal", &[None])] },
-            ] },
-        });
-        Metadata::parse(&root.to_string()).unwrap()
+                node("runtime", vec![dep("normal", &[None])]),
+            ],
+        )
     }
 
     #[test]
     fn modules_are_local_cdylibs_among_normal_and_build_dependencies() {
         let ws = workspace();
         let host = ws.member("host").unwrap();
-        let names: Vec<&str> = ws.modules_of(host).iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(names, ["normal", "build", "both"]);
-        assert_eq!(ws.modules_of(ws.member("normal").unwrap()), Vec::<&Package>::new());
+        let found: Vec<(&str, Listed)> = ws.modules_of(host).iter().map(|(p, l)| (p.name.as_str(), *l)).collect();
+        assert_eq!(found, [("normal", Listed::Normal), ("build", Listed::BuildOnly), ("both", Listed::BuildOnly)]);
+        assert!(ws.modules_of(ws.member("normal").unwrap()).is_empty());
         assert_eq!(ws.member("build").unwrap().dir, PathBuf::from("/ws/build"));
+        assert_eq!(ws.member("normal").unwrap().lib.as_deref(), Some("normal"));
     }
 
     #[test]
@@ -309,8 +401,35 @@ mod tests {
         assert_eq!(ws.module("dev").unwrap().name, "dev", "any package of the graph");
         assert!(matches!(ws.module("plain"), Err(Error::NotAModule(n)) if n == "plain"));
         assert!(matches!(ws.module("registry"), Err(Error::NotAModule(_))));
-        assert!(matches!(ws.module("nothing"), Err(Error::UnknownPackage(_))));
-        assert!(matches!(ws.member("dev"), Err(Error::UnknownPackage(_))), "not a member");
+        let unknown = ws.module("nothing").unwrap_err();
+        assert_eq!(
+            unknown.to_string(),
+            "no package `nothing` in this workspace: choose one of build, hcr-build, host, normal, unused"
+        );
+        assert!(matches!(ws.member("dev"), Err(Error::UnknownPackage { .. })), "not a member");
+    }
+
+    #[test]
+    fn the_default_host_is_the_only_one() {
+        assert_eq!(workspace().default_host().unwrap().name, "host");
+        let none =
+            metadata(vec![package("lib", None, vec![target("lib", &["lib"])])], &["lib"], vec![node("lib", vec![])]);
+        assert!(none.default_host().unwrap_err().to_string().contains("name the host with -p (one of lib)"));
+        let module = |name: &str| node(name, vec![dep("m", &[None])]);
+        let two = metadata(
+            vec![
+                package("a", None, vec![target("a", &["bin"])]),
+                package("b", None, vec![target("b", &["bin"])]),
+                package("m", None, vec![target("m", &["cdylib", "rlib"])]),
+                package("hcr-build", None, vec![target("hcr_build", &["lib"])]),
+            ],
+            &["a", "b", "m"],
+            vec![module("a"), module("b"), node("m", vec![dep("hcr-build", &[Some("build")])])],
+        );
+        assert_eq!(
+            two.default_host().unwrap_err().to_string(),
+            "several hosts in this workspace (a, b): choose one with -p"
+        );
     }
 
     #[test]
@@ -320,7 +439,9 @@ mod tests {
         assert_eq!(host.bins, ["host", "tool"]);
         assert_eq!(host_binary(host, None).unwrap(), "host", "named like the package");
         assert_eq!(host_binary(host, Some("tool")).unwrap(), "tool");
-        assert!(matches!(host_binary(host, Some("nope")), Err(Error::Usage(_))));
+        assert!(
+            matches!(host_binary(host, Some("nope")), Err(Error::Usage(m)) if m.ends_with("choose one of host, tool with --bin"))
+        );
 
         let mut other = host.clone();
         other.name = "other".into();
@@ -336,8 +457,15 @@ mod tests {
 
     #[test]
     fn output_without_a_graph_is_refused() {
-        let no_deps = json!({ "packages": [], "workspace_members": [], "resolve": null });
+        let no_deps = json!({ "packages": [], "workspace_members": [], "resolve": null, "workspace_root": "/ws",
+                              "target_directory": "/ws/target", "version": 1, "metadata": null });
         assert!(matches!(Metadata::parse(&no_deps.to_string()), Err(Error::Metadata(_))));
         assert!(matches!(Metadata::parse("cargo says no"), Err(Error::Metadata(_))));
+    }
+
+    #[test]
+    fn the_host_triple_is_rustcs() {
+        let triple = host_triple().expect("rustc runs");
+        assert!(triple.contains('-'), "{triple}");
     }
 }

@@ -63,6 +63,53 @@ pub fn signal_group(group: u32, signal: libc::c_int) -> io::Result<()> {
     kill(-libc::pid_t::try_from(group).map_err(io::Error::other)?, signal)
 }
 
+/// Stops `child`, the leader of a process group of its own, and every
+/// process of its group: `SIGTERM` to the group, then `SIGKILL` if the child
+/// has not exited after `grace`; then reaps it.
+pub fn stop_group(child: &mut std::process::Child, grace: std::time::Duration) {
+    let group = child.id();
+    // An error means the group is gone already: there is only the child to reap.
+    if signal_group(group, libc::SIGTERM).is_ok() {
+        let deadline = std::time::Instant::now() + grace;
+        while std::time::Instant::now() < deadline {
+            if !matches!(child.try_wait(), Ok(None)) {
+                // Reaped, and the group got the signal. Its id must not be
+                // signalled any more: it could be reused.
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        // Not reaped yet, so the group's id is still this group's. If this
+        // fails, the group is gone anyway.
+        let _ = signal_group(group, libc::SIGKILL);
+    }
+    let _ = child.wait();
+}
+
+/// Waits until process `pid`, a child of this process, has exited, without
+/// reaping it: its id stays its own until it is waited for.
+///
+/// # Errors
+///
+/// The system's error, e.g. `ECHILD` when it is no child of this process.
+pub fn wait_exited(pid: u32) -> io::Result<()> {
+    let pid = libc::id_t::try_from(pid).map_err(io::Error::other)?;
+    loop {
+        // SAFETY: `info` is a valid, writable `siginfo_t`; `waitid` with
+        // `WNOWAIT` only reads the child's state.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: as above; the pointer is to a live local.
+        let result = unsafe { libc::waitid(libc::P_PID, pid, &mut info, libc::WEXITED | libc::WNOWAIT) };
+        if result == 0 {
+            return Ok(());
+        }
+        let error = io::Error::last_os_error();
+        if error.kind() != io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    }
+}
+
 fn kill(target: libc::pid_t, signal: libc::c_int) -> io::Result<()> {
     // SAFETY: `kill` has no memory-safety preconditions.
     if unsafe { libc::kill(target, signal) } == -1 { Err(io::Error::last_os_error()) } else { Ok(()) }

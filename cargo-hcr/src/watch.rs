@@ -1,10 +1,12 @@
-//! Watching the module crates' sources (their `src/`, `build.rs` and
-//! `Cargo.toml`) and the report directory, with one `notify` watcher.
+//! Watching the packages' sources (their `src/`, `build.rs` and
+//! `Cargo.toml`) and the report directory, with one `notify` watcher, and
+//! telling real edits from events that changed no file's contents.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
 
-use notify::event::{AccessKind, AccessMode};
+use notify::event::{AccessKind, AccessMode, ModifyKind};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
 
 use crate::error::{Error, Result};
@@ -12,22 +14,26 @@ use crate::error::{Error, Result};
 /// What one file system event changed.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Change {
-    /// The modules (indices into the watched list) whose sources changed.
-    pub modules: Vec<usize>,
+    /// The files written, each with its package (an index into the watched
+    /// list).
+    pub files: Vec<(usize, PathBuf)>,
+    /// Whether the event says the writing is over (a file closed after
+    /// writing, renamed into place, or removed): no need to wait for more.
+    pub complete: bool,
     /// Whether the report directory changed.
     pub report: bool,
 }
 
-/// The watcher of the module sources and of the report directory.
+/// The watcher of the package sources and of the report directory.
 #[derive(Debug)]
 pub struct Watcher {
-    modules: Vec<PathBuf>,
+    packages: Vec<PathBuf>,
     report_dir: PathBuf,
     _watcher: RecommendedWatcher,
 }
 
 impl Watcher {
-    /// Watches the crates in `module_dirs` and `report_dir`, sending every
+    /// Watches the crates in `package_dirs` and `report_dir`, sending every
     /// event through `events` (wrapped by `event`); classify them with
     /// [`Watcher::change`].
     ///
@@ -35,7 +41,7 @@ impl Watcher {
     ///
     /// [`Error::Watch`] if a directory cannot be watched.
     pub fn start<E: Send + 'static>(
-        module_dirs: &[PathBuf],
+        package_dirs: &[PathBuf],
         report_dir: &Path,
         events: Sender<E>,
         event: fn(notify::Result<notify::Event>) -> E,
@@ -49,7 +55,7 @@ impl Watcher {
             let _ = events.send(event(result));
         })
         .map_err(watch_error(report_dir))?;
-        for dir in module_dirs {
+        for dir in package_dirs {
             // The crate's directory itself only for `build.rs` and
             // `Cargo.toml` (an editor may replace them, which a watch on the
             // file would not survive).
@@ -60,30 +66,58 @@ impl Watcher {
             }
         }
         watcher.watch(report_dir, RecursiveMode::NonRecursive).map_err(watch_error(report_dir))?;
-        Ok(Watcher { modules: module_dirs.to_vec(), report_dir: report_dir.to_owned(), _watcher: watcher })
+        Ok(Watcher { packages: package_dirs.to_vec(), report_dir: report_dir.to_owned(), _watcher: watcher })
     }
 
     /// What `event` changed. An error of the watcher (events may have been
-    /// lost) counts as a change of everything.
+    /// lost) counts as a change of every package's manifest.
     pub fn change(&self, event: &notify::Result<notify::Event>) -> Change {
         let event = match event {
             Ok(event) => event,
-            Err(_) => return Change { modules: (0..self.modules.len()).collect(), report: true },
+            Err(_) => {
+                let files = self.packages.iter().enumerate().map(|(i, dir)| (i, dir.join("Cargo.toml"))).collect();
+                return Change { files, complete: true, report: true };
+            }
         };
         let mut change = Change::default();
         if !is_write(&event.kind) {
             return change;
         }
+        change.complete = is_complete(&event.kind);
         for path in &event.paths {
             if path.parent() == Some(&self.report_dir) || *path == self.report_dir {
                 change.report = true;
-            } else if let Some(module) = module_of(path, &self.modules)
-                && !change.modules.contains(&module)
+            } else if let Some(package) = package_of(path, &self.packages)
+                && !change.files.iter().any(|(_, p)| p == path)
             {
-                change.modules.push(module);
+                change.files.push((package, path.clone()));
             }
         }
         change
+    }
+
+    /// Every input file of the watched packages there is now, for
+    /// [`Contents`] to start from.
+    pub fn inputs(&self) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        for dir in &self.packages {
+            files.push(dir.join("Cargo.toml"));
+            files.push(dir.join("build.rs"));
+            let mut stack = vec![dir.join("src")];
+            while let Some(dir) = stack.pop() {
+                let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+                for entry in entries.flatten() {
+                    let path = entry.path();
+                    if path.is_dir() {
+                        stack.push(path);
+                    } else {
+                        files.push(path);
+                    }
+                }
+            }
+        }
+        files.retain(|f| f.is_file());
+        files
     }
 }
 
@@ -97,16 +131,27 @@ fn is_write(kind: &EventKind) -> bool {
     }
 }
 
-/// The module (index into `modules`, their crate directories) whose build
+/// Whether an event of this kind ends a write: a file closed after writing,
+/// renamed into place, or removed.
+fn is_complete(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Access(AccessKind::Close(AccessMode::Write))
+            | EventKind::Modify(ModifyKind::Name(_))
+            | EventKind::Remove(_)
+    )
+}
+
+/// The package (index into `packages`, their crate directories) whose build
 /// inputs include `path`: a file under its `src/`, its `build.rs` or its
 /// `Cargo.toml`. Editors' backup, swap and temporary files are not inputs.
 /// When crates nest, the innermost one is chosen.
-pub fn module_of(path: &Path, modules: &[PathBuf]) -> Option<usize> {
+pub fn package_of(path: &Path, packages: &[PathBuf]) -> Option<usize> {
     let name = path.file_name()?.to_str().unwrap_or_default();
     if name.starts_with('.') || name.ends_with('~') || name.ends_with(".swp") || name.ends_with(".swx") {
         return None;
     }
-    modules
+    packages
         .iter()
         .enumerate()
         .filter(|(_, dir)| {
@@ -114,6 +159,50 @@ pub fn module_of(path: &Path, modules: &[PathBuf]) -> Option<usize> {
         })
         .max_by_key(|(_, dir)| dir.components().count())
         .map(|(index, _)| index)
+}
+
+/// The contents of the watched files when they were last built (a hash),
+/// to tell an edit from an event that changed nothing in the end (a save
+/// without changes, a `touch`, the truncation that starts a save).
+#[derive(Debug, Default)]
+pub struct Contents {
+    built: HashMap<PathBuf, Option<u64>>,
+}
+
+impl Contents {
+    /// Starts from the current contents of `files`.
+    pub fn new(files: &[PathBuf]) -> Contents {
+        let mut contents = Contents::default();
+        for file in files {
+            contents.accept(file);
+        }
+        contents
+    }
+
+    /// Whether `file`'s contents (or presence) now differ from when it was
+    /// last accepted. A file never seen before differs.
+    pub fn differs(&self, file: &Path) -> bool {
+        match self.built.get(file) {
+            Some(built) => *built != hash(file),
+            None => hash(file).is_some(),
+        }
+    }
+
+    /// Takes `file`'s contents now as the ones built; whether they differ
+    /// from those accepted before.
+    pub fn accept(&mut self, file: &Path) -> bool {
+        let now = hash(file);
+        match self.built.insert(file.to_owned(), now) {
+            Some(before) => before != now,
+            None => now.is_some(),
+        }
+    }
+}
+
+/// The hash of `file`'s contents; `None` for a directory or a file that is
+/// gone.
+fn hash(file: &Path) -> Option<u64> {
+    std::fs::read(file).ok().map(|bytes| xxhash_rust::xxh3::xxh3_64(&bytes))
 }
 
 #[cfg(test)]
@@ -126,7 +215,7 @@ mod tests {
     #[test]
     fn build_inputs_and_what_is_not() {
         let modules = [PathBuf::from("/ws/game"), PathBuf::from("/ws/physics"), PathBuf::from("/ws/game/src/inner")];
-        let of = |path: &str| module_of(Path::new(path), &modules);
+        let of = |path: &str| package_of(Path::new(path), &modules);
         assert_eq!(of("/ws/game/src/lib.rs"), Some(0));
         assert_eq!(of("/ws/game/src/deep/er/mod.rs"), Some(0));
         assert_eq!(of("/ws/game/build.rs"), Some(0));
@@ -160,6 +249,29 @@ mod tests {
     }
 
     #[test]
+    fn contents_tell_edits_from_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("lib.rs");
+        std::fs::write(&file, "one").unwrap();
+        let mut contents = Contents::new(std::slice::from_ref(&file));
+        assert!(!contents.differs(&file), "the same contents");
+        std::fs::write(&file, "").unwrap();
+        assert!(contents.differs(&file), "half a save");
+        std::fs::write(&file, "one").unwrap();
+        assert!(!contents.differs(&file), "the save is over: nothing changed");
+        std::fs::write(&file, "two").unwrap();
+        assert!(contents.differs(&file));
+        assert!(contents.accept(&file));
+        assert!(!contents.differs(&file) && !contents.accept(&file), "accepted");
+        std::fs::remove_file(&file).unwrap();
+        assert!(contents.differs(&file), "gone");
+        let new = dir.path().join("new.rs");
+        std::fs::write(&new, "").unwrap();
+        assert!(contents.differs(&new), "never seen");
+        assert!(!contents.differs(dir.path()), "a directory has no contents");
+    }
+
+    #[test]
     fn real_edits_are_seen_and_reads_are_not() {
         let root = tempfile::tempdir().unwrap();
         let module = root.path().join("module");
@@ -181,7 +293,7 @@ mod tests {
             std::fs::write(&mark, "").unwrap();
             let seen = changes_until(&watcher, &rx, &mark).expect("the mark is seen");
             assert!(seen.last().is_some_and(|c| c.report), "{seen:?}");
-            assert!(seen.iter().all(|c| c.modules.is_empty()), "{what} is no change: {seen:?}");
+            assert!(seen.iter().all(|c| c.files.is_empty()), "{what} is no change: {seen:?}");
         };
         nothing_but("a read", &|| drop(std::fs::read_to_string(module.join("src/lib.rs")).unwrap()));
         nothing_but("a file that is no input", &|| std::fs::write(module.join("README.md"), "text").unwrap());
@@ -194,7 +306,7 @@ mod tests {
         ] {
             std::fs::write(&path, "// changed").unwrap();
             let seen = changes_until(&watcher, &rx, &path).expect(what);
-            assert_eq!(seen.last().map(|c| c.modules.as_slice()), Some(&[0][..]), "{what}: {seen:?}");
+            assert_eq!(seen.last().map(|c| c.files.as_slice()), Some(&[(0, path.clone())][..]), "{what}: {seen:?}");
         }
     }
 }

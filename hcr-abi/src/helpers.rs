@@ -64,9 +64,23 @@ impl<T> Global<T> {
     }
 
     /// A raw pointer to the value, for code that manages its own
-    /// synchronisation.
+    /// synchronisation; the value is initialised first if needed.
+    ///
+    /// The pointer is the storage's own (the runtime's slot, or the static's
+    /// cell when the global runs standalone), not derived from a reference,
+    /// so writing through it is sound for a `T` with interior mutability
+    /// (atomics, `UnsafeCell`-based types) under that type's rules. For any
+    /// other `T`, a write is sound only while no reference to the value
+    /// (from [`Global::get`] or `Deref`, on any thread) is alive.
     pub fn as_ptr(&self) -> *mut T {
-        core::ptr::from_ref(self.get()).cast_mut()
+        let ptr = self.ptr.load(Ordering::Acquire);
+        if !ptr.is_null() {
+            return ptr;
+        }
+        let _ = self.standalone();
+        // Acquire: `standalone` published the pointer (to `local`) before it
+        // returned; this load sees it or a runtime slot stored since.
+        self.ptr.load(Ordering::Acquire)
     }
 
     /// Initialises the in-static storage the first time the global is used
@@ -414,6 +428,22 @@ mod tests {
         assert_eq!(COUNTER.fetch_add(1, Ordering::Relaxed), 41);
         assert_eq!(COUNTER.load(Ordering::Relaxed), 42);
         assert_eq!(COUNTER.as_ptr(), COUNTER.as_ptr(), "one storage");
+    }
+
+    #[test]
+    fn as_ptr_initialises_and_is_the_storage_itself() {
+        use core::cell::Cell;
+        struct Shared(Cell<u32>);
+        // SAFETY: test-only: accessed from one thread.
+        unsafe impl Sync for Shared {}
+        static CELL: Global<Shared> = Global::new(|| Shared(Cell::new(7)));
+        let ptr = CELL.as_ptr();
+        // SAFETY: the pointer is the global's initialised storage; `Shared`
+        // has interior mutability and no reference to it is held across the
+        // write.
+        unsafe { (*ptr).0.set(8) };
+        assert_eq!(CELL.0.get(), 8);
+        assert_eq!(core::ptr::from_ref(CELL.get()), ptr.cast_const());
     }
 
     #[test]

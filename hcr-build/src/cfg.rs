@@ -51,6 +51,13 @@ impl Cfg {
         self
     }
 
+    /// The same configuration without any feature.
+    pub(crate) fn without_features(&self) -> Cfg {
+        let mut cfg = self.clone();
+        cfg.values.remove("feature");
+        cfg
+    }
+
     /// Adds a flag such as `unix`.
     pub fn with_flag(mut self, flag: &str) -> Cfg {
         self.flags.insert(flag.into());

@@ -1,39 +1,127 @@
 //! Turning scanned crates into Rust source: a module's registration, typed
 //! bindings to a module's procs, and a host's `Hcr` facade.
 
-use std::path::Path;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
 use crate::error::Error;
 use crate::manifest::CrateInfo;
-use crate::scan::{Proc, Scanned};
-use crate::types::{binding_params, describe_signature, describe_type, fn_pointer_type, hex_u64, mentions_crate_paths};
+use crate::scan::{Abi, HookDef, Proc, Scanned};
+use crate::types::{
+    Universe, binding_params, describe_signature, describe_type, fn_pointer_type, guard_pointer_type, hex_u64,
+    return_type, type_paths,
+};
 
 /// A scanned module crate.
 pub(crate) struct ModuleSource {
     pub(crate) info: CrateInfo,
     pub(crate) scanned: Scanned,
+    /// Its types and those of its local dependencies.
+    pub(crate) universe: Universe,
+    /// The sources and manifests of those dependencies.
+    pub(crate) dependency_files: Vec<PathBuf>,
 }
 
 impl ModuleSource {
     fn name(&self) -> &str {
         &self.info.lib_name
     }
+
+    /// Whether the module has reloadable Rust functions.
+    fn has_rust_abi(&self) -> bool {
+        self.scanned.procs.iter().any(|p| p.abi == Abi::Rust)
+    }
+
+    /// The symbol the stub of `p` points at: a C proc's own, a Rust proc's
+    /// guard (see `hcr-macros`).
+    fn proc_symbol(&self, p: &Proc) -> String {
+        match p.abi {
+            Abi::C => p.name.clone(),
+            Abi::Rust => format!("__hcr_{}__{}", self.name(), p.name),
+        }
+    }
+
+    /// The symbol of a hook's reload handler (see `hcr-macros`).
+    fn hook_symbol(&self, h: &HookDef) -> String {
+        format!("__hcr_{}__{}__{}", self.name(), h.name, h.kind.attribute())
+    }
+
+    /// The symbol the module's descriptor is exported under.
+    ///
+    /// A module with reloadable Rust functions or hooks exports it as
+    /// `HCR_MODULE_DESCRIPTOR_<name>`, so that hosts can link several module
+    /// crates (to name their types) without duplicate symbols; the runtime
+    /// finds it by the rule in `docs/design.md`. A module with only C procs
+    /// keeps `HCR_MODULE_DESCRIPTOR` until the runtime looks for both names,
+    /// since such modules are what runtimes of ABI 1.1 load.
+    fn descriptor_symbol(&self) -> String {
+        if self.has_rust_abi() || !self.scanned.hooks.is_empty() {
+            format!("{}{}", hcr_abi::DESCRIPTOR_SYMBOL_PREFIX, self.name())
+        } else {
+            hcr_abi::DESCRIPTOR_SYMBOL.to_owned()
+        }
+    }
 }
 
-/// Where bindings are generated, which decides how their cells get bound
-/// and whether a static switch exists.
-///
-/// In both, `static_feature` (when the crate declares one) switches the
-/// bindings to direct calls into the module crate, linked in.
+/// The crate whose code calls a module through bindings.
+#[derive(Clone, Copy)]
+pub(crate) struct Caller<'a> {
+    /// Its manifest, when known: what it can name.
+    pub(crate) info: Option<&'a CrateInfo>,
+    /// Its feature that switches bindings to direct calls into the module
+    /// crate, linked in, if it declares one.
+    pub(crate) static_feature: Option<&'a str>,
+}
+
+impl Caller<'_> {
+    fn describe(&self) -> String {
+        match self.info {
+            Some(info) => format!("crate `{}`", info.package),
+            None => "the calling crate".into(),
+        }
+    }
+}
+
+/// Where bindings are generated, which decides how their cells get bound,
+/// how a panic is raised again, and which paths they use.
 #[derive(Clone, Copy)]
 pub(crate) enum Ctx<'a> {
     /// Inside a module, for one of its imports: bound by the module's init.
-    Module { static_feature: Option<&'a str> },
+    Module(Caller<'a>),
     /// Inside a host: bound by the runtime.
-    Host { static_feature: Option<&'a str> },
+    Host(Caller<'a>),
+}
+
+impl<'a> Ctx<'a> {
+    fn caller(&self) -> Caller<'a> {
+        match *self {
+            Ctx::Module(c) | Ctx::Host(c) => c,
+        }
+    }
+
+    /// The path to hcr-abi in the hot variant.
+    fn abi(&self) -> TokenStream {
+        match self {
+            Ctx::Module(_) => quote!(::hcr_abi),
+            Ctx::Host(_) => quote!(::hcr_runtime::abi),
+        }
+    }
+
+    /// What a `<proc>()` binding calls with an `Err` from the guard: in a
+    /// module, a panic whose payload is the `ProcPanic` (through the panic
+    /// hook in a hot build, which prints it if nothing will catch it; past
+    /// it in a static build, where the program's one hook already reported
+    /// the panic); in a host, a panic with the `ProcPanic`'s text.
+    fn raise(&self, abi: &TokenStream, hot: bool) -> TokenStream {
+        match (self, hot) {
+            (Ctx::Module(_), true) => quote!(#abi::__private::raise_in_module),
+            (Ctx::Module(_), false) => quote!(#abi::__private::resume_in_module),
+            (Ctx::Host(_), _) => quote!(#abi::__private::raise),
+        }
+    }
 }
 
 /// `#[cfg]` attributes selecting the hot and the static variant.
@@ -112,23 +200,40 @@ fn count(n: usize) -> proc_macro2::Literal {
 /// modules it imports. With `static_feature` (a feature the module declares),
 /// the registration is compiled out when the feature is on, so that several
 /// modules can be linked into one binary, and the bindings call directly.
+/// `toolchain` is the toolchain part of the descriptor's fingerprint.
 pub(crate) fn module_file(
     this: &ModuleSource,
     imports: &[ModuleSource],
     static_feature: Option<&str>,
+    toolchain: &str,
 ) -> Result<String, Error> {
-    let (hot_cfg, _) = variant_cfgs(static_feature);
+    let (hot_cfg, static_cfg) = variant_cfgs(static_feature);
     let name = this.name();
-    let locals = &this.scanned.local_types;
+    let universe = &this.universe;
+    // A static build compiles the registration out: its migrations would
+    // be unused.
+    let keep_migrations = (static_feature.is_some() && !this.scanned.migrations.is_empty()).then(|| {
+        let paths = this.scanned.migrations.iter().map(|m| crate_path(&m.path, &m.name));
+        quote! {
+            /// Keeps the migrations in use in a static build.
+            #static_cfg
+            #[allow(dead_code)]
+            fn __hcr_migrations() {
+                #(let _ = &#paths;)*
+            }
+        }
+    });
+    let rust = this.has_rust_abi();
     let build_id = format!("{}-{:016x}", this.info.package, this.scanned.content_hash);
     let import_names: Vec<&str> = imports.iter().map(ModuleSource::name).collect();
     let import_count = count(import_names.len());
+    let descriptor = format_ident!("{}", this.descriptor_symbol());
 
     let globals = this.scanned.globals.iter().map(|g| {
         let segments = g.path.iter().map(|s| format_ident!("{}", s));
         let ident = format_ident!("{}", g.name);
         let global_name = &g.name;
-        let (layout, hash) = describe_type(&g.ty, locals);
+        let (layout, hash) = describe_type(&g.ty, universe);
         let hash = hex_u64(hash);
         let migrations: Vec<TokenStream> = this
             .scanned
@@ -137,7 +242,7 @@ pub(crate) fn module_file(
             .filter(|m| m.global == g.name)
             .map(|m| {
                 let path = crate_path(&m.path, &m.name);
-                let from = hex_u64(crate::types::describe_type(&m.old, locals).1);
+                let from = hex_u64(describe_type(&m.old, universe).1);
                 let trampoline = format_ident!("migrate_{}", m.name);
                 quote! {
                     abi::GlobalMigration {
@@ -160,35 +265,44 @@ pub(crate) fn module_file(
     let migration_trampolines = this.scanned.migrations.iter().map(|m| {
         let path = crate_path(&m.path, &m.name);
         let trampoline = format_ident!("migrate_{}", m.name);
+        let migration_name = &m.name;
         let doc = format!(" Runs migration `{}` for the runtime; a panic becomes a failure status.", m.name);
         let note = safety("the runtime passes the old value, of the layout this migration declares, and fresh storage for the new one.");
         quote! {
             #[doc = #doc]
             unsafe extern "C" fn #trampoline(old: *const ::core::ffi::c_void, new: *mut ::core::ffi::c_void) -> abi::Status {
-                let result = ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| {
+                abi::__private::migration_guard(NAME, #migration_name, || {
                     #note
                     unsafe { #path.run(old, new) }
-                }));
-                if result.is_ok() { abi::Status::OK } else { abi::Status::FAILED }
+                })
             }
         }
     });
 
+    // Procs and hooks are declared by symbol, without their types: only
+    // their addresses are taken, so the generated file never needs to name
+    // a type of their signatures.
     let decls = this.scanned.procs.iter().map(|p| {
         let ident = format_ident!("{}", p.name);
-        let symbol = &p.name;
-        let params = binding_params(&p.sig).into_iter().map(|(n, t)| quote!(#n: #t));
-        let output = &p.sig.output;
+        let symbol = this.proc_symbol(p);
         quote! {
             #[link_name = #symbol]
-            pub(super) fn #ident(#(#params),*) #output;
+            pub(super) fn #ident();
+        }
+    });
+    let hook_decls = this.scanned.hooks.iter().map(|h| {
+        let ident = format_ident!("hook__{}", h.name);
+        let symbol = this.hook_symbol(h);
+        quote! {
+            #[link_name = #symbol]
+            pub(super) fn #ident(user: *mut ::core::ffi::c_void, event: *const abi::ReloadEvent);
         }
     });
 
     let registrations = this.scanned.procs.iter().map(|p| {
         let ident = format_ident!("{}", p.name);
         let proc_name = &p.name;
-        let (signature, hash) = describe_signature(&p.sig, locals);
+        let (signature, hash) = describe_signature(&p.sig, p.abi, universe);
         let hash = hex_u64(hash);
         quote! {
             api.register_proc(&abi::ProcDesc {
@@ -200,15 +314,45 @@ pub(crate) fn module_file(
             .ok()?;
         }
     });
+    let hook_registrations = this.scanned.hooks.iter().map(|h| {
+        let ident = format_ident!("hook__{}", h.name);
+        let phase = format_ident!("{}", h.kind.phase());
+        quote! {
+            api.add_handler(abi::Phase::#phase, procs::#ident, ::core::ptr::null_mut()).ok()?;
+        }
+    });
+
+    let catchers: Vec<TokenStream> = this
+        .scanned
+        .procs
+        .iter()
+        .filter(|p| p.abi == Abi::Rust)
+        .map(|p| {
+            let ident = format_ident!("{}", p.name);
+            quote!(procs::#ident as *const ())
+        })
+        .chain(this.scanned.hooks.iter().map(|h| {
+            let ident = format_ident!("hook__{}", h.name);
+            quote!(procs::#ident as *const ())
+        }))
+        .chain(std::iter::once(quote!(init as *const ())))
+        .chain(this.scanned.migrations.iter().map(|m| {
+            let ident = format_ident!("migrate_{}", m.name);
+            quote!(#ident as *const ())
+        }))
+        .collect();
+    let catcher_count = count(catchers.len());
 
     let mut errors = Vec::new();
     let mut import_modules = Vec::new();
+    let caller = Caller { info: Some(&this.info), static_feature };
     for import in imports {
         let used = |proc_name: &str| {
             this.scanned.names(import.name(), proc_name)
                 || this.scanned.names(import.name(), &format!("{proc_name}_ptr"))
+                || this.scanned.names(import.name(), &format!("try_{proc_name}"))
         };
-        match bindings(import, Ctx::Module { static_feature }, &used) {
+        match bindings(import, Ctx::Module(caller), &used) {
             Ok(tokens) => import_modules.push(tokens),
             Err(e) => errors.extend(e),
         }
@@ -221,56 +365,95 @@ pub(crate) fn module_file(
         quote!(super::#ident::__hcr_bind(api)?;)
     });
 
-    let init_safety = safety("the runtime passes a table that is valid for the duration of init.");
+    let require_allocator = rust.then(|| quote!(::hcr_abi::__hcr_require_global_allocator!(#name);));
+    // Static builds of callers name `ProcPanic` through the module crate.
+    let reexport = rust.then(|| {
+        quote! {
+            #[doc(hidden)]
+            pub use ::hcr_abi as __hcr_abi;
+        }
+    });
+    let procs_abi = (!this.scanned.hooks.is_empty()).then(|| {
+        quote!(
+            use ::hcr_abi as abi;
+        )
+    });
+    let init_safety = safety("the runtime passes a table of at least `size` readable bytes, valid during init.");
+    let module_safety = safety("`api` is the table of the running init and `MODULE` describes this module.");
     let register_safety = safety("`api` is the table of the running init.");
+    let report_safety = safety("as above.");
     let globals_safety = safety(
-        "called by `init` with its table; each layout hash was computed from the global's type, and each proc is declared with its definition's signature.",
+        "called by `init` with its table; each layout hash was computed from the global's type, and each proc and hook is declared by the symbol of its definition.",
     );
     let tokens = quote! {
+        #reexport
+        #keep_migrations
+
         #[doc(hidden)]
         #hot_cfg
         #[allow(unused_unsafe, non_snake_case, clippy::all)]
         pub mod __hcr_module {
             use ::hcr_abi as abi;
 
+            #require_allocator
+
+            /// The module's name.
+            const NAME: &str = #name;
+
             /// The modules this module imports; the runtime loads them first.
             static IMPORTS: [abi::Str; #import_count] = [#(abi::Str::new(#import_names)),*];
 
             /// How the hcr runtime finds and initialises this module.
             #[unsafe(no_mangle)]
-            pub static HCR_MODULE_DESCRIPTOR: abi::ModuleDescriptor =
-                abi::ModuleDescriptor::new(#name, #build_id, &IMPORTS, init);
+            pub static #descriptor: abi::ModuleDescriptor =
+                abi::ModuleDescriptor::new(NAME, #build_id, &IMPORTS, init)
+                    .with_toolchain(abi::__private::module_flags(#rust), #toolchain);
 
-            /// The reloadable functions, by symbol.
+            /// The functions that catch panics, for the module's panic hook.
+            static CATCHERS: [abi::__private::Catcher; #catcher_count] = [#(abi::__private::Catcher(#catchers)),*];
+
+            /// What the panic capture knows about this module.
+            static MODULE: abi::__private::ModuleInfo = abi::__private::ModuleInfo {
+                name: NAME,
+                flags: abi::__private::module_flags(#rust),
+                catchers: &CATCHERS,
+            };
+
+            /// The reloadable functions and hooks, by symbol.
             mod procs {
+                #procs_abi
+
                 unsafe extern "C" {
                     #(#decls)*
+                    #(#hook_decls)*
                 }
             }
 
             unsafe extern "C" fn init(api: *const abi::HostApi) -> abi::Status {
-                if api.is_null() {
-                    return abi::Status::INVALID_ARGUMENT;
-                }
+                // Only the entries this runtime has are read; the others
+                // answer "unsupported".
                 #init_safety
-                let api = unsafe { &*api };
+                let api = match unsafe { abi::HostApi::from_raw(api) } {
+                    Ok(api) => api,
+                    Err(status) => return status,
+                };
                 // Nothing may unwind into the runtime: a panic becomes a
                 // reported failure, and the runtime rolls the load back.
                 let result = ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| {
+                    // The host's allocator and the panic hook come first:
+                    // everything after may allocate or panic.
+                    #module_safety
+                    unsafe { abi::__private::init_module(&api, &MODULE) }?;
                     #register_safety
-                    unsafe { register(api) }
+                    unsafe { register(&api) }
                 }));
                 match result {
                     Ok(Ok(())) => abi::Status::OK,
                     Ok(Err(status)) => status,
                     Err(payload) => {
-                        let message = payload
-                            .downcast_ref::<&str>()
-                            .map(|s| (*s).to_owned())
-                            .or_else(|| payload.downcast_ref::<::std::string::String>().cloned())
-                            .unwrap_or_else(|| "a panic without a message".to_owned());
-                        #register_safety
-                        unsafe { api.report_error(&::std::format!("init panicked: {message}")) };
+                        let message = abi::__private::init_panic_message(payload);
+                        #report_safety
+                        unsafe { api.report_error(&message) };
                         abi::Status::FAILED
                     }
                 }
@@ -279,12 +462,14 @@ pub(crate) fn module_file(
             #(#migration_trampolines)*
 
             /// Registers globals first (so that nothing runs with
-            /// unregistered state), then procs, then binds imports.
+            /// unregistered state), then procs and hooks, then binds
+            /// imports.
             unsafe fn register(api: &abi::HostApi) -> ::core::result::Result<(), abi::Status> {
                 #globals_safety
                 unsafe {
                     #(#globals)*
                     #(#registrations)*
+                    #(#hook_registrations)*
                     #(#import_binds)*
                 }
                 Ok(())
@@ -296,34 +481,179 @@ pub(crate) fn module_file(
     Ok(render(&format!("registration of module `{name}`"), tokens))
 }
 
-/// Checks that a host (or importing module) can name every type in the
-/// module's reloadable signatures.
-fn check_nameable(m: &ModuleSource) -> Vec<Error> {
-    let mut errors = Vec::new();
-    for p in &m.scanned.procs {
-        let ty = fn_pointer_type(&p.sig);
-        let local =
-            crate::types::signature_idents(&p.sig).into_iter().find(|ident| m.scanned.local_names.contains(ident));
-        if let Some(ident) = local {
-            errors.push(Error::Unsupported {
-                location: p.location.clone(),
-                message: format!(
-                    "reloadable function `{}` uses type `{ident}`, which is defined in module crate `{}`; callers outside the module cannot name it. Move the type to a crate that both depend on, or pass a raw pointer",
-                    p.name,
-                    m.name()
-                ),
-            });
-        } else if mentions_crate_paths(&ty) {
-            errors.push(Error::Unsupported {
-                location: p.location.clone(),
-                message: format!(
-                    "reloadable function `{}` names a type through `crate::`, `self::` or `super::`; callers outside the module cannot name it",
-                    p.name
-                ),
-            });
+/// Crates every crate can name.
+fn is_builtin_crate(name: &str) -> bool {
+    matches!(name, "std" | "core" | "alloc")
+}
+
+/// How a binding module names the types in its procs' signatures: the
+/// `use` items it needs, or why it cannot.
+struct Namer<'a> {
+    m: &'a ModuleSource,
+    caller: Caller<'a>,
+    uses: Vec<TokenStream>,
+    seen: BTreeSet<String>,
+    errors: Vec<Error>,
+}
+
+impl Namer<'_> {
+    fn error(&mut self, p: &Proc, message: String) {
+        self.errors.push(Error::Unsupported { location: p.location.clone(), message });
+    }
+
+    /// Checks that the caller can name crate `krate` (a path's first
+    /// segment) in every build.
+    fn needs_crate(&mut self, p: &Proc, krate: &str, what: &str) {
+        let Some(info) = self.caller.info else { return };
+        if is_builtin_crate(krate) || info.always_depends_on(krate) {
+            return;
+        }
+        let message = format!(
+            "the signature of `{}::{}` uses `{what}` from crate `{krate}`, which {} cannot name: add `{krate}` to its [dependencies] (not optional)",
+            self.m.name(),
+            p.name,
+            self.caller.describe()
+        );
+        self.error(p, message);
+    }
+
+    fn add_use(&mut self, key: String, tokens: TokenStream) {
+        if self.seen.insert(key) {
+            self.uses.push(quote!(#[allow(unused_imports)] #tokens));
         }
     }
-    errors
+
+    fn proc(&mut self, p: &Proc) {
+        let m = self.m;
+        let lib = m.name();
+        for (leading_colon, segments) in type_paths(&fn_pointer_type(&p.sig, p.abi)) {
+            let Some(first) = segments.first() else { continue };
+            if leading_colon {
+                self.needs_crate(p, first, &segments.join("::"));
+                continue;
+            }
+            if first == "crate" || first == "self" || first == "super" {
+                self.error(
+                    p,
+                    format!(
+                        "reloadable function `{}` names a type through `crate::`, `self::` or `super::`; callers outside the module cannot name it: import the type with `use` and write its name",
+                        p.name
+                    ),
+                );
+                continue;
+            }
+            let external = m.scanned.external_uses.iter().find(|u| u.name.as_deref() == Some(first.as_str()));
+            if segments.len() > 1 && m.scanned.modules.contains(first) && external.is_none() {
+                self.error(
+                    p,
+                    format!(
+                        "reloadable function `{}` names `{}` through a module of crate `{lib}`, which callers cannot resolve: import the type with `use` and write its name",
+                        p.name,
+                        segments.join("::")
+                    ),
+                );
+                continue;
+            }
+            if segments.len() == 1 && m.scanned.local_types.contains_key(first) {
+                self.local_type(p, first, first);
+                continue;
+            }
+            // A local type imported under another name (`use shapes::Circle as C`).
+            let alias_of = m.scanned.uses.iter().find_map(|u| {
+                let original = u.path.last()?;
+                (u.name.as_deref() == Some(first.as_str()) && m.scanned.local_types.contains_key(original))
+                    .then(|| original.clone())
+            });
+            if let (1, Some(original)) = (segments.len(), alias_of) {
+                self.local_type(p, &original, first);
+                continue;
+            }
+            if segments.len() == 1 && m.scanned.local_names.contains(first) {
+                self.error(
+                    p,
+                    format!(
+                        "reloadable function `{}` uses `{first}`, which is imported in module crate `{lib}` from the crate itself and is not a type definition callers can name",
+                        p.name
+                    ),
+                );
+                continue;
+            }
+            match external {
+                Some(u) => {
+                    if let Some(krate) = u.path.first() {
+                        self.needs_crate(p, krate, first);
+                    }
+                    let tokens = u.tokens.clone();
+                    self.add_use(tokens.to_string(), tokens);
+                }
+                None if segments.len() > 1 => self.needs_crate(p, first, &segments.join("::")),
+                None => {}
+            }
+        }
+    }
+
+    /// A type the module crate defines (`name`), written `alias` in the
+    /// signature: named through the module crate.
+    fn local_type(&mut self, p: &Proc, name: &str, alias: &str) {
+        let m = self.m;
+        let lib = m.name();
+        let nameable =
+            self.caller.info.is_none_or(|info| info.always_depends_on(&m.info.package) || info.always_depends_on(lib));
+        match m.scanned.public_types.get(name) {
+            Some(path) if nameable => {
+                let lib_ident = format_ident!("{}", lib);
+                let segments = path.iter().map(|s| format_ident!("{}", s));
+                let ident = format_ident!("{}", alias);
+                let tokens = if path.last().is_some_and(|l| l == alias) {
+                    quote!(use ::#lib_ident #(:: #segments)*;)
+                } else {
+                    quote!(use ::#lib_ident #(:: #segments)* as #ident;)
+                };
+                self.add_use(format!("local {alias}"), tokens);
+            }
+            Some(_) => {
+                let message = format!(
+                    "reloadable function `{}` uses type `{name}`, which is defined in module crate `{lib}`; {} must depend on `{lib}` (a normal, not optional, dependency) to name it",
+                    p.name,
+                    self.caller.describe()
+                );
+                self.error(p, message);
+            }
+            None => self.error(
+                p,
+                format!(
+                    "reloadable function `{}` uses type `{name}`, which is defined in module crate `{lib}` but is not public: callers outside the module cannot name it. Make it `pub` in a `pub` module, or re-export it with `pub use`",
+                    p.name
+                ),
+            ),
+        }
+    }
+
+    /// Glob imports of crates the caller can name: a name in a signature
+    /// may come from one of them.
+    fn globs(&mut self) {
+        for u in &self.m.scanned.external_uses {
+            if u.name.is_some() {
+                continue;
+            }
+            let krate = u.path.first().map(String::as_str).unwrap_or_default();
+            let nameable = is_builtin_crate(krate) || self.caller.info.is_none_or(|info| info.always_depends_on(krate));
+            if nameable {
+                let tokens = u.tokens.clone();
+                self.add_use(tokens.to_string(), tokens);
+            }
+        }
+    }
+}
+
+/// Whether the caller can link the module crate in its static build.
+fn static_available(caller: Caller<'_>, m: &ModuleSource) -> bool {
+    match (caller.info, caller.static_feature) {
+        (Some(info), Some(feature)) => {
+            info.depends_on_with(&m.info.package, feature) || info.depends_on_with(m.name(), feature)
+        }
+        _ => true,
+    }
 }
 
 /// Typed bindings to the procs of a module that `used` selects:
@@ -331,44 +661,49 @@ fn check_nameable(m: &ModuleSource) -> Vec<Error> {
 /// signatures are pinned while the caller is loaded.
 pub(crate) fn bindings(m: &ModuleSource, ctx: Ctx<'_>, used: &dyn Fn(&str) -> bool) -> Result<TokenStream, Vec<Error>> {
     let procs: Vec<Proc> = m.scanned.procs.iter().filter(|p| used(&p.name)).cloned().collect();
-    let m = &ModuleSource { info: m.info.clone(), scanned: Scanned { procs, ..m.scanned.shallow_clone() } };
-    let errors = check_nameable(m);
-    if !errors.is_empty() {
-        return Err(errors);
+    let caller = ctx.caller();
+    let mut namer = Namer { m, caller, uses: Vec::new(), seen: BTreeSet::new(), errors: Vec::new() };
+    namer.globs();
+    for p in &procs {
+        namer.proc(p);
     }
+    if !namer.errors.is_empty() {
+        return Err(namer.errors);
+    }
+    let uses = namer.uses;
     let name = m.name();
     let module_ident = format_ident!("{}", name);
-    let (abi, static_feature) = match ctx {
-        Ctx::Module { static_feature } => (quote!(::hcr_abi), static_feature),
-        Ctx::Host { static_feature } => (quote!(::hcr_runtime::abi), static_feature),
-    };
+    let abi = ctx.abi();
+    let static_feature = caller.static_feature;
     let (hot_cfg, static_cfg) = variant_cfgs(static_feature);
 
-    let used = m
-        .scanned
-        .procs
-        .iter()
-        .flat_map(|p| crate::types::signature_idents(&p.sig))
-        .collect::<std::collections::BTreeSet<_>>();
-    let uses = m.scanned.external_uses.iter().filter(|u| u.name.as_ref().is_none_or(|n| used.contains(n))).map(|u| {
-        let tokens = &u.tokens;
-        quote!(#[allow(unused_imports)] #tokens)
-    });
-
-    let cells = m.scanned.procs.iter().map(|p| {
+    let cells = procs.iter().map(|p| {
         let ident = format_ident!("{}", p.name);
         let proc_name = &p.name;
-        let (signature, hash) = describe_signature(&p.sig, &m.scanned.local_types);
+        let (signature, hash) = describe_signature(&p.sig, p.abi, &m.universe);
         let hash = hex_u64(hash);
         quote! {
             pub static #ident: #abi::ProcCell = #abi::ProcCell::new(#name, #proc_name, #hash, #signature);
         }
     });
 
-    let hot_fns = m.scanned.procs.iter().map(|p| hot_binding(name, p, &hot_cfg));
-    let static_part = static_feature.map(|_| {
+    let hot_fns = procs.iter().map(|p| match p.abi {
+        Abi::C => hot_c_binding(name, p, &hot_cfg),
+        Abi::Rust => hot_rust_binding(name, p, &hot_cfg, &abi, &ctx.raise(&abi, true)),
+    });
+    let static_part = static_feature.map(|feature| {
+        if !static_available(caller, m) {
+            let message = format!(
+                "the static build of {} (feature `{feature}`) calls module `{name}` directly and needs its crate: add `{name}` to [dependencies] (`optional = true`) and `\"dep:{name}\"` to feature `{feature}`",
+                caller.describe()
+            );
+            return quote! {
+                #static_cfg
+                ::core::compile_error!(#message);
+            };
+        }
         let lib = format_ident!("{}", name);
-        let decls = m.scanned.procs.iter().filter(|p| p.public_path.is_none()).map(|p| {
+        let c_decls = procs.iter().filter(|p| p.abi == Abi::C && p.public_path.is_none()).map(|p| {
             let ident = format_ident!("{}", p.name);
             let symbol = &p.name;
             let params = binding_params(&p.sig).into_iter().map(|(n, t)| quote!(#n: #t));
@@ -378,7 +713,31 @@ pub(crate) fn bindings(m: &ModuleSource, ctx: Ctx<'_>, used: &dyn Fn(&str) -> bo
                 pub(super) fn #ident(#(#params),*) #output;
             }
         });
-        let fns = m.scanned.procs.iter().map(|p| static_binding(name, p, &static_cfg));
+        let rust_decls = procs.iter().filter(|p| p.abi == Abi::Rust).map(|p| {
+            let ident = format_ident!("{}", p.name);
+            let symbol = m.proc_symbol(p);
+            quote! {
+                #[link_name = #symbol]
+                pub(super) fn #ident();
+            }
+        });
+        let c_block = procs
+            .iter()
+            .any(|p| p.abi == Abi::C && p.public_path.is_none())
+            .then(|| quote!(unsafe extern "C" { #(#c_decls)* }));
+        let rust_block = procs.iter().any(|p| p.abi == Abi::Rust).then(|| {
+            quote! {
+                // Guards, declared by symbol: only their addresses are taken.
+                unsafe extern "Rust" {
+                    #(#rust_decls)*
+                }
+            }
+        });
+        let static_abi = quote!(::#lib::__hcr_abi);
+        let fns = procs.iter().map(|p| match p.abi {
+            Abi::C => static_c_binding(name, p, &static_cfg),
+            Abi::Rust => static_rust_binding(name, p, &static_cfg, &static_abi, &ctx.raise(&static_abi, false)),
+        });
         quote! {
             /// Direct calls into the module crate, linked in.
             #static_cfg
@@ -386,18 +745,17 @@ pub(crate) fn bindings(m: &ModuleSource, ctx: Ctx<'_>, used: &dyn Fn(&str) -> bo
                 #[allow(unused_imports)]
                 use super::*;
                 use ::#lib as _;
-                unsafe extern "C" {
-                    #(#decls)*
-                }
+                #c_block
+                #rust_block
             }
             #(#fns)*
         }
     });
 
     let bind = match ctx {
-        Ctx::Module { .. } => {
+        Ctx::Module(_) => {
             let bind_safety = safety("forwarded from the caller.");
-            let binds = m.scanned.procs.iter().map(|p| {
+            let binds = procs.iter().map(|p| {
                 let ident = format_ident!("{}", p.name);
                 quote!(__cells::#ident.bind(api)?;)
             });
@@ -418,9 +776,9 @@ pub(crate) fn bindings(m: &ModuleSource, ctx: Ctx<'_>, used: &dyn Fn(&str) -> bo
                 }
             }
         }
-        Ctx::Host { .. } => {
-            let count = count(m.scanned.procs.len());
-            let refs = m.scanned.procs.iter().map(|p| {
+        Ctx::Host(_) => {
+            let count = count(procs.len());
+            let refs = procs.iter().map(|p| {
                 let ident = format_ident!("{}", p.name);
                 quote!(&__cells::#ident)
             });
@@ -457,25 +815,32 @@ pub(crate) fn bindings(m: &ModuleSource, ctx: Ctx<'_>, used: &dyn Fn(&str) -> bo
     })
 }
 
-fn binding_parts(p: &Proc) -> (syn::Ident, syn::Ident, Vec<TokenStream>, Vec<syn::Ident>, syn::Type) {
-    let ident = format_ident!("{}", p.name);
-    let ptr = format_ident!("{}_ptr", p.name);
+/// A proc's parameters, declared and as arguments.
+fn params(p: &Proc) -> (Vec<TokenStream>, Vec<syn::Ident>) {
     let params = binding_params(&p.sig);
     let args = params.iter().map(|(n, _)| n.clone()).collect();
     let decl = params.into_iter().map(|(n, t)| quote!(#n: #t)).collect();
-    (ident, ptr, decl, args, fn_pointer_type(&p.sig))
+    (decl, args)
 }
 
-/// The two items bound for proc `p`: the function that calls it with
+fn unsafe_doc(p: &Proc) -> Option<TokenStream> {
+    p.sig
+        .unsafety
+        .map(|_| quote!(#[doc = ""] #[doc = " # Safety"] #[doc = ""] #[doc = " As for the module's function."]))
+}
+
+/// The two items bound for C proc `p`: the function that calls it with
 /// `body`, and `<name>_ptr`, which returns `pointer`.
-fn binding_fns(module: &str, p: &Proc, cfg: &TokenStream, body: &TokenStream, pointer: &TokenStream) -> TokenStream {
-    let (ident, ptr, params, _, fn_type) = binding_parts(p);
+fn c_binding_fns(module: &str, p: &Proc, cfg: &TokenStream, body: &TokenStream, pointer: &TokenStream) -> TokenStream {
+    let ident = format_ident!("{}", p.name);
+    let ptr = format_ident!("{}_ptr", p.name);
+    let (params, _) = params(p);
+    let fn_type = fn_pointer_type(&p.sig, Abi::C);
     let output = &p.sig.output;
     let unsafety = &p.sig.unsafety;
     let call_doc = format!(" Calls `{module}::{}` (the module's current code).", p.name);
     let ptr_doc = format!(" The stable address of `{module}::{}`: valid across reloads, usable as a callback.", p.name);
-    let doc_safety = unsafety
-        .map(|_| quote!(#[doc = ""] #[doc = " # Safety"] #[doc = ""] #[doc = " As for the module's function."]));
+    let doc_safety = unsafe_doc(p);
     quote! {
         #[doc = #call_doc]
         #doc_safety
@@ -494,8 +859,10 @@ fn binding_fns(module: &str, p: &Proc, cfg: &TokenStream, body: &TokenStream, po
     }
 }
 
-fn hot_binding(module: &str, p: &Proc, cfg: &TokenStream) -> TokenStream {
-    let (ident, _, _, args, fn_type) = binding_parts(p);
+fn hot_c_binding(module: &str, p: &Proc, cfg: &TokenStream) -> TokenStream {
+    let ident = format_ident!("{}", p.name);
+    let (_, args) = params(p);
+    let fn_type = fn_pointer_type(&p.sig, Abi::C);
     let unsafety = &p.sig.unsafety;
     let target_safety = safety(
         "the cell gives the current code of this proc, looked up for this signature (or a handler that aborts); it stays valid for the runtime's lifetime.",
@@ -517,11 +884,13 @@ fn hot_binding(module: &str, p: &Proc, cfg: &TokenStream) -> TokenStream {
         #stub_safety
         unsafe { ::core::mem::transmute::<*const (), #fn_type>(__cells::#ident.stub()) }
     };
-    binding_fns(module, p, cfg, &body, &pointer)
+    c_binding_fns(module, p, cfg, &body, &pointer)
 }
 
-fn static_binding(module: &str, p: &Proc, cfg: &TokenStream) -> TokenStream {
-    let (ident, _, params, args, fn_type) = binding_parts(p);
+fn static_c_binding(module: &str, p: &Proc, cfg: &TokenStream) -> TokenStream {
+    let ident = format_ident!("{}", p.name);
+    let (params, args) = params(p);
+    let fn_type = fn_pointer_type(&p.sig, Abi::C);
     let output = &p.sig.output;
     let unsafety = &p.sig.unsafety;
     if let Some(path) = &p.public_path {
@@ -535,7 +904,7 @@ fn static_binding(module: &str, p: &Proc, cfg: &TokenStream) -> TokenStream {
         } else {
             quote!(#target(#(#args),*))
         };
-        return binding_fns(module, p, cfg, &body, &target);
+        return c_binding_fns(module, p, cfg, &body, &target);
     }
     let body = if unsafety.is_some() {
         let note = safety(
@@ -556,7 +925,166 @@ fn static_binding(module: &str, p: &Proc, cfg: &TokenStream) -> TokenStream {
             unsafe { ::core::mem::transmute::<unsafe extern "C" fn(#(#params),*) #output, #fn_type>(__static::#ident) }
         }
     };
-    binding_fns(module, p, cfg, &body, &pointer)
+    c_binding_fns(module, p, cfg, &body, &pointer)
+}
+
+/// The three items bound for Rust proc `p`: `<name>` (which raises a panic
+/// of the proc again), `try_<name>` (which returns it), and `<name>_ptr`
+/// (the guard's stable address).
+#[allow(clippy::too_many_arguments)]
+fn rust_binding_fns(
+    module: &str,
+    p: &Proc,
+    cfg: &TokenStream,
+    abi: &TokenStream,
+    call: &TokenStream,
+    try_body: &TokenStream,
+    pointer: &TokenStream,
+) -> TokenStream {
+    let ident = format_ident!("{}", p.name);
+    let try_ident = format_ident!("try_{}", p.name);
+    let ptr = format_ident!("{}_ptr", p.name);
+    let (params, _) = params(p);
+    let proc_panic = quote!(#abi::ProcPanic);
+    let guard_type = guard_pointer_type(&p.sig, &proc_panic);
+    let output = &p.sig.output;
+    let value = return_type(&p.sig);
+    let unsafety = &p.sig.unsafety;
+    let doc_safety = unsafe_doc(p);
+    let call_doc = format!(
+        " Calls `{module}::{}` (the module's current code); a panic in it is raised again here, as a panic of the caller.",
+        p.name
+    );
+    let try_doc =
+        format!(" Calls `{module}::{}` (the module's current code); a panic in it comes back as the error.", p.name);
+    let ptr_doc = format!(
+        " The stable address of `{module}::{}`'s guard: valid across reloads, usable as a callback; it returns a panic as the error.",
+        p.name
+    );
+    let errors_doc =
+        quote!(#[doc = ""] #[doc = " # Errors"] #[doc = ""] #[doc = " The proc's panic, caught in the module."]);
+    let panics_doc = quote!(#[doc = ""] #[doc = " # Panics"] #[doc = ""] #[doc = " When the proc panics, with its message and location."]);
+    quote! {
+        #[doc = #call_doc]
+        #panics_doc
+        #doc_safety
+        #cfg
+        #[inline]
+        #[track_caller]
+        pub #unsafety fn #ident(#(#params),*) #output {
+            #call
+        }
+
+        #[doc = #try_doc]
+        #errors_doc
+        #doc_safety
+        #cfg
+        #[inline]
+        pub #unsafety fn #try_ident(#(#params),*) -> ::core::result::Result<#value, #proc_panic> {
+            #try_body
+        }
+
+        #[doc = #ptr_doc]
+        #cfg
+        #[inline]
+        pub fn #ptr() -> #guard_type {
+            #pointer
+        }
+    }
+}
+
+/// `<name>` through `try_<name>`: a panic is raised again with `raise`.
+fn raising_call(p: &Proc, raise: &TokenStream) -> TokenStream {
+    let try_ident = format_ident!("try_{}", p.name);
+    let (_, args) = params(p);
+    let call = if p.sig.unsafety.is_some() {
+        let note = safety("the caller upholds the contract of the module's function.");
+        quote!(#note let result = unsafe { #try_ident(#(#args),*) };)
+    } else {
+        quote!(let result = #try_ident(#(#args),*);)
+    };
+    quote! {
+        #call
+        match result {
+            ::core::result::Result::Ok(value) => value,
+            ::core::result::Result::Err(panic) => #raise(panic),
+        }
+    }
+}
+
+/// Calls `f`, a guard of `p`'s type.
+fn guard_call(p: &Proc) -> TokenStream {
+    let (_, args) = params(p);
+    if p.sig.unsafety.is_some() {
+        let note = safety("the caller upholds the contract of the module's function.");
+        quote!(#note unsafe { f(#(#args),*) })
+    } else {
+        quote!(f(#(#args),*))
+    }
+}
+
+fn hot_rust_binding(module: &str, p: &Proc, cfg: &TokenStream, abi: &TokenStream, raise: &TokenStream) -> TokenStream {
+    let ident = format_ident!("{}", p.name);
+    let guard_type = guard_pointer_type(&p.sig, &quote!(#abi::ProcPanic));
+    let target_safety = safety(
+        "the cell gives the current code of this proc, looked up for this signature: the guard `#[reload]` generated, whose type this is (or a handler that aborts); it stays valid for the runtime's lifetime.",
+    );
+    let stub_safety = safety(
+        "the cell gives the stub of this proc, looked up for this signature: it jumps to the guard, whose type this is, and stays valid for the runtime's lifetime.",
+    );
+    let call = guard_call(p);
+    let try_body = quote! {
+        #target_safety
+        let f = unsafe { ::core::mem::transmute::<*const (), #guard_type>(__cells::#ident.target()) };
+        #call
+    };
+    let pointer = quote! {
+        #stub_safety
+        unsafe { ::core::mem::transmute::<*const (), #guard_type>(__cells::#ident.stub()) }
+    };
+    rust_binding_fns(module, p, cfg, abi, &raising_call(p, raise), &try_body, &pointer)
+}
+
+fn static_rust_binding(
+    module: &str,
+    p: &Proc,
+    cfg: &TokenStream,
+    abi: &TokenStream,
+    raise: &TokenStream,
+) -> TokenStream {
+    let ident = format_ident!("{}", p.name);
+    let ptr = format_ident!("{}_ptr", p.name);
+    let (_, args) = params(p);
+    let guard_type = guard_pointer_type(&p.sig, &quote!(#abi::ProcPanic));
+    // `<name>`: a direct call by path when the function is public (a panic
+    // is already a panic of the caller), else through the guard.
+    let call = match &p.public_path {
+        Some(path) => {
+            let lib = format_ident!("{}", module);
+            let segments = path.iter().map(|s| format_ident!("{}", s));
+            let target = quote!(::#lib #(:: #segments)* :: #ident);
+            if p.sig.unsafety.is_some() {
+                let note = safety("the caller upholds the contract of the module's function.");
+                quote!(#note unsafe { #target(#(#args),*) })
+            } else {
+                quote!(#target(#(#args),*))
+            }
+        }
+        None => raising_call(p, raise),
+    };
+    let call_guard = guard_call(p);
+    let try_body = quote! {
+        let f = #ptr();
+        #call_guard
+    };
+    let note = safety(
+        "`__static::` declares the guard that `#[reload]` generated for this function by its symbol; this is its type.",
+    );
+    let pointer = quote! {
+        #note
+        unsafe { ::core::mem::transmute::<unsafe extern "Rust" fn(), #guard_type>(__static::#ident) }
+    };
+    rust_binding_fns(module, p, cfg, abi, &call, &try_body, &pointer)
 }
 
 /// A host's bindings file: one module of bindings per reloadable module, and
@@ -564,14 +1092,14 @@ fn static_binding(module: &str, p: &Proc, cfg: &TokenStream) -> TokenStream {
 /// static build).
 pub(crate) fn host_file(
     modules: &[ModuleSource],
-    static_feature: Option<&str>,
+    host: Caller<'_>,
     deps_dir: &Path,
     dll: (&str, &str),
 ) -> Result<String, Error> {
     let mut errors = Vec::new();
     let mut binding_modules = Vec::new();
     for m in modules {
-        match bindings(m, Ctx::Host { static_feature }, &|_| true) {
+        match bindings(m, Ctx::Host(host), &|_| true) {
             Ok(tokens) => binding_modules.push(tokens),
             Err(e) => errors.extend(e),
         }
@@ -579,6 +1107,7 @@ pub(crate) fn host_file(
     if let Some(error) = Error::collect(errors) {
         return Err(error);
     }
+    let static_feature = host.static_feature;
     let (hot_cfg, static_cfg) = variant_cfgs(static_feature);
     let count = count(modules.len());
     let names: Vec<&str> = modules.iter().map(ModuleSource::name).collect();

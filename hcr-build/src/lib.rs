@@ -5,7 +5,12 @@
 //! A module is a `cdylib` (add `rlib` to use the static switch of a host).
 //! Mark what is reloadable:
 //!
-//! * **procs**: free functions declared `#[unsafe(no_mangle)] pub extern "C" fn`;
+//! * **procs**: free functions marked `#[hcr_abi::reload]`, which keep the
+//!   Rust ABI and Rust types (the module then needs `hcr-abi`'s feature
+//!   `global-allocator`), or declared `#[unsafe(no_mangle)] pub extern "C"
+//!   fn`;
+//! * **reload hooks**: functions marked `#[hcr_abi::before_reload]`,
+//!   `#[hcr_abi::after_reload]` or `#[hcr_abi::first_load]`;
 //! * **globals**: `static NAME: hcr_abi::Global<T> = Global::new(|| value);`.
 //!
 //! Then, in the `main` of `build.rs`:
@@ -20,60 +25,69 @@
 //! include!(concat!(env!("OUT_DIR"), "/hcr_module.rs"));
 //! ```
 //!
-//! The generated file holds the module's descriptor and its init, which
-//! registers every global (with a layout hash) and every proc (with a
-//! signature hash) and catches panics so that nothing unwinds into the
-//! runtime. A module that calls another module lists it with
+//! The generated file holds the module's descriptor (with the
+//! [`toolchain_fingerprint`]) and its init, which installs the host's
+//! allocator and the module's panic hook, registers every global (with a
+//! layout hash), every proc (with a signature hash) and every hook, and
+//! catches panics so that nothing unwinds into the runtime. Signature and
+//! layout hashes cover the types of the module crate and of the local crates
+//! it depends on (a shared types crate) field by field. A module that calls another module lists it with
 //! [`Module::import`]; its bindings then appear next to the include, as
 //! `<module>::<proc>(...)`, calling through the other module's stubs.
 //!
 //! # In a host crate
 //!
-//! List the module crates under `[build-dependencies]` (so that cargo builds
-//! their libraries with the host, without linking them into it) and depend on
-//! `hcr-runtime`, then in the `main` of `build.rs`:
+//! List the module crates under `[dependencies]` (so that cargo builds each
+//! module's library once, in the host's profile, with the host; a hot build
+//! does not link it in) and depend on `hcr-runtime`, then in the `main` of
+//! `build.rs`:
 //!
 //! ```no_run
 //! hcr_build::Host::new().module("../game").build();
 //! ```
 //!
 //! and include the bindings, e.g. `mod hcr { include!(concat!(env!("OUT_DIR"), "/hcr.rs")); }`.
-//! For every module there is a module of bindings with one function per proc
-//! (`game::update(dt)`) and a `_ptr` accessor that returns the proc's stable
-//! stub as a typed `extern "C" fn` (`game::update_ptr()`), plus an `Hcr`
-//! facade: `Hcr::start()` loads and binds everything, `hcr.update()`
-//! reloads when a module changed.
+//! For every module there is a module of bindings with, per C proc, a
+//! function (`game::update(dt)`) and a `_ptr` accessor that returns the
+//! proc's stable stub as a typed `extern "C" fn` (`game::update_ptr()`);
+//! per Rust proc, `game::update(..)` (a panic in the proc is raised again in
+//! the host), `game::try_update(..)` (it comes back as
+//! `Err(hcr_abi::ProcPanic)`) and `game::update_ptr()` (the stub, as a
+//! `fn(..) -> Result<R, ProcPanic>`); and an `Hcr` facade: `Hcr::start()`
+//! loads and binds everything, `hcr.update()` reloads when a module changed.
 //!
 //! With the host feature `static` enabled (see [`Host::static_feature`]) the
 //! same bindings call straight into the module crates, linked in as rlibs,
 //! and `Hcr` does nothing: the same host source builds both ways. For that,
-//! the host also depends on each module crate (optionally, enabled by
-//! `static`), the module crates declare a `static` feature (which compiles
-//! their registration out, so that several can be linked into one binary),
-//! and the host's `static` feature enables it:
+//! the module crates declare a `static` feature (which compiles their
+//! registration out, so that several can be linked into one binary), and the
+//! host's `static` feature enables it:
 //!
 //! ```toml
 //! [dependencies]
 //! hcr-runtime = { version = "0.1", optional = true }
-//! game = { path = "../game", optional = true }
+//! game = { path = "../game" }
 //!
 //! [build-dependencies]
 //! hcr-build = "0.1"
-//! game = { path = "../game" }
 //!
 //! [features]
 //! default = ["hot"]
 //! hot = ["dep:hcr-runtime"]
-//! static = ["dep:game", "game/static"]
+//! static = ["game/static"]
 //! ```
 //!
 //! # Errors
 //!
 //! What cannot be reloaded is refused with an error that names the file and
-//! line: generic reloadable functions, non-`extern "C"` ones, duplicate
-//! names, globals whose type cannot outlive the code that created it
-//! (references, trait objects, unsized types), and signatures that use types
-//! the callers cannot name.
+//! line: generic, `async` or `impl Trait` reloadable functions, methods,
+//! `#[no_mangle]` ones without `extern "C"`, duplicate names, globals whose
+//! type cannot outlive the code that created it (references, trait objects,
+//! unsized types), globals, procs and hooks inside function bodies, impl
+//! blocks or block expressions (the registration cannot reach them), a
+//! module's own `#[global_allocator]` next to Rust procs, and signatures
+//! that use types the callers cannot name. A static build whose caller lacks
+//! the module crate stops with a `compile_error!` naming the dependency.
 
 mod cfg;
 mod error;
@@ -83,12 +97,14 @@ mod manifest;
 mod scan;
 mod types;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 pub use cfg::Cfg;
 pub use error::{Error, Location};
 
-use generate::ModuleSource;
+use generate::{Caller, ModuleSource};
+use types::{CrateTypes, Universe};
 
 /// The file a module's build script writes into `OUT_DIR`.
 pub const MODULE_FILE: &str = "hcr_module.rs";
@@ -112,8 +128,9 @@ fn env_path(name: &'static str) -> Result<PathBuf, Error> {
 }
 
 /// Reads and scans a module crate, with the given features on top of the
-/// target's configuration.
-fn load_module(dir: &Path, cfg: &Cfg, use_default_features: bool) -> Result<ModuleSource, Error> {
+/// target's configuration, and the local crates it depends on (for their
+/// types) with `dependency_cfg` and the features the dependencies ask for.
+fn load_module(dir: &Path, cfg: &Cfg, use_default_features: bool, dependency_cfg: &Cfg) -> Result<ModuleSource, Error> {
     let info = manifest::read(dir)?;
     let mut cfg = cfg.clone();
     if use_default_features {
@@ -122,7 +139,58 @@ fn load_module(dir: &Path, cfg: &Cfg, use_default_features: bool) -> Result<Modu
         }
     }
     let scanned = scan::scan(&info.dir, &info.root, &cfg)?;
-    Ok(ModuleSource { info, scanned })
+    let mut universe = Universe::single(CrateTypes::of(&info.lib_name, &scanned));
+    let mut loader = DependencyLoader { cfg: dependency_cfg, seen: HashMap::new(), files: Vec::new() };
+    if let Ok(dir) = info.dir.canonicalize() {
+        loader.seen.insert(dir, 0);
+    }
+    loader.load(&info, 0, &mut universe)?;
+    Ok(ModuleSource { info, scanned, universe, dependency_files: loader.files })
+}
+
+/// Loads the types of a crate's local dependencies, recursively, into a
+/// [`Universe`].
+struct DependencyLoader<'a> {
+    cfg: &'a Cfg,
+    /// Crates loaded, by directory.
+    seen: HashMap<PathBuf, usize>,
+    files: Vec<PathBuf>,
+}
+
+impl DependencyLoader<'_> {
+    fn load(&mut self, info: &manifest::CrateInfo, index: usize, universe: &mut Universe) -> Result<(), Error> {
+        for dep in &info.path_dependencies {
+            let dir = dep.dir.canonicalize().unwrap_or_else(|_| dep.dir.clone());
+            if let Some(&known) = self.seen.get(&dir) {
+                universe.link(index, &dep.name, known);
+                continue;
+            }
+            // A dependency that cannot be read is cargo's to report.
+            let Ok(dep_info) = manifest::read(&dep.dir) else { continue };
+            let mut cfg = self.cfg.clone();
+            if dep.default_features {
+                for feature in &dep_info.default_features {
+                    cfg = cfg.with_feature(feature);
+                }
+            }
+            for feature in &dep.features {
+                cfg = cfg.with_feature(feature);
+            }
+            let scanned = scan::scan_types(&dep_info.dir, &dep_info.root, &cfg)?;
+            self.files.push(dep_info.manifest.clone());
+            self.files.extend(scanned.files.iter().cloned());
+            let added = universe.push(CrateTypes::of(&dep_info.lib_name, &scanned));
+            self.seen.insert(dir, added);
+            universe.link(index, &dep.name, added);
+            self.load(&dep_info, added, universe)?;
+        }
+        Ok(())
+    }
+}
+
+/// `cfg` without its features: what a dependency sees before its own.
+fn strip_features(cfg: &Cfg) -> Cfg {
+    cfg.without_features()
 }
 
 /// The target-only part of the build script's configuration: what another
@@ -148,7 +216,9 @@ fn inputs(sources: &[&ModuleSource]) -> Vec<PathBuf> {
     for s in sources {
         files.push(s.info.manifest.clone());
         files.extend(s.scanned.files.iter().cloned());
+        files.extend(s.dependency_files.iter().cloned());
     }
+    files.dedup();
     files
 }
 
@@ -191,6 +261,17 @@ fn fail(error: &Error) -> ! {
     std::process::exit(1)
 }
 
+/// The toolchain part of a module's fingerprint, as the build script that
+/// runs computes it: `rustc <release> (<commit-hash>); <target triple>;
+/// panic=<strategy>; target-features=<list>[; <layout flags>]`. The generated
+/// registration stores it in the descriptor, followed by `; hcr-abi
+/// <version>` (see `hcr_abi::Fingerprint`). The same function as
+/// `hcr_abi::toolchain::toolchain_text`, which `hcr-runtime`'s build script
+/// uses for the runtime's own.
+pub fn toolchain_fingerprint() -> String {
+    hcr_abi::toolchain::toolchain_text()
+}
+
 /// Code generation for a module crate (from its `build.rs`).
 #[derive(Clone, Debug)]
 pub struct Module {
@@ -199,11 +280,19 @@ pub struct Module {
     cfg: Option<Cfg>,
     imports: Vec<(PathBuf, Vec<String>)>,
     static_feature: Option<String>,
+    toolchain: Option<String>,
 }
 
 impl Default for Module {
     fn default() -> Module {
-        Module { crate_dir: None, out_dir: None, cfg: None, imports: Vec::new(), static_feature: Some("static".into()) }
+        Module {
+            crate_dir: None,
+            out_dir: None,
+            cfg: None,
+            imports: Vec::new(),
+            static_feature: Some("static".into()),
+            toolchain: None,
+        }
     }
 }
 
@@ -241,6 +330,14 @@ impl Module {
         self
     }
 
+    /// The toolchain text of the descriptor's fingerprint, instead of
+    /// [`toolchain_fingerprint`] (for tests that need stable output; a
+    /// module with another text than the runtime's is refused).
+    pub fn toolchain(mut self, text: &str) -> Module {
+        self.toolchain = Some(text.to_owned());
+        self
+    }
+
     /// Another module (its crate directory, relative to this crate) whose
     /// procs this module calls. The module imports it (the runtime loads it
     /// first) and gets bindings to it.
@@ -268,18 +365,22 @@ impl Module {
             None => env_path("CARGO_MANIFEST_DIR")?,
         };
         let cfg = self.cfg.clone().unwrap_or_else(Cfg::from_env);
-        let this = load_module(&dir, &cfg, false)?;
-        let import_cfg = if self.cfg.is_some() { cfg.clone() } else { target_cfg() };
+        let import_cfg = if self.cfg.is_some() { strip_features(&cfg) } else { target_cfg() };
+        let this = load_module(&dir, &cfg, false, &import_cfg)?;
         let imports = self
             .imports
             .iter()
             .map(|(d, features)| {
                 let cfg = features.iter().fold(import_cfg.clone(), |cfg, f| cfg.with_feature(f));
-                load_module(&dir.join(d), &cfg, true)
+                load_module(&dir.join(d), &cfg, true, &import_cfg)
             })
             .collect::<Result<Vec<_>, _>>()?;
         let static_feature = self.static_feature.as_deref().filter(|f| this.info.features.contains(*f));
-        let source = generate::module_file(&this, &imports, static_feature)?;
+        let toolchain = match &self.toolchain {
+            Some(text) => text.clone(),
+            None => toolchain_fingerprint(),
+        };
+        let source = generate::module_file(&this, &imports, static_feature, &toolchain)?;
         let mut warnings = Vec::new();
         if !this.info.crate_types.iter().any(|t| t == "cdylib") {
             warnings.push(format!(
@@ -312,6 +413,9 @@ impl Module {
         }
         for input in &generated.inputs {
             println!("cargo:rerun-if-changed={}", input.display());
+        }
+        if self.toolchain.is_none() {
+            hcr_abi::toolchain::rerun_if_toolchain_changes();
         }
         Ok(path)
     }
@@ -417,12 +521,19 @@ impl Host {
             Some(cfg) => (cfg.clone(), false),
             None => (target_cfg(), true),
         };
-        let modules =
-            self.modules.iter().map(|d| load_module(&dir.join(d), &cfg, defaults)).collect::<Result<Vec<_>, _>>()?;
+        let dependency_cfg = strip_features(&cfg);
+        let modules = self
+            .modules
+            .iter()
+            .map(|d| load_module(&dir.join(d), &cfg, defaults, &dependency_cfg))
+            .collect::<Result<Vec<_>, _>>()?;
         // OUT_DIR is <profile>/build/<package>-<hash>/out.
         let profile = out.ancestors().nth(3).unwrap_or(&out);
-        let source =
-            generate::host_file(&modules, self.static_feature.as_deref(), &profile.join("deps"), dll_affixes())?;
+        let host = manifest::read(&dir).ok();
+        let static_feature =
+            self.static_feature.as_deref().filter(|f| host.as_ref().is_none_or(|h| h.features.contains(*f)));
+        let caller = Caller { info: host.as_ref(), static_feature };
+        let source = generate::host_file(&modules, caller, &profile.join("deps"), dll_affixes())?;
         let mut all: Vec<&ModuleSource> = modules.iter().collect();
         all.sort_by(|a, b| a.info.lib_name.cmp(&b.info.lib_name));
         let mut generated_inputs = inputs(&all);
@@ -432,7 +543,9 @@ impl Host {
 
     /// Writes [`HOST_FILE`] into the output directory and tells cargo when to
     /// run the build script again. Warns (through cargo) about a module the
-    /// host does not depend on, which cargo would then not build.
+    /// host does not list under `[dependencies]`, which cargo would then not
+    /// build with the host (or would build twice, in two profiles, when it is
+    /// listed under `[build-dependencies]`).
     ///
     /// # Errors
     ///
@@ -449,16 +562,14 @@ impl Host {
                 let Ok(m) = manifest::read(&dir.join(module)) else { continue };
                 let listed =
                     |set: &std::collections::BTreeSet<String>| set.contains(&m.package) || set.contains(&m.lib_name);
-                if !listed(&host.build_dependencies) {
+                if !listed(&host.dependencies) {
+                    let instead = if listed(&host.build_dependencies) { ", not [build-dependencies]," } else { "" };
                     println!(
-                        "cargo:warning=host `{}` should list module crate `{}` under [build-dependencies], so that cargo builds the module's library with the host",
-                        host.package, m.package
-                    );
-                }
-                if self.static_feature.is_some() && !listed(&host.dependencies) {
-                    println!(
-                        "cargo:warning=host `{}` has a static switch but no (optional) dependency on module crate `{}` to link in",
-                        host.package, m.package
+                        "cargo:warning=host `{}` should list module crate `{}` under [dependencies]{instead} so that cargo builds the module's library once, with the host: add `{} = {{ path = {:?} }}` there",
+                        host.package,
+                        m.package,
+                        m.package,
+                        module.display().to_string()
                     );
                 }
             }
@@ -494,5 +605,18 @@ fn dll_affixes() -> (&'static str, &'static str) {
         Ok("macos" | "ios") => ("lib", ".dylib"),
         Ok(_) => ("lib", ".so"),
         Err(_) => (std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_toolchain_fingerprint_names_this_compiler_and_fits_a_descriptor() {
+        let text = super::toolchain_fingerprint();
+        assert!(text.starts_with("rustc ") && text.contains("; panic="), "{text}");
+        assert!(text.len() <= hcr_abi::TOOLCHAIN_TEXT_CAPACITY, "{text}");
+        // What a module stores: the text and this hcr-abi's version.
+        let stored = hcr_abi::Fingerprint::new(&text);
+        assert_eq!(stored.as_str(), format!("{text}; hcr-abi {}", hcr_abi::VERSION));
     }
 }

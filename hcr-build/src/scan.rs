@@ -1,7 +1,9 @@
 //! Reading a crate's sources: following `mod` declarations from the crate
-//! root, collecting reloadable functions (procs), globals, the `use`
-//! declarations that name external types, and the crate's own type
-//! definitions (for layout and signature hashes).
+//! root, collecting reloadable functions (procs: `#[reload]` Rust functions
+//! and `#[no_mangle] extern "C"` ones), reload hooks, globals, the `use`
+//! declarations (to name and resolve types), and the crate's own type
+//! definitions with their public paths (for layout and signature hashes and
+//! for callers in other crates).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -16,6 +18,16 @@ use crate::cfg::Cfg;
 use crate::error::{Error, Location};
 use crate::hash::Fnv;
 
+/// How a proc is called.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Abi {
+    /// `#[no_mangle] extern "C"`: called directly through its stub.
+    C,
+    /// `#[reload]`: the Rust ABI; its stub points at its guard, which
+    /// returns `Result<R, ProcPanic>`.
+    Rust,
+}
+
 /// A reloadable function.
 #[derive(Clone, Debug)]
 pub(crate) struct Proc {
@@ -25,6 +37,48 @@ pub(crate) struct Proc {
     /// The module path from the crate root, when the proc and every module
     /// on the way are `pub` (so that other crates can call it by path).
     pub(crate) public_path: Option<Vec<String>>,
+    pub(crate) abi: Abi,
+}
+
+/// When a reload hook runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HookKind {
+    BeforeReload,
+    AfterReload,
+    FirstLoad,
+}
+
+impl HookKind {
+    /// The attribute, which is also the suffix of the hook's shim.
+    pub(crate) fn attribute(self) -> &'static str {
+        match self {
+            HookKind::BeforeReload => "before_reload",
+            HookKind::AfterReload => "after_reload",
+            HookKind::FirstLoad => "first_load",
+        }
+    }
+
+    /// The `hcr_abi::Phase` constant.
+    pub(crate) fn phase(self) -> &'static str {
+        match self {
+            HookKind::BeforeReload => "BEFORE_RELOAD",
+            HookKind::AfterReload => "AFTER_RELOAD",
+            HookKind::FirstLoad => "FIRST_LOAD",
+        }
+    }
+
+    fn of(attrs: &[Attribute]) -> Option<HookKind> {
+        [HookKind::BeforeReload, HookKind::AfterReload, HookKind::FirstLoad]
+            .into_iter()
+            .find(|k| attrs.iter().any(|a| is_hcr_attribute(a, k.attribute())))
+    }
+}
+
+/// A reload hook: `#[before_reload]`, `#[after_reload]` or `#[first_load]`.
+#[derive(Clone, Debug)]
+pub(crate) struct HookDef {
+    pub(crate) name: String,
+    pub(crate) kind: HookKind,
 }
 
 /// A `static NAME: Global<T>`.
@@ -56,6 +110,17 @@ pub(crate) struct ExternalUse {
     pub(crate) tokens: TokenStream,
     /// The name it introduces; `None` for a glob.
     pub(crate) name: Option<String>,
+    /// The path, without a leading `::` (for a glob, the prefix).
+    pub(crate) path: Vec<String>,
+}
+
+/// Any `use`, one name per entry, for resolving names to definitions.
+#[derive(Clone, Debug)]
+pub(crate) struct UseEntry {
+    /// The name it introduces; `None` for a glob.
+    pub(crate) name: Option<String>,
+    /// The path it names (for a glob, the prefix), without a leading `::`.
+    pub(crate) path: Vec<String>,
 }
 
 /// What a crate's sources contain.
@@ -64,35 +129,31 @@ pub(crate) struct Scanned {
     pub(crate) files: Vec<PathBuf>,
     pub(crate) content_hash: u64,
     pub(crate) procs: Vec<Proc>,
+    pub(crate) hooks: Vec<HookDef>,
     pub(crate) globals: Vec<GlobalDef>,
     pub(crate) migrations: Vec<MigrationDef>,
     pub(crate) external_uses: Vec<ExternalUse>,
+    /// Every `use`, local or not.
+    pub(crate) uses: Vec<UseEntry>,
     /// Type definitions of the crate, by name, normalised.
     pub(crate) local_types: BTreeMap<String, Vec<String>>,
     /// Names defined in the crate or imported from it (`use crate::...`).
     pub(crate) local_names: BTreeSet<String>,
+    /// The names of the crate's modules.
+    pub(crate) modules: BTreeSet<String>,
+    /// For a local type (by name), the shortest path under which other
+    /// crates can name it, from the crate root: where it is defined if that
+    /// is public, or a public re-export (`pub use`). The last segment is the
+    /// name there.
+    pub(crate) public_types: BTreeMap<String, Vec<String>>,
+    /// Where the crate declares a `#[global_allocator]`.
+    pub(crate) global_allocator: Option<Location>,
     /// Every `a::b` pair of identifiers in the sources (macro bodies
     /// included); `(a, "*")` for `a::*` and for `a as ...`.
     pub(crate) path_pairs: BTreeSet<(String, String)>,
 }
 
 impl Scanned {
-    /// A copy of what bindings need (types, uses, names), without procs,
-    /// globals or migrations.
-    pub(crate) fn shallow_clone(&self) -> Scanned {
-        Scanned {
-            files: self.files.clone(),
-            content_hash: self.content_hash,
-            procs: Vec::new(),
-            globals: Vec::new(),
-            migrations: Vec::new(),
-            external_uses: self.external_uses.clone(),
-            local_types: self.local_types.clone(),
-            local_names: self.local_names.clone(),
-            path_pairs: BTreeSet::new(),
-        }
-    }
-
     /// Whether the sources name `module::item` (or may, through a glob or a
     /// renaming `use` of the module).
     pub(crate) fn names(&self, module: &str, item: &str) -> bool {
@@ -137,18 +198,34 @@ fn collect_path_pairs(tokens: TokenStream, out: &mut BTreeSet<(String, String)>)
 
 /// Scans the crate whose root file is `root`.
 pub(crate) fn scan(crate_dir: &Path, root: &Path, cfg: &Cfg) -> Result<Scanned, Error> {
+    scan_as(crate_dir, root, cfg, false)
+}
+
+/// Scans a crate that is not a module (a dependency whose types signatures
+/// use): only its types and `use`s, without checking anything else.
+pub(crate) fn scan_types(crate_dir: &Path, root: &Path, cfg: &Cfg) -> Result<Scanned, Error> {
+    scan_as(crate_dir, root, cfg, true)
+}
+
+fn scan_as(crate_dir: &Path, root: &Path, cfg: &Cfg, types_only: bool) -> Result<Scanned, Error> {
     let mut walker = Walker {
         crate_dir,
         cfg,
+        types_only,
         out: Scanned::default(),
         errors: Vec::new(),
         proc_names: HashMap::new(),
         global_names: HashMap::new(),
+        pending_reexports: Vec::new(),
         hash: Fnv::new(),
     };
     let child_dir = root.parent().unwrap_or(crate_dir).to_path_buf();
     walker.file(root, &[], &child_dir, Reach { crate_root: true, public: true }, None);
-    walker.check_migrations();
+    walker.resolve_reexports();
+    if !types_only {
+        walker.check_migrations();
+        walker.check_allocator();
+    }
     if let Some(error) = Error::collect(walker.errors) {
         return Err(error);
     }
@@ -168,10 +245,15 @@ struct Reach {
 struct Walker<'a> {
     crate_dir: &'a Path,
     cfg: &'a Cfg,
+    /// Only types and `use`s matter (a dependency, not a module).
+    types_only: bool,
     out: Scanned,
     errors: Vec<Error>,
     proc_names: HashMap<String, Location>,
     global_names: HashMap<String, Location>,
+    /// `pub use` of a local path in a public module: (original name, the
+    /// path under which it is re-exported).
+    pending_reexports: Vec<(String, Vec<String>)>,
     hash: Fnv,
 }
 
@@ -235,6 +317,13 @@ impl Walker<'_> {
     }
 
     fn items(&mut self, items: &[Item], file: &Path, module: &[String], child_dir: &Path, reach: Reach) {
+        // Module names first: a `use` of a child module may come before its
+        // `mod` item.
+        for item in items {
+            if let Item::Mod(m) = item {
+                self.out.modules.insert(m.ident.to_string());
+            }
+        }
         for item in items {
             let attrs = item_attrs(item);
             if !self.enabled(file, attrs) {
@@ -242,23 +331,127 @@ impl Walker<'_> {
             }
             match item {
                 Item::Mod(m) => self.module(m, file, module, child_dir, reach),
-                Item::Fn(f) if is_no_mangle(&f.attrs) => {
-                    let public = reach.public && matches!(f.vis, Visibility::Public(_));
-                    self.proc(&f.sig, file, public.then(|| module.to_vec()));
+                Item::Fn(f) if !self.types_only => self.function(f, file, module, reach),
+                Item::Static(s) if !self.types_only => self.static_item(s, file, module, reach),
+                Item::Use(u) => {
+                    let public = reach.public && matches!(u.vis, Visibility::Public(_));
+                    self.use_tree(&u.tree, &mut Vec::new(), u.leading_colon.is_some(), public.then_some(module));
                 }
-                Item::Static(s) => {
-                    let visible = module.is_empty() || !is_private(&s.vis);
-                    if let Some(ty) = global_type(&s.ty) {
-                        self.global(s, ty, file, module, reach.crate_root && visible);
-                    } else if let Some((old, new)) = migration_types(&s.ty) {
-                        self.migration(s, old, new, file, module, reach.crate_root && visible);
-                    }
+                Item::Struct(_) | Item::Enum(_) | Item::Union(_) | Item::Type(_) => {
+                    self.type_def(item, module, reach);
                 }
-                Item::Use(u) => self.use_tree(&u.tree, &mut Vec::new(), u.leading_colon.is_some()),
-                Item::Struct(_) | Item::Enum(_) | Item::Union(_) | Item::Type(_) => self.type_def(item),
+                Item::Impl(_) | Item::Trait(_) | Item::Const(_) if !self.types_only => self.nested(item, file),
                 _ => {}
             }
         }
+    }
+
+    /// A free function: a Rust proc, a C proc, a hook, or none of them; in
+    /// every case, its body must not hide reloadable items.
+    fn function(&mut self, f: &syn::ItemFn, file: &Path, module: &[String], reach: Reach) {
+        let public = reach.public && matches!(f.vis, Visibility::Public(_));
+        let reload = f.attrs.iter().any(|a| is_hcr_attribute(a, "reload"));
+        let hook = HookKind::of(&f.attrs);
+        if reload {
+            self.proc(&f.sig, file, public.then(|| module.to_vec()), Abi::Rust);
+        } else if let Some(kind) = hook {
+            self.hook(f, kind, file);
+        } else if is_no_mangle(&f.attrs) {
+            self.proc(&f.sig, file, public.then(|| module.to_vec()), Abi::C);
+        }
+        let mut finder = NestedFinder::default();
+        finder.visit_block(&f.block);
+        self.report_nested(finder, file);
+    }
+
+    fn static_item(&mut self, s: &syn::ItemStatic, file: &Path, module: &[String], reach: Reach) {
+        if s.attrs.iter().any(|a| a.path().is_ident("global_allocator")) {
+            let location = self.location(file, s.ident.span());
+            self.out.global_allocator.get_or_insert(location);
+        }
+        let visible = module.is_empty() || !is_private(&s.vis);
+        if let Some(ty) = global_type(&s.ty) {
+            self.global(s, ty, file, module, reach.crate_root && visible);
+        } else if let Some((old, new)) = migration_types(&s.ty) {
+            self.migration(s, old, new, file, module, reach.crate_root && visible);
+        }
+        let mut finder = NestedFinder::default();
+        finder.visit_expr(&s.expr);
+        self.report_nested(finder, file);
+    }
+
+    /// Items in impl blocks, traits and constants: none can be registered.
+    fn nested(&mut self, item: &Item, file: &Path) {
+        let mut finder = NestedFinder::default();
+        match item {
+            Item::Impl(i) => {
+                for item in &i.items {
+                    if let syn::ImplItem::Fn(f) = item {
+                        finder.function(&f.attrs, &f.sig, "an impl block");
+                        finder.visit_block(&f.block);
+                    } else {
+                        finder.visit_impl_item(item);
+                    }
+                }
+            }
+            Item::Trait(t) => {
+                for item in &t.items {
+                    if let syn::TraitItem::Fn(f) = item {
+                        finder.function(&f.attrs, &f.sig, "a trait");
+                    }
+                    finder.visit_trait_item(item);
+                }
+            }
+            Item::Const(c) => finder.visit_expr(&c.expr),
+            _ => {}
+        }
+        self.report_nested(finder, file);
+    }
+
+    fn report_nested(&mut self, finder: NestedFinder, file: &Path) {
+        for (span, message) in finder.found {
+            self.unsupported(file, span, message);
+        }
+        if let Some(span) = finder.allocator {
+            let location = self.location(file, span);
+            self.out.global_allocator.get_or_insert(location);
+        }
+    }
+
+    fn hook(&mut self, f: &syn::ItemFn, kind: HookKind, file: &Path) {
+        let name = f.sig.ident.to_string();
+        let location = self.location(file, f.sig.ident.span());
+        let before = self.errors.len();
+        let mut finder = ImplTraitFinder(None);
+        finder.visit_signature(&f.sig);
+        let typed = f.sig.inputs.iter().filter(|i| matches!(i, syn::FnArg::Typed(_))).count();
+        let unit = match &f.sig.output {
+            syn::ReturnType::Default => true,
+            syn::ReturnType::Type(_, ty) => matches!(&**ty, Type::Tuple(t) if t.elems.is_empty()),
+        };
+        if !f.sig.generics.params.is_empty()
+            || f.sig.asyncness.is_some()
+            || f.sig.unsafety.is_some()
+            || f.sig.receiver().is_some()
+            || finder.0.is_some()
+            || typed > 1
+            || !unit
+        {
+            self.unsupported(
+                file,
+                f.sig.ident.span(),
+                format!("reload hook `{name}` must be a plain `fn()` or `fn(&hcr_abi::ReloadEvent)`: not generic, async, unsafe or a method, returning nothing"),
+            );
+        }
+        if self.errors.len() != before {
+            return;
+        }
+        if let Some(first) = self.proc_names.get(&format!("hook {name}")) {
+            self.errors.push(Error::Duplicate { name, location, first: first.clone() });
+            return;
+        }
+        self.proc_names.insert(format!("hook {name}"), location);
+        self.out.hooks.push(HookDef { name, kind });
     }
 
     fn module(&mut self, m: &syn::ItemMod, file: &Path, module: &[String], child_dir: &Path, reach: Reach) {
@@ -294,16 +487,25 @@ impl Walker<'_> {
         self.file(&target, &path, &nested_dir, reach, Some(declared_at));
     }
 
-    fn proc(&mut self, sig: &Signature, file: &Path, public_path: Option<Vec<String>>) {
+    fn proc(&mut self, sig: &Signature, file: &Path, public_path: Option<Vec<String>>, abi: Abi) {
         let name = sig.ident.to_string();
         let span = sig.ident.span();
         let before = self.errors.len();
         match &sig.abi {
+            _ if abi == Abi::Rust => {
+                if let Some(receiver) = sig.receiver() {
+                    self.unsupported(
+                        file,
+                        receiver.span(),
+                        format!("reloadable function `{name}` cannot take `self`: make it a free function"),
+                    );
+                }
+            }
             None => self.unsupported(
                 file,
                 span,
                 format!(
-                    "reloadable function `{name}` must be `extern \"C\"`: it is #[no_mangle] but uses the Rust ABI, which has no stable layout"
+                    "reloadable function `{name}` must be `extern \"C\"`: it is #[no_mangle] but uses the Rust ABI; mark it `#[hcr_abi::reload]` (without #[no_mangle]) to keep the Rust ABI"
                 ),
             ),
             Some(abi) => {
@@ -356,7 +558,7 @@ impl Walker<'_> {
                 pat.attrs.clear();
             }
         }
-        self.out.procs.push(Proc { name, sig, location, public_path });
+        self.out.procs.push(Proc { name, sig, location, public_path, abi });
     }
 
     fn global(&mut self, s: &syn::ItemStatic, ty: &Type, file: &Path, module: &[String], reachable: bool) {
@@ -460,7 +662,8 @@ impl Walker<'_> {
                 });
                 continue;
             }
-            let key = crate::types::structural_key(&m.old, &self.out.local_types);
+            let universe = crate::types::Universe::single(crate::types::CrateTypes::of("", &self.out));
+            let key = crate::types::structural_key(&m.old, &universe);
             let hash = crate::hash::hash_str(&key);
             if let Some(first) = seen.insert((m.global.clone(), hash), m.location.clone()) {
                 self.errors.push(Error::Duplicate {
@@ -472,16 +675,16 @@ impl Walker<'_> {
         }
     }
 
-    fn use_tree(&mut self, tree: &UseTree, prefix: &mut Vec<Ident>, leading_colon: bool) {
+    fn use_tree(&mut self, tree: &UseTree, prefix: &mut Vec<Ident>, leading_colon: bool, public: Option<&[String]>) {
         match tree {
             UseTree::Path(p) => {
                 prefix.push(p.ident.clone());
-                self.use_tree(&p.tree, prefix, leading_colon);
+                self.use_tree(&p.tree, prefix, leading_colon, public);
                 prefix.pop();
             }
             UseTree::Group(g) => {
                 for tree in &g.items {
-                    self.use_tree(tree, prefix, leading_colon);
+                    self.use_tree(tree, prefix, leading_colon, public);
                 }
             }
             UseTree::Name(n) => {
@@ -493,25 +696,43 @@ impl Walker<'_> {
                     path.push(n.ident.clone());
                     (path, n.ident.clone())
                 };
-                self.use_entry(&path, Some(&introduced), None, leading_colon);
+                self.use_entry(&path, Some(&introduced), None, leading_colon, public);
             }
             UseTree::Rename(r) => {
                 let mut path = prefix.clone();
                 if r.ident != "self" {
                     path.push(r.ident.clone());
                 }
-                self.use_entry(&path, Some(&r.rename), Some(&r.rename), leading_colon);
+                self.use_entry(&path, Some(&r.rename), Some(&r.rename), leading_colon, public);
             }
-            UseTree::Glob(_) => self.use_entry(prefix, None, None, leading_colon),
+            UseTree::Glob(_) => self.use_entry(prefix, None, None, leading_colon, public),
         }
     }
 
-    fn use_entry(&mut self, path: &[Ident], name: Option<&Ident>, rename: Option<&Ident>, leading_colon: bool) {
+    fn use_entry(
+        &mut self,
+        path: &[Ident],
+        name: Option<&Ident>,
+        rename: Option<&Ident>,
+        leading_colon: bool,
+        public: Option<&[String]>,
+    ) {
         let Some(first) = path.first() else { return };
-        let local = !leading_colon && (first == "crate" || first == "self" || first == "super");
+        let segments: Vec<String> = path.iter().map(ToString::to_string).collect();
+        self.out.uses.push(UseEntry { name: name.map(ToString::to_string), path: segments.clone() });
+        let local = !leading_colon
+            && (first == "crate"
+                || first == "self"
+                || first == "super"
+                || self.out.modules.contains(&first.to_string()));
         if local {
             if let Some(name) = name {
                 self.out.local_names.insert(name.to_string());
+                if let (Some(module), Some(original)) = (public, segments.last()) {
+                    let mut at = module.to_vec();
+                    at.push(name.to_string());
+                    self.pending_reexports.push((original.clone(), at));
+                }
             }
             return;
         }
@@ -521,14 +742,127 @@ impl Walker<'_> {
             (Some(_), None) => quote!(use #colon #(#path)::*;),
             (None, None) => quote!(use #colon #(#path)::* ::*;),
         };
-        self.out.external_uses.push(ExternalUse { tokens, name: name.map(ToString::to_string) });
+        self.out.external_uses.push(ExternalUse { tokens, name: name.map(ToString::to_string), path: segments });
     }
 
-    fn type_def(&mut self, item: &Item) {
-        if let Some((name, text)) = type_definition(item) {
-            self.out.local_names.insert(name.clone());
-            self.out.local_types.entry(name).or_default().push(text);
+    fn type_def(&mut self, item: &Item, module: &[String], reach: Reach) {
+        let Some((name, text)) = type_definition(item) else { return };
+        let public = reach.public
+            && matches!(
+                item,
+                Item::Struct(syn::ItemStruct { vis: Visibility::Public(_), .. })
+                    | Item::Enum(syn::ItemEnum { vis: Visibility::Public(_), .. })
+                    | Item::Union(syn::ItemUnion { vis: Visibility::Public(_), .. })
+                    | Item::Type(syn::ItemType { vis: Visibility::Public(_), .. })
+            );
+        if public {
+            let mut path = module.to_vec();
+            path.push(name.clone());
+            self.offer_public_path(&name, path);
         }
+        self.out.local_names.insert(name.clone());
+        self.out.local_types.entry(name).or_default().push(text);
+    }
+
+    /// Keeps the shortest public path of a local type.
+    fn offer_public_path(&mut self, name: &str, path: Vec<String>) {
+        let shorter = self.out.public_types.get(name).is_none_or(|old| path.len() < old.len());
+        if shorter {
+            self.out.public_types.insert(name.to_owned(), path);
+        }
+    }
+
+    /// Public re-exports of local types count once all types are known.
+    fn resolve_reexports(&mut self) {
+        for (original, path) in std::mem::take(&mut self.pending_reexports) {
+            if self.out.local_types.contains_key(&original) {
+                self.offer_public_path(&original, path);
+            }
+        }
+    }
+
+    /// A module with reloadable Rust functions allocates through the host's
+    /// allocator (hcr-abi's, declared by its feature `global-allocator`):
+    /// it cannot have its own.
+    fn check_allocator(&mut self) {
+        let rust = self.out.procs.iter().any(|p| p.abi == Abi::Rust);
+        if let (true, Some(location)) = (rust, &self.out.global_allocator) {
+            self.errors.push(Error::Unsupported {
+                location: location.clone(),
+                message: "a module with reloadable Rust functions cannot declare its own #[global_allocator]: values it returns are freed by the host, so it allocates through the host's allocator (hcr-abi's feature `global-allocator` declares it); remove this one, or give the host this allocator".into(),
+            });
+        }
+    }
+}
+
+/// Whether `attr` is hcr's attribute `name`, however spelled: `#[name]`,
+/// `#[hcr_abi::name]`, `#[::hcr_abi::name]`, `#[hcr_macros::name]`.
+pub(crate) fn is_hcr_attribute(attr: &Attribute, name: &str) -> bool {
+    let path = attr.path();
+    let Some(last) = path.segments.last() else { return false };
+    if last.ident != name {
+        return false;
+    }
+    match path.segments.len() {
+        1 => path.leading_colon.is_none(),
+        2 => path.segments[0].ident == "hcr_abi" || path.segments[0].ident == "hcr_macros",
+        _ => false,
+    }
+}
+
+/// Finds what must not hide inside function bodies, impl blocks, traits
+/// and constants: globals (they would never be registered, and would start
+/// again from their initial value after every reload), reloadable
+/// functions and hooks (never registered), and global allocators.
+#[derive(Default)]
+struct NestedFinder {
+    found: Vec<(Span, String)>,
+    allocator: Option<Span>,
+}
+
+impl NestedFinder {
+    /// A function declared in `place`, which cannot be reloadable.
+    fn function(&mut self, attrs: &[Attribute], sig: &Signature, place: &str) {
+        let name = &sig.ident;
+        if attrs.iter().any(|a| is_hcr_attribute(a, "reload")) {
+            self.found.push((
+                name.span(),
+                format!("reloadable function `{name}` is declared in {place}; only free functions at module level can be registered: move it out"),
+            ));
+        } else if let Some(kind) = HookKind::of(attrs) {
+            self.found.push((
+                name.span(),
+                format!("reload hook `{name}` (#[{}]) is declared in {place}; only free functions at module level can be registered: move it out", kind.attribute()),
+            ));
+        }
+    }
+}
+
+impl Visit<'_> for NestedFinder {
+    fn visit_item_static(&mut self, s: &syn::ItemStatic) {
+        if s.attrs.iter().any(|a| a.path().is_ident("global_allocator")) {
+            self.allocator.get_or_insert(s.ident.span());
+        }
+        if global_type(&s.ty).is_some() {
+            self.found.push((
+                s.ident.span(),
+                format!(
+                    "global `{}` is declared inside a function, impl block or block expression, where the generated registration cannot reach it (it would start again from its initial value after every reload): move it to module level",
+                    s.ident
+                ),
+            ));
+        }
+        syn::visit::visit_item_static(self, s);
+    }
+
+    fn visit_item_fn(&mut self, f: &syn::ItemFn) {
+        self.function(&f.attrs, &f.sig, "a function body or block");
+        syn::visit::visit_item_fn(self, f);
+    }
+
+    fn visit_impl_item_fn(&mut self, f: &syn::ImplItemFn) {
+        self.function(&f.attrs, &f.sig, "an impl block");
+        syn::visit::visit_impl_item_fn(self, f);
     }
 }
 

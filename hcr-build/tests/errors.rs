@@ -11,6 +11,11 @@ struct TempCrate(PathBuf);
 
 impl TempCrate {
     fn new(files: &[(&str, &str)]) -> TempCrate {
+        let manifest = "[package]\nname = \"broken\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[lib]\ncrate-type = [\"cdylib\", \"rlib\"]\n";
+        TempCrate::with_manifest(manifest, files)
+    }
+
+    fn with_manifest(manifest: &str, files: &[(&str, &str)]) -> TempCrate {
         static N: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "hcr-build-errors-{}-{}",
@@ -18,7 +23,6 @@ impl TempCrate {
             N.fetch_add(1, Ordering::Relaxed)
         ));
         let _ = std::fs::remove_dir_all(&dir);
-        let manifest = "[package]\nname = \"broken\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[lib]\ncrate-type = [\"cdylib\", \"rlib\"]\n";
         write(&dir.join("Cargo.toml"), manifest);
         for (path, content) in files {
             write(&dir.join(path), content);
@@ -190,4 +194,157 @@ fn a_migration_must_target_a_global_of_its_type() {
             "`MISSING`, which is not a `Global` of this module",
         ],
     );
+}
+
+#[test]
+fn reloadable_rust_functions_that_cannot_have_a_stub_are_refused() {
+    let c = TempCrate::new(&[(
+        "src/lib.rs",
+        "use hcr_abi::reload;\n#[reload]\npub fn id<T: Copy>(x: T) -> T { x }\n#[hcr_abi::reload]\npub async fn later() {}\n#[reload]\npub fn hidden(x: impl Copy) {}\n",
+    )]);
+    assert_mentions(
+        &c.module_error(),
+        &[
+            "src/lib.rs:3:10",
+            "`id` is generic",
+            "src/lib.rs:5:14",
+            "cannot be `async`",
+            "src/lib.rs:7:18",
+            "`impl Trait`",
+        ],
+    );
+}
+
+#[test]
+fn reloadable_items_where_the_registration_cannot_reach_them_are_refused() {
+    let c = TempCrate::new(&[(
+        "src/lib.rs",
+        "use hcr_abi::{Global, reload};\n\
+         pub struct S;\n\
+         impl S {\n    #[reload]\n    pub fn method_like() {}\n}\n\
+         pub fn f() {\n    static LOST: Global<u64> = Global::new(|| 0);\n}\n\
+         const _: () = {\n    static ALSO_LOST: hcr_abi::Global<u32> = hcr_abi::Global::new(|| 0);\n};\n\
+         pub fn g() {\n    #[hcr_abi::before_reload]\n    fn inner_hook() {}\n}\n",
+    )]);
+    assert_mentions(
+        &c.module_error(),
+        &[
+            "src/lib.rs:5:12",
+            "reloadable function `method_like` is declared in an impl block",
+            "src/lib.rs:8:12",
+            "global `LOST` is declared inside a function",
+            "src/lib.rs:11:12",
+            "global `ALSO_LOST`",
+            "src/lib.rs:15:8",
+            "reload hook `inner_hook` (#[before_reload])",
+        ],
+    );
+}
+
+#[test]
+fn a_module_with_rust_procs_cannot_bring_its_own_allocator() {
+    let c = TempCrate::new(&[(
+        "src/lib.rs",
+        "use std::alloc::System;\n#[global_allocator]\nstatic MINE: System = System;\n#[hcr_abi::reload]\npub fn f() {}\n",
+    )]);
+    assert_mentions(&c.module_error(), &["src/lib.rs:3:8", "cannot declare its own #[global_allocator]"]);
+}
+
+#[test]
+fn a_hook_with_another_signature_is_refused() {
+    let c = TempCrate::new(&[("src/lib.rs", "\n#[hcr_abi::after_reload]\nfn count() -> u32 { 0 }\n")]);
+    assert_mentions(&c.module_error(), &["src/lib.rs:3:4", "reload hook `count` must be a plain `fn()`"]);
+}
+
+/// A host crate named `host` with `deps` under [dependencies] and a
+/// feature `static` enabling `static_deps`.
+fn host(deps: &str, static_deps: &str) -> TempCrate {
+    let manifest = format!(
+        "[package]\nname = \"host\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[dependencies]\n{deps}\n[features]\nstatic = [{static_deps}]\n"
+    );
+    TempCrate::with_manifest(&manifest, &[("src/main.rs", "fn main() {}\n")])
+}
+
+fn host_render(host: &TempCrate, module: &TempCrate) -> Result<hcr_build::Generated, Error> {
+    Host::new()
+        .crate_dir(&host.0)
+        .out_dir(host.0.join("target/debug/build/h-0/out"))
+        .cfg(Cfg::empty())
+        .module(&module.0)
+        .render()
+}
+
+#[test]
+fn a_host_must_be_able_to_name_every_type_of_a_rust_signature() {
+    let module = TempCrate::new(&[
+        (
+            "src/lib.rs",
+            "mod inner;\nuse shared::Thing;\nuse inner::Hidden;\n#[hcr_abi::reload]\npub fn take(t: &Thing) -> Hidden { todo!() }\n",
+        ),
+        ("src/inner.rs", "pub struct Hidden;\n"),
+    ]);
+    let path = module.0.display().to_string();
+    let h = host(&format!("broken = {{ path = \"{path}\" }}\n"), "");
+    let err = host_render(&h, &module).unwrap_err().to_string();
+    assert_mentions(
+        &err,
+        &[
+            "src/lib.rs:5:8",
+            "uses `Thing` from crate `shared`, which crate `host` cannot name: add `shared` to its [dependencies]",
+            "uses type `Hidden`, which is defined in module crate `broken` but is not public",
+        ],
+    );
+    // Public (by re-export), and the host depends on both crates: fine,
+    // and the bindings name the type through the module crate.
+    let module = TempCrate::new(&[
+        (
+            "src/lib.rs",
+            "mod inner;\npub use inner::Hidden;\nuse shared::Thing;\n#[hcr_abi::reload]\npub fn take(t: &Thing) -> Hidden { todo!() }\n",
+        ),
+        ("src/inner.rs", "pub struct Hidden;\n"),
+    ]);
+    let path = module.0.display().to_string();
+    let h = host(&format!("broken = {{ path = \"{path}\" }}\nshared = \"1\"\n"), "");
+    let source = host_render(&h, &module).unwrap().source;
+    assert!(source.contains("use ::broken::Hidden;") && source.contains("use shared::Thing;"), "{source}");
+    // A host that lists the module only as an optional dependency cannot
+    // name its types in a hot build.
+    let h = host(&format!("broken = {{ path = \"{path}\", optional = true }}\nshared = \"1\"\n"), "\"dep:broken\"");
+    assert_mentions(
+        &host_render(&h, &module).unwrap_err().to_string(),
+        &["must depend on `broken` (a normal, not optional, dependency)"],
+    );
+}
+
+#[test]
+fn a_module_relative_path_in_a_signature_is_refused() {
+    let module = TempCrate::new(&[
+        ("src/lib.rs", "pub mod shapes;\n#[hcr_abi::reload]\npub fn area(c: &shapes::Circle) -> f32 { c.r }\n"),
+        ("src/shapes.rs", "pub struct Circle { pub r: f32 }\n"),
+    ]);
+    let path = module.0.display().to_string();
+    let h = host(&format!("broken = {{ path = \"{path}\" }}\n"), "");
+    assert_mentions(
+        &host_render(&h, &module).unwrap_err().to_string(),
+        &["src/lib.rs:3:8", "names `shapes::Circle` through a module of crate `broken`"],
+    );
+}
+
+#[test]
+fn a_static_build_without_the_module_crate_stops_with_the_dependency_to_add() {
+    let module = TempCrate::new(&[("src/lib.rs", "#[hcr_abi::reload]\npub fn f() -> u32 { 1 }\n")]);
+    let h = host("", "");
+    let source = host_render(&h, &module).unwrap().source;
+    assert!(source.contains("#[cfg(feature = \"static\")]\n    ::core::compile_error!("), "{source}");
+    assert!(
+        source.contains(
+            "the static build of crate `host` (feature `static`) calls module `broken` directly and needs its crate: add `broken` to [dependencies] (`optional = true`) and `\\\"dep:broken\\\"` to feature `static`"
+        ),
+        "{source}"
+    );
+    // With the dependency (optional, enabled by `static`): direct calls.
+    let path = module.0.display().to_string();
+    let h = host(&format!("broken = {{ path = \"{path}\", optional = true }}\n"), "\"dep:broken\"");
+    let source = host_render(&h, &module).unwrap().source;
+    assert!(!source.contains("compile_error") && source.contains("::broken::f()"), "{source}");
 }

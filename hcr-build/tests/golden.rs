@@ -35,10 +35,18 @@ fn cfg() -> Cfg {
     Cfg::empty().with_flag("unix").with_value("target_os", "linux")
 }
 
+/// A fixed toolchain text, so that the golden files do not depend on the
+/// compiler that runs the tests.
+const TOOLCHAIN: &str = "rustc 1.0.0 (golden); x86_64-unknown-linux-gnu; panic=unwind; target-features=fxsr,sse,sse2";
+
 #[test]
 fn module_registration_for_a_representative_module() {
-    let generated =
-        Module::new().crate_dir(golden_dir().join("physics")).cfg(cfg().with_feature("gravity")).render().unwrap();
+    let generated = Module::new()
+        .crate_dir(golden_dir().join("physics"))
+        .cfg(cfg().with_feature("gravity"))
+        .toolchain(TOOLCHAIN)
+        .render()
+        .unwrap();
     check("physics.module.rs", &generated.source);
     // Every scanned file is an input, and the cfg'd-out item is absent.
     let inputs: Vec<String> =
@@ -52,8 +60,13 @@ fn module_registration_for_a_representative_module() {
 
 #[test]
 fn module_registration_with_an_import() {
-    let generated =
-        Module::new().crate_dir(golden_dir().join("game")).cfg(cfg()).import("../physics").render().unwrap();
+    let generated = Module::new()
+        .crate_dir(golden_dir().join("game"))
+        .cfg(cfg())
+        .toolchain(TOOLCHAIN)
+        .import("../physics")
+        .render()
+        .unwrap();
     check("game.module.rs", &generated.source);
 }
 

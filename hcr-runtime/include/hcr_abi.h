@@ -17,7 +17,18 @@
 //
 // * 0: the original table.
 // * 1: `register_global_migrating`.
-#define HCR_ABI_MINOR 1
+// * 2: `get_services` (the [`Services`] table: the host's allocator and
+//   panic reports), [`Phase::FIRST_LOAD`], and the descriptor's `flags` and
+//   toolchain fingerprint.
+#define HCR_ABI_MINOR 2
+
+// How many bytes of toolchain fingerprint a [`ModuleDescriptor`] holds.
+#define HCR_FINGERPRINT_CAPACITY 256
+
+// The longest toolchain text that [`Fingerprint::new`] accepts: what is left
+// of [`FINGERPRINT_CAPACITY`] after `"; hcr-abi <version>"`. `hcr-build`
+// shortens longer texts (see `hcr_build::toolchain_fingerprint`).
+#define HCR_TOOLCHAIN_TEXT_CAPACITY (HCR_FINGERPRINT_CAPACITY - 48)
 
 // A borrowed UTF-8 string: pointer and length in bytes, not NUL-terminated.
 //
@@ -143,6 +154,10 @@ typedef uint32_t HcrPhase;
 #define HcrPhase_BEFORE_RELOAD 0
 // After the reload committed or rolled back.
 #define HcrPhase_AFTER_RELOAD 1
+// Once per module, after the load that first brought it in committed
+// (not after later reloads). Since ABI 1.2; an older runtime refuses the
+// registration.
+#define HcrPhase_FIRST_LOAD 2
 
 // How a reload ended, as seen by an after-reload handler.
 typedef uint32_t HcrOutcome;
@@ -206,6 +221,91 @@ typedef HcrStatus (*HcrRegisterGlobalMigratingFn)(void *ctx,
                                                   size_t migration_count,
                                                   struct HcrGlobalSlot *out);
 
+// Entry `alloc` of [`Services`]: like `GlobalAlloc::alloc` with the layout's
+// size (never zero) and alignment; null on failure. Must not unwind.
+typedef uint8_t *(*HcrAllocFn)(void *ctx, size_t size, size_t align);
+
+// Entry `dealloc` of [`Services`]: like `GlobalAlloc::dealloc`. Must not
+// unwind.
+typedef void (*HcrDeallocFn)(void *ctx, uint8_t *ptr, size_t size, size_t align);
+
+// Entry `realloc` of [`Services`]: like `GlobalAlloc::realloc` (the old
+// layout is `size`, `align`); null on failure. Must not unwind.
+typedef uint8_t *(*HcrReallocFn)(void *ctx, uint8_t *ptr, size_t size, size_t align, size_t new_size);
+
+// Where a panic that a module reports was caught.
+typedef uint32_t HcrPanicOrigin;
+// By the guard of a reloadable Rust function: its caller receives the
+// panic as a [`ProcPanic`].
+#define HcrPanicOrigin_PROC 0
+// By the guard of a reload hook ([`Phase`]); the hook did not finish.
+#define HcrPanicOrigin_HOOK 1
+// Not by hcr: the panic happened outside any reloadable function (on a
+// thread the module started, for example). The module printed it.
+#define HcrPanicOrigin_UNCAUGHT 2
+// By the guard of a global's migration; the reload rolls back.
+#define HcrPanicOrigin_MIGRATION 3
+
+// A panic in module code, as a module reports it to the runtime
+// ([`Services::report_panic`]). All strings are valid for the call only.
+typedef struct HcrPanicReport {
+  // `size_of::<PanicReport>()` as the module was built.
+  uint32_t size;
+  // Where it was caught.
+  HcrPanicOrigin origin;
+  // Line of the panic, from 1; 0 when unknown.
+  uint32_t line;
+  // Column of the panic, from 1; 0 when unknown.
+  uint32_t column;
+  // The module's name.
+  struct HcrStr module;
+  // The proc or hook that panicked; empty for [`PanicOrigin::UNCAUGHT`].
+  struct HcrStr proc_;
+  // The panic message (`"Box<dyn Any>"` when the payload is not a string).
+  struct HcrStr message;
+  // Source file of the panic; empty when unknown.
+  struct HcrStr file;
+} HcrPanicReport;
+
+// Entry `report_panic` of [`Services`]. Must not unwind.
+typedef void (*HcrReportPanicFn)(void *ctx, const struct HcrPanicReport *report);
+
+// What the runtime offers modules for as long as it lives (not only during
+// init): the host's allocator, and a place to report panics.
+//
+// A module receives it from [`HostApi::services`] in its init, keeps the
+// pointer, and calls the entries from any thread until it is unloaded. Like
+// [`HostApi`], the table records its size and is only ever appended to: a
+// module checks `size` before it uses an entry.
+//
+// The allocator entries are the host's global allocator. A module's
+// [`HostAllocator`] forwards every allocation to them, so that memory can
+// change hands between host and module (a `Vec` returned by a reloadable
+// function, freed by the host) and outlive the module's library.
+typedef struct HcrServices {
+  // `size_of::<Services>()` as the runtime was built.
+  uint32_t size;
+  // Reserved, zero.
+  uint32_t reserved;
+  // Opaque context; the first argument of every entry.
+  void *ctx;
+  // The host's allocator: allocate.
+  HcrAllocFn alloc;
+  // The host's allocator: free.
+  HcrDeallocFn dealloc;
+  // The host's allocator: grow or shrink.
+  HcrReallocFn realloc;
+  // The host's allocator: allocate zeroed memory.
+  HcrAllocFn alloc_zeroed;
+  // Tells the runtime about a panic in module code (for its log and its
+  // reload reports); the module has already dealt with the panic.
+  HcrReportPanicFn report_panic;
+} HcrServices;
+
+// Entry `get_services` (ABI 1.2): the runtime's [`Services`] table, valid for
+// as long as the runtime lives.
+typedef const struct HcrServices *(*HcrGetServicesFn)(void *ctx);
+
 // The table of runtime entry points handed to a module's init.
 //
 // Entries are only ever appended (each append bumps [`ABI_MINOR`]). Call them
@@ -233,12 +333,17 @@ typedef struct HcrHostApi {
   HcrReportErrorFn report_error;
   // See [`HostApi::register_global_migrating`]. Since ABI 1.1.
   HcrRegisterGlobalMigratingFn register_global_migrating;
+  // See [`HostApi::services`]. Since ABI 1.2.
+  HcrGetServicesFn get_services;
 } HcrHostApi;
 
-// The descriptor every module exports under [`DESCRIPTOR_SYMBOL`].
+// The descriptor every module exports (under [`DESCRIPTOR_SYMBOL`] or
+// [`DESCRIPTOR_SYMBOL_PREFIX`]`<name>`).
 //
 // The first 16 bytes (magic, versions, size) contain no pointers, so the
-// runtime reads and checks them from the file before it opens the library.
+// runtime reads and checks them from the file before it opens the library;
+// so are the fields from `flags` on (ABI 1.2), which follow the pointers:
+// the runtime reads them from the file when `size` covers them.
 typedef struct HcrModuleDescriptor {
   // Always [`MAGIC`].
   uint8_t magic[8];
@@ -260,6 +365,13 @@ typedef struct HcrModuleDescriptor {
   // from this file see a nullable function pointer); never null in a
   // valid module.
   HcrStatus (*init)(const struct HcrHostApi *api);
+  // [`ModuleFlags`] bits. Since ABI 1.2.
+  uint32_t flags;
+  // Number of bytes used in `fingerprint`. Since ABI 1.2.
+  uint32_t fingerprint_len;
+  // The toolchain [`Fingerprint`] as text (not NUL-terminated); required
+  // when `flags` has [`ModuleFlags::RUST_ABI`]. Since ABI 1.2.
+  uint8_t fingerprint[HCR_FINGERPRINT_CAPACITY];
 } HcrModuleDescriptor;
 
 #endif  /* HCR_ABI_H */

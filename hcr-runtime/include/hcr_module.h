@@ -74,11 +74,13 @@ static inline uint64_t hcr_hash(const char *text) {
 /* Like HCR_MODULE, for a module that imports others: IMPORTS is a static
  * array of COUNT HcrStr (HCR_STR_LITERAL("other_module"), ...), loaded
  * before this module. */
+/* A C module has no flags and no toolchain fingerprint (those are for
+ * modules with Rust-ABI functions). */
 #define HCR_MODULE_IMPORTING(name, build_id, init, imports, count)                                         \
     HCR_EXTERN_C HCR_EXPORT const HcrModuleDescriptor HCR_MODULE_DESCRIPTOR = {                           \
         { 'H', 'C', 'R', 'M', 'O', 'D', 'U', 'L' }, HCR_ABI_MAJOR, HCR_ABI_MINOR,                        \
         sizeof(HcrModuleDescriptor), HCR_STR_LITERAL(name), HCR_STR_LITERAL(build_id), (imports), (count), \
-        (init) }
+        (init), 0, 0, { 0 } }
 
 /* Registers function ADDR under NAME, with its signature as text (hashed
  * with hcr_hash; null or "" for unknown). */

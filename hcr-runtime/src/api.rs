@@ -10,7 +10,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use hcr_abi::{
     ABI_MAJOR, ABI_MINOR, GlobalDesc, GlobalImport, GlobalMigration, GlobalSlot, HandlerFn, HostApi, Phase, ProcDesc,
-    ProcImport, Status, Str,
+    ProcImport, Services, Status, Str,
 };
 
 use crate::error::Error;
@@ -52,6 +52,7 @@ pub(crate) fn host_api<C: InitContext>(context: &mut C) -> HostApi {
         add_handler: add_handler::<C>,
         report_error: report_error::<C>,
         register_global_migrating: register_global_migrating::<C>,
+        get_services,
     }
 }
 
@@ -215,4 +216,10 @@ unsafe extern "C" fn report_error<C: InitContext>(ctx: *mut c_void, message: Str
             Ok(())
         })
     };
+}
+
+/// The runtime has no [`Services`] table yet: modules that need one (those
+/// with reloadable Rust functions) refuse to initialise with a message.
+unsafe extern "C" fn get_services(_ctx: *mut c_void) -> *const Services {
+    std::ptr::null()
 }

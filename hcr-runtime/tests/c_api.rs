@@ -45,6 +45,11 @@ fn abi_header() -> String {
         ["ModuleDescriptor", "HostApi", "ReloadEvent", "GlobalMigration", "GlobalImport", "ProcImport"]
             .map(String::from)
             .to_vec();
+    // The unwinder declarations of the module-side panic capture.
+    config.export.exclude =
+        ["UnwindContext", "Trace", "_Unwind_Backtrace", "_Unwind_GetIP", "_Unwind_FindEnclosingFunction"]
+            .map(String::from)
+            .to_vec();
     // C has one namespace: every name gets the project's prefix.
     for name in [
         "Str",
@@ -67,13 +72,21 @@ fn abi_header() -> String {
         "AddHandlerFn",
         "ReportErrorFn",
         "RegisterGlobalMigratingFn",
+        "GetServicesFn",
+        "Services",
+        "AllocFn",
+        "DeallocFn",
+        "ReallocFn",
+        "ReportPanicFn",
+        "PanicReport",
+        "PanicOrigin",
         "HostApi",
         "InitFn",
         "ModuleDescriptor",
     ] {
         config.export.rename.insert(name.into(), format!("Hcr{name}"));
     }
-    for name in ["ABI_MAJOR", "ABI_MINOR"] {
+    for name in ["ABI_MAJOR", "ABI_MINOR", "FINGERPRINT_CAPACITY", "TOOLCHAIN_TEXT_CAPACITY"] {
         config.export.rename.insert(name.into(), format!("HCR_{name}"));
     }
     generate(config, &manifest_dir().join("../hcr-abi/src/lib.rs"))
@@ -191,9 +204,13 @@ fn a_c_host_loads_and_reloads_a_rust_module() {
     let s = Scratch::new("c-host");
     let module = s.install(&fixture("counter", &[]), "counter");
     let v2 = fixture("counter", &["v2"]);
+    // The runpath finds this build's runtime; cargo's LD_LIBRARY_PATH, which
+    // comes first, also lists `target/<profile>`, where an older build may
+    // have left another copy of the library.
     let child = target_command(&host)
         .arg(&module)
         .env("HCR_TEST_V2", &v2)
+        .env("LD_LIBRARY_PATH", &lib_dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -1,7 +1,9 @@
 //! Runs the callbacks example: every second, calls each entry of a table of
-//! stub pointers taken at start-up. Edit `math/src/lib.rs` or
-//! `ops/src/lib.rs` and rebuild that module (`cargo build -p callbacks-math`):
-//! the same pointers run the new code. `--frames N` stops after N rounds.
+//! stub pointers taken at start-up. Run it with `cargo hcr run -p callbacks`,
+//! edit `math/src/lib.rs` (`double`: `x * 2` to `x * 10`) or
+//! `ops/src/lib.rs` and save (without cargo-hcr, rebuild that module with
+//! `cargo build -p callbacks-math`): the same pointers run the new code.
+//! `--frames N` stops after N rounds.
 
 use std::time::Duration;
 
@@ -15,6 +17,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("callback table (stub addresses, valid across reloads):");
     for (name, f) in &table {
         println!("  {name:<24} {:#x}", *f as usize);
+    }
+    if hcr.is_hot() {
+        let rebuild = if std::env::var_os("HCR_REPORT_FILE").is_some() {
+            "and save"
+        } else {
+            "then: cargo build -p callbacks-math"
+        };
+        println!("edit examples/callbacks/math/src/lib.rs (double: `x * 2` to `x * 10`) {rebuild}");
+        println!("the same pointers then run the new code, and `ops` calls it through its stubs");
     }
     let mut round = 0;
     while frames.is_none_or(|n| round < n) {

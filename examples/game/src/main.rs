@@ -27,6 +27,9 @@ use std::time::{Duration, Instant};
 use hcr::{Hcr, game_logic};
 
 const DT: f32 = 1.0 / 30.0;
+/// How often the loop asks, between frames, whether new code is there (one
+/// atomic load when the runtime watches its files).
+const POLL: Duration = Duration::from_millis(2);
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let frames = std::env::args().skip_while(|a| a != "--frames").nth(1).map(|n| n.parse::<u64>()).transpose()?;
@@ -38,39 +41,44 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Run by cargo-hcr, which rebuilds the module on every save and prints
     // every reload and its errors.
     let cargo_hcr = std::env::var_os("HCR_REPORT_FILE").is_some();
+    // At most 80 columns with the frame number in front.
     let mut status = String::from(if !hcr.is_hot() {
         "static build: the game logic is linked in"
     } else if cargo_hcr {
         "edit examples/game/logic/src/lib.rs and save"
     } else {
-        "edit examples/game/logic/src/lib.rs, then: cargo build -p game-logic"
+        "edit examples/game/logic/src/lib.rs; cargo build -p game-logic"
     });
     let mut terminal = frames.is_none().then(Terminal::default);
     let mut done = 0;
     let mut next = Instant::now();
     while frames.is_none_or(|n| done < n) && !stop.load(Ordering::Relaxed) {
-        match hcr.update() {
-            Some(Ok(reload)) => status = format!("reloaded: {reload}"),
-            Some(Err(e)) => {
-                status = "reload failed, the old code keeps running".into();
-                if !cargo_hcr {
-                    // Below the field, where it can be read in full.
-                    eprintln!("reload failed, the old code keeps running: {e}");
-                }
-            }
-            None => {}
-        }
         game_logic::update(DT);
-        let screen = render(&status);
-        let mut out = std::io::stdout().lock();
-        match &mut terminal {
-            Some(terminal) => terminal.draw(&mut out, &screen)?,
-            None => out.write_all(screen.as_bytes())?,
-        }
-        out.flush()?;
+        draw(&mut terminal, &status)?;
         done += 1;
         next += Duration::from_secs_f32(DT);
-        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        // Until the next step: new code is drawn as soon as it is loaded,
+        // not a frame later (the simulation keeps its fixed pace).
+        loop {
+            if let Some(result) = hcr.update() {
+                match result {
+                    Ok(reload) => status = format!("reloaded: {reload}"),
+                    Err(e) => {
+                        status = "reload failed, the old code keeps running".into();
+                        if !cargo_hcr {
+                            // Below the field, where it can be read in full.
+                            eprintln!("reload failed, the old code keeps running: {e}");
+                        }
+                    }
+                }
+                draw(&mut terminal, &status)?;
+            }
+            let left = next.saturating_duration_since(Instant::now());
+            if left.is_zero() || stop.load(Ordering::Relaxed) {
+                break;
+            }
+            std::thread::sleep(left.min(POLL));
+        }
     }
     if let Some(terminal) = terminal {
         terminal.restore(&mut std::io::stdout().lock())?;
@@ -78,8 +86,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// The frame: the field in a border, then one status line, as wide as the
-/// border.
+/// Draws the frame, in place on a terminal or as lines of text.
+fn draw(terminal: &mut Option<Terminal>, status: &str) -> std::io::Result<()> {
+    let screen = render(status);
+    let mut out = std::io::stdout().lock();
+    match terminal {
+        Some(terminal) => terminal.draw(&mut out, &screen)?,
+        None => out.write_all(screen.as_bytes())?,
+    }
+    out.flush()
+}
+
+/// The frame: the field in a border, then one status line of at most 80
+/// columns.
 fn render(status: &str) -> String {
     let size = game_logic::field_size();
     let (width, height) = (size >> 16, size & 0xFFFF);
@@ -94,7 +113,7 @@ fn render(status: &str) -> String {
     }
     let _ = writeln!(screen, "+{}+", "-".repeat(width as usize));
     let status = format!("frame {}  {status}", game_logic::frames());
-    let room = width as usize + 2;
+    let room = 80;
     if status.chars().count() > room {
         let cut: String = status.chars().take(room - 3).collect();
         let _ = writeln!(screen, "{cut}...");

@@ -5,60 +5,75 @@
 #[allow(unused_unsafe, non_snake_case, clippy::all)]
 pub mod __hcr_module {
     use ::hcr_abi as abi;
+    /// The module's name.
+    const NAME: &str = "game";
     /// The modules this module imports; the runtime loads them first.
     static IMPORTS: [abi::Str; 1] = [abi::Str::new("physics")];
     /// How the hcr runtime finds and initialises this module.
     #[unsafe(no_mangle)]
     pub static HCR_MODULE_DESCRIPTOR: abi::ModuleDescriptor = abi::ModuleDescriptor::new(
-        "game",
-        "game-59847d9d1d94baf9",
-        &IMPORTS,
-        init,
-    );
-    /// The reloadable functions, by symbol.
+            NAME,
+            "game-59847d9d1d94baf9",
+            &IMPORTS,
+            init,
+        )
+        .with_toolchain(
+            abi::__private::module_flags(false),
+            "rustc 1.0.0 (golden); x86_64-unknown-linux-gnu; panic=unwind; target-features=fxsr,sse,sse2",
+        );
+    /// The functions that catch panics, for the module's panic hook.
+    static CATCHERS: [abi::__private::Catcher; 1] = [
+        abi::__private::Catcher(init as *const ()),
+    ];
+    /// What the panic capture knows about this module.
+    static MODULE: abi::__private::ModuleInfo = abi::__private::ModuleInfo {
+        name: NAME,
+        flags: abi::__private::module_flags(false),
+        catchers: &CATCHERS,
+    };
+    /// The reloadable functions and hooks, by symbol.
     mod procs {
         unsafe extern "C" {
             #[link_name = "frame"]
-            pub(super) fn frame(dt: f32) -> u64;
+            pub(super) fn frame();
         }
     }
     unsafe extern "C" fn init(api: *const abi::HostApi) -> abi::Status {
-        if api.is_null() {
-            return abi::Status::INVALID_ARGUMENT;
-        }
-        // SAFETY: the runtime passes a table that is valid for the duration of init.
-        let api = unsafe { &*api };
+        // SAFETY: the runtime passes a table of at least `size` readable bytes, valid during init.
+        let api = match unsafe { abi::HostApi::from_raw(api) } {
+            Ok(api) => api,
+            Err(status) => return status,
+        };
         let result = ::std::panic::catch_unwind(
             ::std::panic::AssertUnwindSafe(|| {
+                // SAFETY: `api` is the table of the running init and `MODULE` describes this module.
+                unsafe { abi::__private::init_module(&api, &MODULE) }?;
                 // SAFETY: `api` is the table of the running init.
-                unsafe { register(api) }
+                unsafe { register(&api) }
             }),
         );
         match result {
             Ok(Ok(())) => abi::Status::OK,
             Ok(Err(status)) => status,
             Err(payload) => {
-                let message = payload
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| payload.downcast_ref::<::std::string::String>().cloned())
-                    .unwrap_or_else(|| "a panic without a message".to_owned());
-                // SAFETY: `api` is the table of the running init.
-                unsafe { api.report_error(&::std::format!("init panicked: {message}")) };
+                let message = abi::__private::init_panic_message(payload);
+                // SAFETY: as above.
+                unsafe { api.report_error(&message) };
                 abi::Status::FAILED
             }
         }
     }
     /// Registers globals first (so that nothing runs with
-    /// unregistered state), then procs, then binds imports.
+    /// unregistered state), then procs and hooks, then binds
+    /// imports.
     unsafe fn register(api: &abi::HostApi) -> ::core::result::Result<(), abi::Status> {
-        // SAFETY: called by `init` with its table; each layout hash was computed from the global's type, and each proc is declared with its definition's signature.
+        // SAFETY: called by `init` with its table; each layout hash was computed from the global's type, and each proc and hook is declared by the symbol of its definition.
         unsafe {
             api.register_proc(
                     &abi::ProcDesc {
                         name: abi::Str::new("frame"),
                         addr: procs::frame as *const ::core::ffi::c_void,
-                        signature_hash: 0xa02aee667fd031ff,
+                        signature_hash: 0xb2639a751d46944e,
                         signature: abi::Str::new("extern \"C\" fn(f32) -> u64"),
                     },
                 )
@@ -80,7 +95,7 @@ pub mod physics {
         pub static step: ::hcr_abi::ProcCell = ::hcr_abi::ProcCell::new(
             "physics",
             "step",
-            0xa02aee667fd031ff,
+            0xb2639a751d46944e,
             "extern \"C\" fn(f32) -> u64",
         );
     }
@@ -131,7 +146,6 @@ pub mod physics {
         #[allow(unused_imports)]
         use super::*;
         use ::physics as _;
-        unsafe extern "C" {}
     }
     /// Calls `physics::step` (the module's current code).
     #[cfg(feature = "static")]

@@ -12,7 +12,7 @@ pub mod game {
         pub static frame: ::hcr_runtime::abi::ProcCell = ::hcr_runtime::abi::ProcCell::new(
             "game",
             "frame",
-            0xa02aee667fd031ff,
+            0xb2639a751d46944e,
             "extern \"C\" fn(f32) -> u64",
         );
     }
@@ -51,7 +51,6 @@ pub mod game {
         #[allow(unused_imports)]
         use super::*;
         use ::game as _;
-        unsafe extern "C" {}
     }
     /// Calls `game::frame` (the module's current code).
     #[cfg(feature = "static")]
@@ -80,25 +79,25 @@ pub mod physics {
         pub static step: ::hcr_runtime::abi::ProcCell = ::hcr_runtime::abi::ProcCell::new(
             "physics",
             "step",
-            0xa02aee667fd031ff,
+            0xb2639a751d46944e,
             "extern \"C\" fn(f32) -> u64",
         );
         pub static positions: ::hcr_runtime::abi::ProcCell = ::hcr_runtime::abi::ProcCell::new(
             "physics",
             "positions",
-            0x36729c78056b87d4,
+            0x1e14dee8d95b20cf,
             "unsafe extern \"C\" fn(*mut f32, usize) -> usize",
         );
         pub static circle_area: ::hcr_runtime::abi::ProcCell = ::hcr_runtime::abi::ProcCell::new(
             "physics",
             "circle_area",
-            0x7cdd3f4d52dd513d,
+            0x9ec141f4653f0fc0,
             "extern \"C\" fn(f64) -> f64",
         );
         pub static name: ::hcr_runtime::abi::ProcCell = ::hcr_runtime::abi::ProcCell::new(
             "physics",
             "name",
-            0x349ffe9c13d100a6,
+            0x67081c4ad158a0d9,
             "extern \"C\" fn() -> *const c_char",
         );
     }

@@ -3,7 +3,8 @@
 
 include!(concat!(env!("OUT_DIR"), "/hcr_module.rs"));
 
-/// Doubles `x`. Edit me: `x * 2` -> `x * 10`, then `cargo build -p callbacks-math`.
+/// Doubles `x`. Edit me: `x * 2` -> `x * 10`, and save under
+/// `cargo hcr run -p callbacks` (or run `cargo build -p callbacks-math`).
 #[unsafe(no_mangle)]
 pub extern "C" fn double(x: u64) -> u64 {
     x * 2

@@ -1,0 +1,608 @@
+//! Rebuilding a module without cargo: its build script (when its inputs
+//! changed) and then its `rustc` command, exactly as cargo last ran them,
+//! the library written to a staging directory and moved into place with one
+//! `rename` (so that the host never sees half a library), and said to be
+//! unchanged when it came out the same.
+//!
+//! Cargo is not told: its fingerprint of the module is stale afterwards, and
+//! the next `cargo build` compiles the module once more, which is correct.
+
+use std::ffi::OsStr;
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use cargo_metadata::diagnostic::Diagnostic;
+use serde_json::Value;
+
+use crate::cargo::Diagnostics;
+use crate::metadata::Package;
+use crate::process;
+use crate::record::{self, ScriptOutput};
+
+/// How long a direct build that is asked to stop gets before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// How cargo last built a module, enough to do it again.
+#[derive(Debug, Clone)]
+pub struct ModuleRecord {
+    /// The package's name.
+    pub package: String,
+    /// The package's directory.
+    pub dir: PathBuf,
+    /// `rustc` compiling its library.
+    pub rustc: record::Command,
+    /// The directory cargo ran `rustc` in.
+    pub rustc_cwd: PathBuf,
+    /// Running its build script, if it has one and cargo ran it.
+    pub script: Option<record::Command>,
+    /// What its build script printed when the recorded `rustc` command was
+    /// made (`None` without a build script).
+    pub script_output: Option<ScriptOutput>,
+}
+
+impl ModuleRecord {
+    /// The record of `package` from the commands of a cargo build, if that
+    /// build compiled it; a build script cargo did not run again is taken
+    /// from `previous` when it wrote to the same `OUT_DIR`.
+    pub fn from_build(
+        package: &Package,
+        commands: &[record::Command],
+        previous: Option<&ModuleRecord>,
+    ) -> Option<ModuleRecord> {
+        let lib = package.lib.as_deref()?;
+        let rustc = commands.iter().rev().find(|c| c.compiles_cdylib(lib, &package.dir))?.clone();
+        let rustc_cwd = rustc_cwd(&rustc, package.lib_src.as_deref()?)?;
+        let out_dir = rustc.var("OUT_DIR").map(PathBuf::from);
+        let script = commands
+            .iter()
+            .rev()
+            .find(|c| c.runs_build_script_of(&package.dir))
+            .or_else(|| previous.and_then(|p| p.script.as_ref()))
+            .filter(|script| script.var("OUT_DIR").map(PathBuf::from) == out_dir)
+            .cloned();
+        // What the build script printed for this compilation, as cargo kept it.
+        let script_output = match &out_dir {
+            Some(out_dir) => {
+                let text = std::fs::read_to_string(out_dir.parent()?.join("output")).ok()?;
+                Some(ScriptOutput::parse(&text, &package.dir))
+            }
+            None => None,
+        };
+        Some(ModuleRecord {
+            package: package.name.clone(),
+            dir: package.dir.clone(),
+            rustc,
+            rustc_cwd,
+            script,
+            script_output,
+        })
+    }
+
+    /// The directory the library is built into.
+    pub fn out_dir(&self) -> Option<PathBuf> {
+        self.rustc.option("--out-dir").map(PathBuf::from)
+    }
+
+    /// The name of a file rustc writes for this crate: `prefix`, the crate
+    /// name, cargo's `-C extra-filename` (if any), `suffix`.
+    fn output_name(&self, prefix: &str, suffix: &str) -> String {
+        let krate = self.rustc.option("--crate-name").unwrap_or_default();
+        let extra = self.rustc.options("-C").find_map(|c| c.strip_prefix("extra-filename=")).unwrap_or_default();
+        format!("{prefix}{krate}{extra}{suffix}")
+    }
+
+    /// The file name of the dynamic library.
+    pub fn dylib_name(&self) -> String {
+        self.output_name(std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX)
+    }
+
+    /// The file name of the rlib.
+    pub fn rlib_name(&self) -> String {
+        self.output_name("lib", ".rlib")
+    }
+
+    /// Whether this module links the library that `other` builds (as a
+    /// dependency): rebuilding `other` alone would leave it stale.
+    pub fn links(&self, other: &ModuleRecord) -> bool {
+        let Some(other_lib) = other.rustc.option("--crate-name") else { return false };
+        self.rustc.options("--extern").any(|e| e.split_once('=').is_some_and(|(name, _)| name == other_lib))
+    }
+}
+
+/// The directory cargo ran `rustc` in: the one that the relative path of the
+/// crate root it passed is relative to.
+fn rustc_cwd(rustc: &record::Command, lib_src: &Path) -> Option<PathBuf> {
+    let root = rustc.args.iter().find(|a| a.ends_with(".rs") && !a.starts_with('-'))?;
+    let root = Path::new(root);
+    if root.is_absolute() {
+        return lib_src.parent().map(Path::to_owned);
+    }
+    let mut dir = lib_src.to_owned();
+    for _ in root.components() {
+        dir = dir.parent()?.to_owned();
+    }
+    (dir.join(root) == lib_src).then_some(dir)
+}
+
+/// How a direct rebuild ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The library was built.
+    Built {
+        /// Whether it differs from the one in place (which it then replaced).
+        changed: bool,
+        /// The compiler's warnings, and cargo-style lines about them.
+        warnings: String,
+        /// The build script's new output, if it ran.
+        script_output: Option<ScriptOutput>,
+        /// How long the build script took, if it ran.
+        script_time: Option<Duration>,
+        /// How long `rustc` took.
+        rustc_time: Duration,
+    },
+    /// The build failed; what to show.
+    Failed(String),
+    /// The recorded commands cannot be used any more; why.
+    NeedsCargo(String),
+    /// It was stopped.
+    Stopped,
+}
+
+/// Stops a direct rebuild from another thread: the process it runs (in a
+/// process group of its own) is signalled, and it starts no other.
+#[derive(Debug, Clone, Default)]
+pub struct Stopper(Arc<Mutex<StopState>>);
+
+#[derive(Debug, Default)]
+struct StopState {
+    stopped: bool,
+    /// The process running, not reaped yet.
+    running: Option<u32>,
+}
+
+impl Stopper {
+    fn lock(&self) -> MutexGuard<'_, StopState> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `command` in a process group of its own and waits for it: its
+    /// standard output and error, and whether it succeeded; `None` once
+    /// stopped.
+    fn run(&self, command: &mut Command) -> std::io::Result<Option<(String, String, bool)>> {
+        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+        process::die_with_parent(command);
+        let mut child: Child = {
+            let mut state = self.lock();
+            if state.stopped {
+                return Ok(None);
+            }
+            let child = command.spawn()?;
+            state.running = Some(child.id());
+            child
+        };
+        let stdout = child.stdout.take();
+        let stderr_reader = child.stderr.take().map(|mut stderr| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                let _ = stderr.read_to_end(&mut bytes);
+                bytes
+            })
+        });
+        let mut out = Vec::new();
+        if let Some(mut stdout) = stdout {
+            let _ = stdout.read_to_end(&mut out);
+        }
+        let err = stderr_reader.and_then(|r| r.join().ok()).unwrap_or_default();
+        // Exited but not reaped: its id cannot be anyone else's while the
+        // lock is taken to forget it.
+        let exited = process::wait_exited(child.id());
+        let stopped = {
+            let mut state = self.lock();
+            state.running = None;
+            state.stopped
+        };
+        let status = child.wait()?;
+        exited?;
+        if stopped {
+            return Ok(None);
+        }
+        Ok(Some((
+            String::from_utf8_lossy(&out).into_owned(),
+            String::from_utf8_lossy(&err).into_owned(),
+            status.success(),
+        )))
+    }
+
+    /// Stops the rebuild: `SIGTERM` to the process it runs, `SIGKILL` if it
+    /// is still there after a grace period.
+    pub fn stop(&self) {
+        let group = {
+            let mut state = self.lock();
+            state.stopped = true;
+            let Some(group) = state.running else { return };
+            // Not reaped (the lock is held), so the id is still its own.
+            let _ = process::signal_group(group, libc::SIGTERM);
+            group
+        };
+        let deadline = Instant::now() + STOP_GRACE;
+        while Instant::now() < deadline {
+            if self.lock().running != Some(group) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let state = self.lock();
+        if state.running == Some(group) {
+            let _ = process::signal_group(group, libc::SIGKILL);
+        }
+    }
+}
+
+/// How a direct rebuild is run.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// The compiler's messages in colour.
+    pub color: bool,
+    /// The linker replaces its output with a rename (LLD, mold): rustc can
+    /// write where cargo does, and the host gets the library the moment the
+    /// linker is done, while rustc still saves its incremental state.
+    /// Otherwise rustc writes to a staging directory and the library is
+    /// renamed into place once rustc exited.
+    pub atomic_linker: bool,
+}
+
+/// Rebuilds the module of `record` after `changed` files changed.
+pub fn rebuild(record: &ModuleRecord, changed: &[PathBuf], options: Options, stopper: &Stopper) -> Outcome {
+    let color = options.color;
+    let mut warnings = String::new();
+    let mut script_output = None;
+    let mut script_time = None;
+    if let Some(baseline) = &record.script_output
+        && baseline.reruns_for(changed)
+    {
+        let Some(script) = &record.script else {
+            return Outcome::NeedsCargo("its build script must run and was not recorded".into());
+        };
+        let started = Instant::now();
+        let mut command = command(script);
+        command.current_dir(script.var("CARGO_MANIFEST_DIR").map_or(record.dir.as_path(), Path::new));
+        let (stdout, stderr, success) = match stopper.run(&mut command) {
+            Ok(Some(result)) => result,
+            Ok(None) => return Outcome::Stopped,
+            Err(e) => return Outcome::NeedsCargo(format!("its build script could not run: {e}")),
+        };
+        script_time = Some(started.elapsed());
+        let output = ScriptOutput::parse(&stdout, &record.dir);
+        let version = record.rustc.var("CARGO_PKG_VERSION").unwrap_or_default();
+        if !success || !output.errors.is_empty() {
+            let mut text = String::new();
+            for error in &output.errors {
+                text.push_str(&format!("error: {error}\n"));
+            }
+            text.push_str(&format!(
+                "error: failed to run custom build command for `{} v{version}`\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+                record.package
+            ));
+            return Outcome::Failed(text.trim_end().to_owned());
+        }
+        for warning in &output.warnings {
+            warnings.push_str(&format!("warning: {}@{version}: {warning}\n", record.package));
+        }
+        if output.compile != baseline.compile {
+            return Outcome::NeedsCargo("its build script's output changed".into());
+        }
+        script_output = Some(output);
+    }
+
+    let Some(out_dir) = record.out_dir() else {
+        return Outcome::NeedsCargo("the recorded rustc command has no --out-dir".into());
+    };
+    let staging = out_dir.parent().unwrap_or(&out_dir).join(".hcr-staging").join(&record.package);
+    if let Err(e) = fresh_dir(&staging) {
+        return Outcome::Failed(format!("error: cannot prepare {}: {e}", staging.display()));
+    }
+    // In place: the library it replaces, kept to compare with.
+    let in_place = options.atomic_linker.then(|| out_dir.join(record.dylib_name()));
+    let previous = staging.join(".previous");
+    let kept = in_place.as_ref().is_some_and(|library| std::fs::hard_link(library, &previous).is_ok());
+    let mut rustc = if in_place.is_some() {
+        record.rustc.clone()
+    } else {
+        record.rustc.with_option("--out-dir", &staging.to_string_lossy())
+    };
+    if !color && let Some(json) = rustc.option("--json") {
+        // Cargo always asks for colours and takes them out itself.
+        let plain: Vec<&str> = json.split(',').filter(|k| *k != "diagnostic-rendered-ansi").collect();
+        rustc = rustc.with_option("--json", &plain.join(","));
+    }
+    let mut command = command(&rustc);
+    command.current_dir(&record.rustc_cwd);
+    let started = Instant::now();
+    let (_, stderr, success) = match stopper.run(&mut command) {
+        Ok(Some(result)) => result,
+        Ok(None) => return Outcome::Stopped,
+        Err(e) => return Outcome::NeedsCargo(format!("rustc could not run: {e}")),
+    };
+    let rustc_time = started.elapsed();
+    let (diagnostics, other) = read_rustc_output(&stderr);
+    let kind = "lib";
+    if !success {
+        let mut text: String = diagnostics.errors.iter().map(|e| e.trim_end().to_owned() + "\n\n").collect();
+        text.push_str(&other);
+        let count = diagnostics.errors.len();
+        text.push_str(&format!(
+            "error: could not compile `{}` ({kind}) due to {count} previous error{}",
+            record.package,
+            if count == 1 { "" } else { "s" }
+        ));
+        let _ = std::fs::remove_dir_all(&staging);
+        return Outcome::Failed(text.trim_end().to_owned());
+    }
+    for warning in &diagnostics.warnings {
+        warnings.push_str(warning.trim_end());
+        warnings.push_str("\n\n");
+    }
+    warnings.push_str(&other);
+    let count = diagnostics.warnings.iter().filter(|w| w.starts_with("warning")).count();
+    if count > 0 {
+        warnings.push_str(&format!(
+            "warning: `{}` ({kind}) generated {count} warning{}\n",
+            record.package,
+            if count == 1 { "" } else { "s" }
+        ));
+    }
+    let installed = match &in_place {
+        Some(library) => refresh_uplifted(&out_dir, &record.rlib_name()).and_then(|()| {
+            refresh_uplifted(&out_dir, &record.dylib_name())?;
+            let changed = !kept || !same_contents(&previous, library)?;
+            std::fs::remove_dir_all(&staging)?;
+            Ok(changed)
+        }),
+        None => install(&staging, &out_dir),
+    };
+    let changed = match installed {
+        Ok(changed) => changed,
+        Err(e) => {
+            return Outcome::Failed(format!("error: cannot move the new library into {}: {e}", out_dir.display()));
+        }
+    };
+    Outcome::Built { changed, warnings: warnings.trim_end().to_owned(), script_output, script_time, rustc_time }
+}
+
+/// The recorded command, ready to run: its environment on top of
+/// cargo-hcr's.
+fn command(recorded: &record::Command) -> Command {
+    let mut command = Command::new(&recorded.program);
+    command.args(&recorded.args).envs(recorded.env.iter().map(|(k, v)| (k, v)));
+    command
+}
+
+/// Empties `dir`, creating it if needed.
+fn fresh_dir(dir: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::create_dir_all(dir)
+}
+
+/// What `rustc --error-format=json` printed: its diagnostics, and any other
+/// text.
+fn read_rustc_output(stderr: &str) -> (Diagnostics, String) {
+    let mut diagnostics = Diagnostics::default();
+    let mut other = String::new();
+    for line in stderr.lines() {
+        let Ok(value) = serde_json::from_str::<Value>(line) else {
+            other.push_str(line);
+            other.push('\n');
+            continue;
+        };
+        match value.get("$message_type").and_then(Value::as_str) {
+            Some("diagnostic") | None => {
+                if let Ok(diagnostic) = serde_json::from_value::<Diagnostic>(value)
+                    && let Some(rendered) = &diagnostic.rendered
+                    && !is_summary(&diagnostic.message)
+                {
+                    diagnostics.add(&diagnostic.level, rendered);
+                }
+            }
+            // Artifact notifications and future-incompatibility reports.
+            Some(_) => {}
+        }
+    }
+    (diagnostics, other)
+}
+
+/// Whether a diagnostic is rustc's count of the others, which cargo does
+/// not show either (it prints its own).
+fn is_summary(message: &str) -> bool {
+    message.starts_with("aborting due to")
+        || message.ends_with(" warning emitted")
+        || message.ends_with(" warnings emitted")
+}
+
+/// Moves what rustc wrote into `staging` to `out_dir`, each file with one
+/// `rename`, the dynamic library first (the host is waiting for it), and
+/// refreshes the copies cargo keeps one directory up (hard links, as cargo
+/// makes them). Whether the dynamic library differs from the one it
+/// replaced; one that does not is harmless to the host, whose runtime
+/// compares contents before it reloads.
+fn install(staging: &Path, out_dir: &Path) -> std::io::Result<bool> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(staging)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+    let is_dylib = |f: &Path| f.extension() == Some(OsStr::new(std::env::consts::DLL_EXTENSION));
+    // The dynamic library first.
+    files.sort_by_key(|f| !is_dylib(f));
+    let previous = staging.join(".previous");
+    let mut changed = true;
+    for file in &files {
+        let name = file.file_name().unwrap_or_default();
+        let target = out_dir.join(name);
+        if file.extension() == Some(OsStr::new("d")) {
+            // The dependency file names its outputs: in their real place.
+            let text = std::fs::read_to_string(file)?;
+            let text = text.replace(&*staging.to_string_lossy(), &out_dir.to_string_lossy());
+            std::fs::write(file, text)?;
+        }
+        let dylib = is_dylib(file);
+        // The library it replaces, kept to compare with once the new one is
+        // in place.
+        let kept = dylib && std::fs::hard_link(&target, &previous).is_ok();
+        std::fs::rename(file, &target)?;
+        if kept {
+            changed = !same_contents(&previous, &target)?;
+            std::fs::remove_file(&previous)?;
+        }
+        if file.extension() != Some(OsStr::new("d")) {
+            refresh_uplifted(out_dir, &name.to_string_lossy())?;
+        }
+    }
+    let _ = std::fs::remove_dir(staging);
+    Ok(changed)
+}
+
+/// Points the copy cargo keeps of `out_dir/name` one directory up (a hard
+/// link, if cargo made one) at the new file, with one rename.
+fn refresh_uplifted(out_dir: &Path, name: &str) -> std::io::Result<()> {
+    let Some(uplift_dir) = out_dir.parent() else { return Ok(()) };
+    let target = out_dir.join(name);
+    let uplifted = uplift_dir.join(name);
+    if !uplifted.exists() || !target.exists() {
+        return Ok(());
+    }
+    let temporary = uplift_dir.join(format!(".{name}.hcr-new"));
+    let _ = std::fs::remove_file(&temporary);
+    std::fs::hard_link(&target, &temporary)?;
+    std::fs::rename(&temporary, &uplifted)
+}
+
+/// Whether two files have the same contents (sizes first).
+fn same_contents(a: &Path, b: &Path) -> std::io::Result<bool> {
+    if std::fs::metadata(a)?.len() != std::fs::metadata(b)?.len() {
+        return Ok(false);
+    }
+    Ok(std::fs::read(a)? == std::fs::read(b)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rustc(args: &[&str]) -> record::Command {
+        record::Command {
+            env: vec![("CARGO_MANIFEST_DIR".into(), "/ws/game/logic".into())],
+            program: "/r/rustc".into(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn rustc_runs_where_its_relative_crate_root_is() {
+        let lib = Path::new("/ws/game/logic/src/lib.rs");
+        let relative = rustc(&["--crate-name", "game_logic", "--edition=2024", "game/logic/src/lib.rs"]);
+        assert_eq!(rustc_cwd(&relative, lib), Some(PathBuf::from("/ws")));
+        let absolute = rustc(&["--crate-name", "game_logic", "/ws/game/logic/src/lib.rs"]);
+        assert_eq!(rustc_cwd(&absolute, lib), Some(PathBuf::from("/ws/game/logic/src")));
+        let elsewhere = rustc(&["--crate-name", "game_logic", "other/src/lib.rs"]);
+        assert_eq!(rustc_cwd(&elsewhere, lib), None);
+    }
+
+    #[test]
+    fn output_names() {
+        let record = |args: &[&str]| ModuleRecord {
+            package: "game-logic".into(),
+            dir: "/ws/game/logic".into(),
+            rustc: rustc(args),
+            rustc_cwd: "/ws".into(),
+            script: None,
+            script_output: None,
+        };
+        let plain = record(&["--crate-name", "game_logic", "-C", "opt-level=0"]);
+        assert_eq!(
+            plain.dylib_name(),
+            format!("{}game_logic{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX)
+        );
+        assert_eq!(plain.rlib_name(), "libgame_logic.rlib");
+        let hashed = record(&["--crate-name", "game_logic", "-C", "extra-filename=-0123abcd"]);
+        assert_eq!(hashed.rlib_name(), "libgame_logic-0123abcd.rlib");
+    }
+
+    #[test]
+    fn rustc_output_gives_diagnostics() {
+        let stderr = concat!(
+            r#"{"$message_type":"diagnostic","message":"unused","code":null,"level":"warning","spans":[],"children":[],"rendered":"warning: unused\n"}"#,
+            "\n",
+            r#"{"$message_type":"artifact","artifact":"/t/libm.so","emit":"link"}"#,
+            "\n",
+            r#"{"$message_type":"diagnostic","message":"1 warning emitted","code":null,"level":"warning","spans":[],"children":[],"rendered":"warning: 1 warning emitted\n"}"#,
+            "\nerror: linker said no\n"
+        );
+        let (diagnostics, other) = read_rustc_output(stderr);
+        assert_eq!(diagnostics.warnings, ["warning: unused\n"]);
+        assert!(diagnostics.errors.is_empty());
+        assert_eq!(other, "error: linker said no\n");
+    }
+
+    #[test]
+    fn installing_replaces_by_rename_and_keeps_an_unchanged_library() {
+        let root = tempfile::tempdir().unwrap();
+        let profile = root.path().join("debug");
+        let deps = profile.join("deps");
+        let staging = profile.join(".hcr-staging/m");
+        std::fs::create_dir_all(&deps).unwrap();
+        let dylib = format!("libm.{}", std::env::consts::DLL_EXTENSION);
+        std::fs::write(deps.join(&dylib), "old").unwrap();
+        std::fs::hard_link(deps.join(&dylib), profile.join(&dylib)).unwrap();
+
+        // The same library: it is said to be unchanged.
+        fresh_dir(&staging).unwrap();
+        std::fs::write(staging.join(&dylib), "old").unwrap();
+        assert!(!install(&staging, &deps).unwrap());
+        assert_eq!(std::fs::read_to_string(deps.join(&dylib)).unwrap(), "old");
+        assert!(!staging.exists(), "nothing is left behind");
+
+        // A new one: moved, its dependency file rewritten, the uplifted copy refreshed.
+        fresh_dir(&staging).unwrap();
+        std::fs::write(staging.join(&dylib), "new").unwrap();
+        std::fs::write(staging.join("libm.rlib"), "rlib").unwrap();
+        std::fs::write(staging.join("m.d"), format!("{}/{dylib}: src/lib.rs\n", staging.display())).unwrap();
+        assert!(install(&staging, &deps).unwrap());
+        assert!(!staging.exists());
+        assert_eq!(std::fs::read_to_string(deps.join(&dylib)).unwrap(), "new");
+        assert_eq!(std::fs::read_to_string(profile.join(&dylib)).unwrap(), "new");
+        assert_eq!(std::fs::read_to_string(deps.join("libm.rlib")).unwrap(), "rlib");
+        assert!(!profile.join("libm.rlib").exists(), "only copies cargo made are refreshed");
+        assert_eq!(
+            std::fs::read_to_string(deps.join("m.d")).unwrap(),
+            format!("{}/{dylib}: src/lib.rs\n", deps.display())
+        );
+    }
+
+    #[test]
+    fn a_stopped_stopper_runs_nothing() {
+        let stopper = Stopper::default();
+        let mut echo = Command::new("sh");
+        echo.args(["-c", "echo out; echo err >&2; exit 3"]);
+        assert_eq!(stopper.run(&mut echo).unwrap(), Some(("out\n".into(), "err\n".into(), false)));
+        stopper.stop();
+        assert_eq!(stopper.run(&mut echo).unwrap(), None);
+    }
+
+    #[test]
+    fn stopping_ends_the_running_process() {
+        let stopper = Stopper::default();
+        let running = stopper.clone();
+        let worker = std::thread::spawn(move || running.run(Command::new("sleep").arg("600")).unwrap());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while stopper.lock().running.is_none() {
+            assert!(Instant::now() < deadline, "sleep never started");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        stopper.stop();
+        assert_eq!(worker.join().unwrap(), None);
+    }
+}

@@ -1,0 +1,323 @@
+//! [`HostAllocator`]: a module's global allocator, forwarding to the host's.
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+
+use crate::{Services, Status};
+
+/// A global allocator that allocates from the host's allocator once the
+/// runtime's [`Services`] table is installed, and from `F` before that.
+///
+/// Every module has its own copy of the standard library and so, by default,
+/// its own global allocator. Values that change hands between a module and
+/// its host (a `Vec` returned by a reloadable function, a `Box` stored in a
+/// global) must be freed by the allocator that allocated them, and may
+/// outlive the module's library. A module's generated init therefore installs
+/// the runtime's [`Services`] in its `HostAllocator`, and from then on every
+/// allocation of the module is one of the host's.
+///
+/// With the feature `global-allocator`, this crate declares
+/// `HostAllocator<std::alloc::System>` as the `#[global_allocator]`: a
+/// module crate enables the feature, and its generated init installs the
+/// table. Because a host that depends on module crates (to name their types)
+/// links them, the host's global allocator is then this one too, with
+/// nothing installed: it allocates from `System` directly. Such a host
+/// cannot declare another `#[global_allocator]` (rustc reports the conflict).
+///
+/// # The edges
+///
+/// * **Before init.** Until the table is installed, allocations come from
+///   `F`. A block from `F` must never reach the host's allocator, so
+///   [`HostAllocator::install`] refuses once `F` has allocated anything (a
+///   module's static constructor, for example) and the module keeps `F`;
+///   the generated init then fails with a message. A Rust `cdylib` runs no
+///   Rust code before its init unless a crate adds a constructor.
+/// * **The module's threads.** After init every allocation, on any thread,
+///   goes to the host's allocator, which is thread-safe; the table lives as
+///   long as the runtime.
+/// * **After unload.** Memory the module allocated belongs to the host's
+///   allocator and may be freed after the library is gone.
+///
+/// # Thread-safety
+///
+/// Installing publishes the table with a release store that every
+/// allocation reads with an acquire load. The check that `F` was never used
+/// is exact when no other thread of the module allocates during the install,
+/// which holds for the generated init (it runs before any of the module's
+/// code).
+#[derive(Debug)]
+pub struct HostAllocator<F> {
+    fallback: F,
+    services: AtomicPtr<Services>,
+    fallback_used: AtomicBool,
+}
+
+impl<F> HostAllocator<F> {
+    /// An allocator that uses `fallback` until a table is installed.
+    pub const fn new(fallback: F) -> HostAllocator<F> {
+        HostAllocator {
+            fallback,
+            services: AtomicPtr::new(core::ptr::null_mut()),
+            fallback_used: AtomicBool::new(false),
+        }
+    }
+
+    /// Forwards every later allocation to `services`.
+    ///
+    /// Installing the table that is already installed does nothing.
+    ///
+    /// # Safety
+    ///
+    /// `services` must point at a runtime's [`Services`] table that stays
+    /// valid, with entries callable from any thread, for as long as anything
+    /// allocates through this allocator (for a module: until it is unloaded).
+    ///
+    /// # Errors
+    ///
+    /// * [`Status::INVALID_ARGUMENT`]: `services` is null.
+    /// * [`Status::UNSUPPORTED`]: the table has no allocator entries.
+    /// * [`Status::FAILED`]: the fallback allocated before (its blocks could
+    ///   later be freed by the host's allocator), or another table is
+    ///   installed.
+    pub unsafe fn install(&self, services: *const Services) -> Result<(), Status> {
+        if services.is_null() {
+            return Err(Status::INVALID_ARGUMENT);
+        }
+        // SAFETY: the caller guarantees a valid table; `has_allocator` reads
+        // its `size`, which every version of the table has.
+        if !unsafe { (*services).has_allocator() } {
+            return Err(Status::UNSUPPORTED);
+        }
+        // Relaxed: the flag only ever goes from false to true; the ordering
+        // argument for the install is in the type's documentation.
+        if self.fallback_used.load(Ordering::Relaxed) {
+            return Err(Status::FAILED);
+        }
+        // Release: publishes the table (written by the runtime before it
+        // handed it over) to the acquire loads of later allocations. Relaxed
+        // on failure: then nothing is read through the value.
+        match self.services.compare_exchange(
+            core::ptr::null_mut(),
+            services.cast_mut(),
+            Ordering::Release,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => Ok(()),
+            Err(existing) if existing == services.cast_mut() => Ok(()),
+            Err(_) => Err(Status::FAILED),
+        }
+    }
+
+    /// Whether allocations go to the host's allocator.
+    pub fn is_forwarding(&self) -> bool {
+        // Relaxed: an answer, not a way to reach the table.
+        !self.services.load(Ordering::Relaxed).is_null()
+    }
+
+    /// The installed table, or null.
+    #[inline(always)]
+    fn services(&self) -> *const Services {
+        // Acquire: pairs with the release in `install`, so the table's
+        // entries are visible to this thread.
+        self.services.load(Ordering::Acquire)
+    }
+
+    #[inline(always)]
+    fn note_fallback(&self) {
+        // Relaxed: a monotonic flag read by `install`; checking before
+        // storing keeps the cache line shared in a host that never installs.
+        if !self.fallback_used.load(Ordering::Relaxed) {
+            self.fallback_used.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+// SAFETY: every method either delegates to `F` (a `GlobalAlloc`, with the
+// same arguments) or to the installed table's entries, which implement the
+// host's `GlobalAlloc` with the same contract. Once a table is installed,
+// `F` never allocated (checked by `install`), so every block passed to
+// `dealloc`/`realloc` came from the table's allocator; before, every block
+// came from `F`.
+unsafe impl<F: GlobalAlloc> GlobalAlloc for HostAllocator<F> {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let services = self.services();
+        if services.is_null() {
+            self.note_fallback();
+            // SAFETY: forwarded from the caller.
+            return unsafe { self.fallback.alloc(layout) };
+        }
+        // SAFETY: an installed table has the allocator entries (checked by
+        // `install`) and is valid (install's contract).
+        unsafe { ((*services).alloc)((*services).ctx, layout.size(), layout.align()) }
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let services = self.services();
+        if services.is_null() {
+            self.note_fallback();
+            // SAFETY: forwarded from the caller.
+            return unsafe { self.fallback.alloc_zeroed(layout) };
+        }
+        // SAFETY: as in `alloc`.
+        unsafe { ((*services).alloc_zeroed)((*services).ctx, layout.size(), layout.align()) }
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        let services = self.services();
+        if services.is_null() {
+            // SAFETY: forwarded from the caller; the block came from `F`.
+            return unsafe { self.fallback.dealloc(ptr, layout) };
+        }
+        // SAFETY: as in `alloc`; the block came from the table's allocator.
+        unsafe { ((*services).dealloc)((*services).ctx, ptr, layout.size(), layout.align()) }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let services = self.services();
+        if services.is_null() {
+            // SAFETY: forwarded from the caller; the block came from `F`.
+            return unsafe { self.fallback.realloc(ptr, layout, new_size) };
+        }
+        // SAFETY: as in `dealloc`.
+        unsafe { ((*services).realloc)((*services).ctx, ptr, layout.size(), layout.align(), new_size) }
+    }
+}
+
+/// The global allocator of every binary this crate is linked into, with the
+/// feature `global-allocator`; modules' generated inits install the
+/// runtime's table in it.
+#[cfg(feature = "global-allocator")]
+#[global_allocator]
+pub(crate) static GLOBAL: HostAllocator<std::alloc::System> = HostAllocator::new(std::alloc::System);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::ffi::c_void;
+    use core::sync::atomic::AtomicUsize;
+
+    /// A fallback that counts and hands out blocks from a static arena.
+    struct Arena {
+        next: AtomicUsize,
+        frees: AtomicUsize,
+    }
+
+    #[repr(align(64))]
+    struct Memory(#[allow(dead_code)] [u8; 4096]);
+    static mut MEMORY: Memory = Memory([0; 4096]);
+
+    // SAFETY: bump allocation of disjoint, aligned blocks from a static
+    // buffer; frees are only counted.
+    unsafe impl GlobalAlloc for Arena {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            let start = self.next.fetch_add(layout.size().next_multiple_of(64), Ordering::Relaxed);
+            assert!(layout.align() <= 64 && start + layout.size() <= 4096);
+            // SAFETY: in bounds of the static buffer (asserted above).
+            unsafe { core::ptr::addr_of_mut!(MEMORY).cast::<u8>().add(start) }
+        }
+        unsafe fn dealloc(&self, _: *mut u8, _: Layout) {
+            self.frees.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    static HOST_ALLOCS: AtomicUsize = AtomicUsize::new(0);
+    static HOST_FREES: AtomicUsize = AtomicUsize::new(0);
+    static HOST_REALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+    unsafe extern "C" fn host_alloc(ctx: *mut c_void, size: usize, align: usize) -> *mut u8 {
+        assert_eq!(ctx as usize, 0x5eed);
+        HOST_ALLOCS.fetch_add(1, Ordering::Relaxed);
+        assert!(size == 24 && align == 8);
+        0x1000 as *mut u8
+    }
+    unsafe extern "C" fn host_dealloc(_: *mut c_void, ptr: *mut u8, size: usize, align: usize) {
+        assert_eq!((ptr as usize, size, align), (0x1000, 24, 8));
+        HOST_FREES.fetch_add(1, Ordering::Relaxed);
+    }
+    unsafe extern "C" fn host_realloc(_: *mut c_void, ptr: *mut u8, size: usize, align: usize, new: usize) -> *mut u8 {
+        assert_eq!((ptr as usize, size, align, new), (0x1000, 24, 8, 48));
+        HOST_REALLOCS.fetch_add(1, Ordering::Relaxed);
+        0x2000 as *mut u8
+    }
+    unsafe extern "C" fn report(_: *mut c_void, _: *const crate::PanicReport) {}
+
+    fn services(size: usize) -> Services {
+        Services {
+            size: size as u32,
+            reserved: 0,
+            ctx: 0x5eed as *mut c_void,
+            alloc: host_alloc,
+            dealloc: host_dealloc,
+            realloc: host_realloc,
+            alloc_zeroed: host_alloc,
+            report_panic: report,
+        }
+    }
+
+    #[test]
+    fn forwards_once_installed_and_refuses_after_a_fallback_allocation() {
+        static TABLE: Services = Services {
+            size: size_of::<Services>() as u32,
+            reserved: 0,
+            ctx: 0x5eed as *mut c_void,
+            alloc: host_alloc,
+            dealloc: host_dealloc,
+            realloc: host_realloc,
+            alloc_zeroed: host_alloc,
+            report_panic: report,
+        };
+        let fresh = HostAllocator::new(Arena { next: AtomicUsize::new(0), frees: AtomicUsize::new(0) });
+        assert!(!fresh.is_forwarding());
+        // SAFETY: `TABLE` is a static table of test entries.
+        unsafe { fresh.install(&TABLE) }.unwrap();
+        // SAFETY: installing the same table again is allowed.
+        unsafe { fresh.install(&TABLE) }.unwrap();
+        assert!(fresh.is_forwarding());
+        let layout = Layout::from_size_align(24, 8).unwrap();
+        // SAFETY: the test entries hand out fake addresses that are never
+        // dereferenced, only passed back.
+        unsafe {
+            let p = fresh.alloc(layout);
+            assert_eq!(p as usize, 0x1000);
+            assert_eq!(fresh.realloc(p, layout, 48) as usize, 0x2000);
+            fresh.dealloc(p, layout);
+        }
+        assert_eq!(
+            (
+                HOST_ALLOCS.load(Ordering::Relaxed),
+                HOST_REALLOCS.load(Ordering::Relaxed),
+                HOST_FREES.load(Ordering::Relaxed)
+            ),
+            (1, 1, 1)
+        );
+        assert_eq!(fresh.fallback.next.load(Ordering::Relaxed), 0, "the fallback was never used");
+
+        // A fallback that allocated cannot be replaced.
+        let used = HostAllocator::new(Arena { next: AtomicUsize::new(0), frees: AtomicUsize::new(0) });
+        // SAFETY: a block of the static arena, freed to the same allocator.
+        unsafe {
+            let p = used.alloc(Layout::from_size_align(16, 8).unwrap());
+            used.dealloc(p, Layout::from_size_align(16, 8).unwrap());
+        }
+        assert_eq!(used.fallback.frees.load(Ordering::Relaxed), 1);
+        // SAFETY: as above.
+        assert_eq!(unsafe { used.install(&TABLE) }, Err(Status::FAILED));
+        assert!(!used.is_forwarding());
+    }
+
+    #[test]
+    fn refuses_tables_without_allocator_entries() {
+        let a = HostAllocator::new(Arena { next: AtomicUsize::new(0), frees: AtomicUsize::new(0) });
+        let short = services(core::mem::offset_of!(Services, alloc_zeroed));
+        // SAFETY: null and a short table are refused before anything else.
+        unsafe {
+            assert_eq!(a.install(core::ptr::null()), Err(Status::INVALID_ARGUMENT));
+            assert_eq!(a.install(&short), Err(Status::UNSUPPORTED));
+        }
+        assert!(!a.is_forwarding());
+    }
+}
