@@ -164,6 +164,32 @@ fn an_init_that_reports_failure_rolls_back_and_frees_what_it_registered() {
     r.recovers();
 }
 
+/// A refused reload does not undo what its init wrote into globals that
+/// already existed: the new init works on the live storage (that is how
+/// globals keep their values), and old code on other threads may write to
+/// the same storage meanwhile, so no snapshot could be put back without
+/// losing their writes. `docs/safety.md` says so; this pins it.
+#[test]
+fn a_refused_init_keeps_what_it_wrote_to_existing_globals() {
+    let r = Running::new("init-writes");
+    let count = fn0(&r.rt, "counter", "count");
+    assert_eq!(count(), 3);
+    r.scratch.install(&fixture("counter", &["init-writes-then-fails"]), "counter");
+    assert!(wait_for_reload_needed(&r.rt));
+    let err = r.rt.perform_reload().expect_err("the init fails");
+    match first(&err) {
+        Error::InitFailed { message, .. } => assert!(message.contains("after writing COUNT"), "{message}"),
+        other => panic!("{other}"),
+    }
+    assert_eq!(fn1(&r.rt, "counter", "answer")(1), 2, "the old code runs");
+    assert_eq!(count(), 999_999, "the failed init's write stays");
+    // A good build reloads and keeps the value as it is now.
+    r.scratch.install(&fixture("counter", &["v2"]), "counter");
+    assert!(wait_for_reload_needed(&r.rt));
+    r.rt.perform_reload().unwrap();
+    assert_eq!((fn1(&r.rt, "counter", "answer")(1), count()), (3, 999_999));
+}
+
 #[test]
 fn an_init_that_panics_rolls_back() {
     let r = Running::new("init-panics");

@@ -382,11 +382,22 @@ fn private_copies_are_private_and_planted_names_do_not_make_reloads_fail() {
         assert_eq!(answer(1), if round % 2 == 0 { 3 } else { 2 });
     }
     assert_eq!(std::fs::read(&victim).unwrap(), b"untouched");
-    let copies: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .filter(|e| !planted.contains(&e.file_name()) && !e.file_name().to_string_lossy().starts_with('.'))
-        .collect();
+    // Replaced builds are freed by the collector once no thread can reach
+    // them; wait for that round (no other thread runs module code here).
+    // Other tests' threads of this process are observed too; a round may
+    // have to wait for them, so ask again until a deadline.
+    let copies = || -> Vec<_> {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| !planted.contains(&e.file_name()) && !e.file_name().to_string_lossy().starts_with('.'))
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while copies().len() > 1 && std::time::Instant::now() < deadline {
+        rt.collect_retired();
+    }
+    let copies = copies();
     assert_eq!(copies.len(), 1, "one copy: the loaded one");
     assert_eq!(copies[0].metadata().unwrap().permissions().mode() & 0o777, 0o600);
     for name in &planted {
