@@ -15,6 +15,10 @@
 //!   of 10,000 procs, and reloads of the game example's debug module in a
 //!   debug host built without the workspace's opt-level override
 //!   (`debug_host_game`, timed inside that host);
+//! * `reload_busy`: `perform_reload` of the 10-proc module while four other
+//!   threads call it in tight loops, unregistered (observed by the
+//!   runtime's collector thread) or registered, against no such threads;
+//!   and how long replaced libraries waited to be freed;
 //! * edit-to-live for the hello example (median of 10 edits);
 //! * memory per stub with 1,000,000 stubs registered.
 //!
@@ -223,7 +227,7 @@ struct Reloader {
     rt: Runtime,
     module: GeneratedModule,
     path: PathBuf,
-    next: usize,
+    next: std::cell::Cell<usize>,
 }
 
 impl Reloader {
@@ -239,13 +243,14 @@ impl Reloader {
         let config = Config::new().with_stub_base(0).with_settle_time(Duration::ZERO);
         let rt = Runtime::with_config(config).unwrap();
         rt.load(&path).unwrap();
-        Reloader { rt, module: module.clone(), path, next: 1 }
+        Reloader { rt, module: module.clone(), path, next: std::cell::Cell::new(1) }
     }
 
     /// One reload (installing the other build first, untimed).
-    fn reload(&mut self) -> ReloadTimings {
-        install(&self.module.builds[self.next], &self.path);
-        self.next = 1 - self.next;
+    fn reload(&self) -> ReloadTimings {
+        let next = self.next.get();
+        install(&self.module.builds[next], &self.path);
+        self.next.set(1 - next);
         let report = self.rt.perform_reload().expect("reload");
         assert_eq!(report.reloaded, [self.module.name.as_str()]);
         report.timings
@@ -311,7 +316,7 @@ fn reload(c: &mut Criterion, setup: &Setup) -> (Vec<(usize, Phases)>, Phases) {
     let mut g = c.benchmark_group("reload");
     g.sample_size(20).measurement_time(Duration::from_secs(8));
     for module in &setup.scaling {
-        let mut reloader = Reloader::new(module);
+        let reloader = Reloader::new(module);
         let mut totals = PhaseTotals::default();
         g.bench_function(format!("procs_{}", module.procs), |b| {
             b.iter_custom(|iters| {
@@ -349,7 +354,7 @@ fn reload(c: &mut Criterion, setup: &Setup) -> (Vec<(usize, Phases)>, Phases) {
 
     // Registration of 10,000 procs (the init phase of a reload).
     let big = setup.scaling.iter().find(|m| m.procs == 10_000).expect("the 10,000-proc module");
-    let mut reloader = Reloader::new(big);
+    let reloader = Reloader::new(big);
     g.sample_size(20).measurement_time(Duration::from_secs(8)).throughput(Throughput::Elements(10_000));
     g.bench_function("register_10000", |b| b.iter_custom(|iters| (0..iters).map(|_| reloader.reload().register).sum()));
     drop(reloader);
@@ -361,6 +366,62 @@ fn reload(c: &mut Criterion, setup: &Setup) -> (Vec<(usize, Phases)>, Phases) {
     g.bench_function("debug_host_game", |b| b.iter_custom(|iters| host.reload(iters)));
     g.finish();
     (phases, host.phases())
+}
+
+/// How long replaced libraries waited to be freed in one `reload_busy` case:
+/// mean and longest, in milliseconds.
+type Waits = (&'static str, f64, f64);
+
+/// `perform_reload` of the 10-proc module while four threads call its proc
+/// `p0` in tight loops: unregistered (the runtime's collector thread
+/// observes them, off the reloading thread), registered (a quiescent point
+/// every 64 calls), or none. Returns each case's waits.
+fn reload_busy(c: &mut Criterion, setup: &Setup) -> Vec<Waits> {
+    let module = setup.scaling.iter().find(|m| m.procs == 10).expect("the 10-proc module");
+    let mut waits = Vec::new();
+    let mut g = c.benchmark_group("reload_busy");
+    g.sample_size(20).measurement_time(Duration::from_secs(8));
+    for (case, threads, registered) in [("idle", 0, false), ("4_unregistered", 4, false), ("4_registered", 4, true)] {
+        let reloader = Reloader::new(module);
+        let rt = &reloader.rt;
+        // SAFETY: generated procs are `extern "C" fn(u64) -> u64`.
+        let p0: extern "C" fn(u64) -> u64 = unsafe { rt.get_proc(&module.name, "p0").unwrap().cast() };
+        let stop = AtomicBool::new(false);
+        let running = AtomicU64::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                let (stop, running) = (&stop, &running);
+                scope.spawn(move || {
+                    let guard = registered.then(|| rt.register_thread());
+                    running.fetch_add(1, Ordering::Relaxed);
+                    let mut x = INPUT;
+                    while !stop.load(Ordering::Relaxed) {
+                        for _ in 0..64 {
+                            x = p0(black_box(x));
+                        }
+                        if let Some(guard) = &guard {
+                            guard.quiescent();
+                        }
+                    }
+                    black_box(x);
+                });
+            }
+            while running.load(Ordering::Relaxed) < threads {
+                std::thread::yield_now();
+            }
+            g.bench_function(case, |b| b.iter_custom(|iters| (0..iters).map(|_| reloader.reload().total).sum()));
+            stop.store(true, Ordering::Relaxed);
+        });
+        // The threads are gone: what is left can be freed.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while rt.stats().retired_pending > 0 && Instant::now() < deadline {
+            rt.collect_retired();
+        }
+        let stats = rt.stats();
+        waits.push((case, stats.retired_wait_mean.as_secs_f64() * 1e3, stats.retired_wait_max.as_secs_f64() * 1e3));
+    }
+    g.finish();
+    waits
 }
 
 /// Times source edit -> new code running for the hello example, `edits`
@@ -465,6 +526,7 @@ fn main() {
     call_overhead(&mut c, &setup);
     call_threads(&mut c);
     let (phases, game) = reload(&mut c, &setup);
+    let waits = reload_busy(&mut c, &setup);
     c.final_summary();
     if std::env::var_os("HCR_BENCH_ONLY_CRITERION").is_some() {
         // For iterating on one group (`cargo bench -p hcr-benches -- call_overhead`).
@@ -475,7 +537,7 @@ fn main() {
     let edits = edit_to_live(10);
     eprintln!("memory: 1,000,000 stubs ...");
     let memory = memory(&setup, 1_000_000);
-    report::write(&phases, &game, setup.game.size, &edits, &memory);
+    report::write(&phases, &game, setup.game.size, &waits, &edits, &memory);
 }
 
 #[path = "hcr/report.rs"]

@@ -16,6 +16,10 @@ pub const DEFAULT_STUB_CAPACITY: usize = 1 << 20;
 /// unless configured otherwise.
 pub const DEFAULT_SETTLE_TIME: Duration = Duration::from_millis(30);
 
+/// How long the runtime waits for one thread's answer to the safepoint
+/// signal unless configured otherwise.
+pub const DEFAULT_SAFEPOINT_TIMEOUT: Duration = Duration::from_millis(100);
+
 /// The largest configurable capacity.
 pub const MAX_STUB_CAPACITY: usize = 1 << 28;
 
@@ -32,23 +36,29 @@ pub const DEFAULT_MAX_MODULE_SIZE: u64 = 1 << 30;
 /// The largest configurable module size limit (1 TiB).
 pub const MAX_MODULE_SIZE_LIMIT: u64 = 1 << 40;
 
-/// What happens to a module's old library after a reload replaced it (or
+/// What happens to a module's old library, and to the storage of globals
+/// the reload took out of use (migrated to new storage, no longer
+/// registered, or of an unloaded module), after a reload replaced it (or
 /// after the module was unloaded).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum UnloadPolicy {
-    /// Close it as soon as the reload commits. Only for hosts where no other
-    /// thread runs module code while `perform_reload` runs.
+    /// Close it and free the storage as soon as the reload commits. Only for
+    /// hosts where no other thread runs module code while `perform_reload`
+    /// runs.
     Immediate,
-    /// Close it once every thread registered with
+    /// Close it and free the storage together, once no thread can reach
+    /// them: every thread registered with
     /// [`Runtime::register_thread`](crate::Runtime::register_thread) has
-    /// passed a quiescent point after the commit. With no registered thread
-    /// this is the same as `Immediate`. Threads that are not registered are
-    /// not waited for.
+    /// passed a quiescent point after the commit, and every other thread
+    /// was observed outside them (see
+    /// [`Config::observe_unregistered_threads`]). The reload does not wait
+    /// for that.
     #[default]
     Deferred,
-    /// Keep every old library loaded until the runtime is dropped: nothing
-    /// can ever return into unloaded code, at the price of memory.
+    /// Keep every old library loaded, and every old global storage
+    /// allocated, until the runtime is dropped: nothing can ever return into
+    /// unloaded code, at the price of memory.
     Never,
 }
 
@@ -108,6 +118,46 @@ pub struct Config {
     /// proc and global for the record of what each build registered. Off
     /// unless configured.
     pub keep_previous_builds: bool,
+    /// Under [`UnloadPolicy::Deferred`], observe the threads that never
+    /// registered before freeing what a reload replaced (on by default).
+    ///
+    /// After a reload, the runtime's collector thread (started when first
+    /// needed, stopped when the runtime is dropped; the reload itself does
+    /// not wait) sends each such thread a real-time signal; its handler
+    /// looks for pointers into the replaced libraries and global storage in
+    /// the thread's registers and live stack. Replaced memory is freed once
+    /// every such thread was seen without one (and every registered thread
+    /// passed a quiescent point). A thread that blocks the signal, or runs
+    /// on a stack that cannot be bounded (a coroutine), cannot be observed
+    /// and keeps replaced memory alive while it runs. Signals interrupt
+    /// blocking system calls: those that cannot be restarted fail with
+    /// `EINTR`, which programs must retry (the standard library does).
+    ///
+    /// Off: only registered threads are waited for, and a thread that is
+    /// not registered must never run module code while a reload runs.
+    ///
+    /// # Platform-specific behaviour
+    ///
+    /// Linux only. Elsewhere nothing can be observed, so with this on,
+    /// replaced libraries stay loaded until the runtime is dropped.
+    pub observe_unregistered_threads: bool,
+    /// How long to wait for one thread's answer to the safepoint signal
+    /// before counting it as not observed this time.
+    /// [`DEFAULT_SAFEPOINT_TIMEOUT`] unless configured; at most 10 seconds.
+    pub safepoint_timeout: Duration,
+    /// Use the fallback process-wide memory barrier even where the fast one
+    /// works: for testing the fallback.
+    ///
+    /// # Platform-specific behaviour
+    ///
+    /// On weakly ordered CPUs (AArch64) every commit makes each thread of the
+    /// process execute a memory barrier. Linux:
+    /// `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`, falling back to
+    /// `MEMBARRIER_CMD_GLOBAL` (slower: it waits for every CPU to pass through
+    /// the scheduler). With neither, a commit is refused with
+    /// [`Error::ProcessBarrier`]. On x86-64 no barrier is needed and this
+    /// setting has no effect.
+    pub force_barrier_fallback: bool,
     /// The largest module file, in bytes, that is copied and loaded
     /// ([`DEFAULT_MAX_MODULE_SIZE`] unless configured). Checked before the
     /// copy, and enforced while copying: a file that grows past it is
@@ -145,6 +195,9 @@ impl Config {
             settle_time: DEFAULT_SETTLE_TIME,
             report_file: None,
             keep_previous_builds: false,
+            observe_unregistered_threads: true,
+            safepoint_timeout: DEFAULT_SAFEPOINT_TIMEOUT,
+            force_barrier_fallback: false,
             max_module_size: DEFAULT_MAX_MODULE_SIZE,
             allow_writable_code: false,
         }
@@ -284,6 +337,24 @@ impl Config {
         self
     }
 
+    /// Sets [`Config::observe_unregistered_threads`].
+    pub fn with_observe_unregistered_threads(mut self, observe: bool) -> Config {
+        self.observe_unregistered_threads = observe;
+        self
+    }
+
+    /// Sets [`Config::safepoint_timeout`].
+    pub fn with_safepoint_timeout(mut self, timeout: Duration) -> Config {
+        self.safepoint_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Config::force_barrier_fallback`].
+    pub fn with_force_barrier_fallback(mut self, force: bool) -> Config {
+        self.force_barrier_fallback = force;
+        self
+    }
+
     /// Sets [`Config::max_module_size`].
     pub fn with_max_module_size(mut self, bytes: u64) -> Config {
         self.max_module_size = bytes;
@@ -297,6 +368,13 @@ impl Config {
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
+        if self.safepoint_timeout.is_zero() || self.safepoint_timeout > Duration::from_secs(10) {
+            return Err(Error::InvalidConfig {
+                name: "safepoint_timeout",
+                value: format!("{:?}", self.safepoint_timeout),
+                reason: "must be more than zero and at most 10 seconds",
+            });
+        }
         check_capacity("stub_capacity", self.stub_capacity)?;
         check_module_size("max_module_size", self.max_module_size)?;
         if self.settle_time > Duration::from_millis(MAX_SETTLE_MS) {
@@ -408,6 +486,16 @@ mod tests {
         assert!(check_capacity("c", MAX_STUB_CAPACITY).is_ok());
         assert!(matches!(check_capacity("c", 0), Err(Error::InvalidConfig { name: "c", .. })));
         assert!(check_capacity("c", MAX_STUB_CAPACITY + 1).is_err());
+    }
+
+    #[test]
+    fn the_safepoint_timeout_is_bounded() {
+        assert!(Config::new().validate().is_ok());
+        let zero = Config::new().with_safepoint_timeout(Duration::ZERO).validate();
+        assert!(matches!(zero, Err(Error::InvalidConfig { name: "safepoint_timeout", .. })));
+        assert!(Config::new().with_safepoint_timeout(Duration::from_secs(11)).validate().is_err());
+        let c = Config::new().with_observe_unregistered_threads(false).with_force_barrier_fallback(true);
+        assert!(!c.observe_unregistered_threads && c.force_barrier_fallback);
     }
 
     #[test]

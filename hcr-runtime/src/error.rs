@@ -401,6 +401,18 @@ pub enum Error {
         rest: Vec<Error>,
     },
 
+    /// No way to make every thread of the process execute a memory barrier
+    /// was found, which a commit needs on a weakly ordered CPU (AArch64):
+    /// the reload was refused and the old code keeps running.
+    #[error(
+        "refusing to commit: this system offers no process-wide memory barrier (membarrier is missing or disabled), so threads could run new code before seeing what its init wrote; run on a kernel with CONFIG_MEMBARRIER"
+    )]
+    ProcessBarrier {
+        /// The system's error.
+        #[source]
+        source: io::Error,
+    },
+
     /// A runtime was already installed for this process.
     #[error("a runtime is already installed for this process; use Runtime::installed to reach it")]
     AlreadyInstalled,

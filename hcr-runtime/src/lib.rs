@@ -66,13 +66,14 @@ mod panics;
 mod reclaim;
 mod registry;
 mod runtime;
+mod safepoint;
 mod services;
 mod table;
 mod watch;
 
 pub use config::{
-    Config, DEFAULT_MAX_MODULE_SIZE, DEFAULT_SETTLE_TIME, DEFAULT_STUB_BASE, DEFAULT_STUB_CAPACITY,
-    MAX_MODULE_SIZE_LIMIT, MAX_STUB_CAPACITY, UnloadPolicy,
+    Config, DEFAULT_MAX_MODULE_SIZE, DEFAULT_SAFEPOINT_TIMEOUT, DEFAULT_SETTLE_TIME, DEFAULT_STUB_BASE,
+    DEFAULT_STUB_CAPACITY, MAX_MODULE_SIZE_LIMIT, MAX_STUB_CAPACITY, UnloadPolicy,
 };
 pub use error::{Error, GlobalLayout, Result};
 pub use host::ModuleBindings;

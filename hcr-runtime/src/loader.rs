@@ -704,6 +704,14 @@ impl ModuleLibrary {
         Ok(Descriptor { name, build_id, abi_minor: d.abi_minor, imports, init })
     }
 
+    /// Leaves the library mapped for the rest of the process (its private
+    /// copy is still deleted: the mapping outlives the file).
+    pub(crate) fn leak(mut self) {
+        if let Some(library) = self.library.take() {
+            std::mem::forget(library);
+        }
+    }
+
     /// Closes the library now, reporting a failure of the system loader.
     pub(crate) fn close(mut self) {
         if let Some(library) = self.library.take()

@@ -164,6 +164,32 @@ fn an_init_that_reports_failure_rolls_back_and_frees_what_it_registered() {
     r.recovers();
 }
 
+/// A refused reload does not undo what its init wrote into globals that
+/// already existed: the new init works on the live storage (that is how
+/// globals keep their values), and old code on other threads may write to
+/// the same storage meanwhile, so no snapshot could be put back without
+/// losing their writes. `docs/safety.md` says so; this pins it.
+#[test]
+fn a_refused_init_keeps_what_it_wrote_to_existing_globals() {
+    let r = Running::new("init-writes");
+    let count = fn0(&r.rt, "counter", "count");
+    assert_eq!(count(), 3);
+    r.scratch.install(&fixture("counter", &["init-writes-then-fails"]), "counter");
+    assert!(wait_for_reload_needed(&r.rt));
+    let err = r.rt.perform_reload().expect_err("the init fails");
+    match first(&err) {
+        Error::InitFailed { message, .. } => assert!(message.contains("after writing COUNT"), "{message}"),
+        other => panic!("{other}"),
+    }
+    assert_eq!(fn1(&r.rt, "counter", "answer")(1), 2, "the old code runs");
+    assert_eq!(count(), 999_999, "the failed init's write stays");
+    // A good build reloads and keeps the value as it is now.
+    r.scratch.install(&fixture("counter", &["v2"]), "counter");
+    assert!(wait_for_reload_needed(&r.rt));
+    r.rt.perform_reload().unwrap();
+    assert_eq!((fn1(&r.rt, "counter", "answer")(1), count()), (3, 999_999));
+}
+
 #[test]
 fn an_init_that_panics_rolls_back() {
     let r = Running::new("init-panics");
@@ -210,11 +236,12 @@ fn a_file_that_now_holds_another_module_rolls_back() {
 
 #[test]
 fn running_out_of_stubs_during_a_reload_rolls_back() {
-    // v1 registers 8 procs; v2 registers 9, one more than the table has.
-    let rt = Runtime::with_config(Config::new().with_stub_base(0).with_stub_capacity(8)).unwrap();
+    // v1 registers 9 procs; v2 registers 10, with two new stubs the table
+    // has no room for.
+    let rt = Runtime::with_config(Config::new().with_stub_base(0).with_stub_capacity(9)).unwrap();
     let r = Running::with("capacity", rt);
     let err = r.fail_with_artifact(&fixture("counter", &["v2"]));
-    assert!(matches!(first(&err), Error::CapacityExhausted { capacity: 8 }), "{err}");
+    assert!(matches!(first(&err), Error::CapacityExhausted { capacity: 9 }), "{err}");
 }
 
 #[test]

@@ -71,6 +71,7 @@ fn a_global_keeps_its_value_and_address_across_100_reloads() {
     // SAFETY: `COUNT` is a u64 slot owned by the runtime, not written
     // concurrently here.
     assert_eq!(unsafe { after.as_ptr::<AtomicU64>().as_ref().unwrap() }.load(Ordering::Relaxed), 105);
+    support::wait_until_reclaimed(&rt);
     assert_eq!(rt.stats().unloads, 100, "every replaced library was closed");
     assert_eq!(support::file_count(&rt.private_dir()), 1, "only the current copy is left");
 }
@@ -160,6 +161,7 @@ fn a_module_nothing_imports_any_more_is_unloaded() {
     // Unloading the root unloads everything.
     assert_eq!(rt.unload("user").unwrap(), ["user"]);
     assert_eq!(rt.stats().modules, 0);
+    support::wait_until_reclaimed(&rt);
     assert_eq!(support::file_count(&rt.private_dir()), 0);
 }
 

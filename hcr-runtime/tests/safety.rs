@@ -259,7 +259,10 @@ fn mapped_copies(rt: &Runtime) -> Vec<String> {
 fn a_replaced_library_stays_until_every_registered_thread_is_quiescent() {
     let s = Scratch::new("deferred");
     let path = s.install(&fixture("counter", &[]), "counter");
-    let rt = Arc::new(runtime());
+    // Registered threads only: the quiescent points decide alone (the
+    // other threads of this test process are observed in the next test).
+    let config = Config::new().with_stub_base(0).with_observe_unregistered_threads(false);
+    let rt = Arc::new(Runtime::with_config(config).unwrap());
     rt.load(&path).unwrap();
     let answer = fn1(&rt, "counter", "answer");
     let worker_guard = rt.register_thread();
@@ -289,6 +292,47 @@ fn a_replaced_library_stays_until_every_registered_thread_is_quiescent() {
     offline_guard.quiescent();
     assert_eq!(rt.stats().retired_pending, 0);
     assert_eq!(rt.stats().unloads, 2);
+}
+
+#[test]
+fn with_the_default_policy_other_threads_are_observed_before_a_library_is_unloaded() {
+    let s = Scratch::new("observed");
+    let path = s.install(&fixture("counter", &[]), "counter");
+    let rt = runtime();
+    rt.load(&path).unwrap();
+    let answer = fn1(&rt, "counter", "answer");
+    let guard = rt.register_thread();
+    s.install(&fixture("counter", &["v2"]), "counter");
+    rt.perform_reload().unwrap();
+    assert_eq!(answer(1), 3);
+    assert_eq!(rt.stats().retired_pending, 1, "v1 waits for the registered thread");
+    guard.quiescent();
+    // The other threads of this process (other tests run in parallel) are
+    // observed too; one may hold a stale address for a while.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while rt.stats().retired_pending != 0 {
+        assert!(std::time::Instant::now() < deadline, "v1 was never unloaded");
+        rt.collect_retired();
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert_eq!(rt.stats().unloads, 1);
+    assert_eq!(mapped_copies(&rt).len(), 1, "v1 is unmapped");
+}
+
+#[test]
+fn a_reload_commits_with_the_fallback_barrier() {
+    // On AArch64 every commit makes all threads execute a barrier; this
+    // forces membarrier(GLOBAL) instead of the expedited one.
+    let s = Scratch::new("barrier-fallback");
+    let path = s.install(&fixture("counter", &[]), "counter");
+    let config = Config::new().with_stub_base(0).with_force_barrier_fallback(true);
+    let rt = Runtime::with_config(config).unwrap();
+    rt.load(&path).unwrap();
+    let answer = fn1(&rt, "counter", "answer");
+    assert_eq!(answer(1), 2);
+    s.install(&fixture("counter", &["v2"]), "counter");
+    rt.perform_reload().unwrap();
+    assert_eq!(answer(1), 3);
 }
 
 #[test]
@@ -338,11 +382,22 @@ fn private_copies_are_private_and_planted_names_do_not_make_reloads_fail() {
         assert_eq!(answer(1), if round % 2 == 0 { 3 } else { 2 });
     }
     assert_eq!(std::fs::read(&victim).unwrap(), b"untouched");
-    let copies: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .filter(|e| !planted.contains(&e.file_name()) && !e.file_name().to_string_lossy().starts_with('.'))
-        .collect();
+    // Replaced builds are freed by the collector once no thread can reach
+    // them; wait for that round (no other thread runs module code here).
+    // Other tests' threads of this process are observed too; a round may
+    // have to wait for them, so ask again until a deadline.
+    let copies = || -> Vec<_> {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| !planted.contains(&e.file_name()) && !e.file_name().to_string_lossy().starts_with('.'))
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while copies().len() > 1 && std::time::Instant::now() < deadline {
+        rt.collect_retired();
+    }
+    let copies = copies();
     assert_eq!(copies.len(), 1, "one copy: the loaded one");
     assert_eq!(copies[0].metadata().unwrap().permissions().mode() & 0o777, 0o600);
     for name in &planted {

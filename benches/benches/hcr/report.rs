@@ -33,6 +33,7 @@ pub fn write(
     phases: &[(usize, [f64; 8])],
     game: &[f64; 8],
     game_size: u64,
+    waits: &[super::Waits],
     edits: &[[f64; 4]],
     memory: &serde_json::Value,
 ) {
@@ -117,6 +118,29 @@ pub fn write(
             game[6]
         );
     }
+
+    // Reload with busy threads.
+    let _ = writeln!(out, "\n### `reload_busy`: `perform_reload` of the 10-proc module while four threads call it\n");
+    let _ = writeln!(
+        out,
+        "| other threads | median | replaced libraries freed after (mean) | longest |\n|---|---|---|---|"
+    );
+    for (case, mean, max) in waits {
+        if let Some(t) = ns("reload_busy", case) {
+            let who = match *case {
+                "idle" => "none",
+                "4_unregistered" => "4, unregistered, calling in tight loops",
+                _ => "4, registered, a quiescent point every 64 calls",
+            };
+            let _ = writeln!(out, "| {who} | {:.2} ms | {mean:.2} ms | {max:.2} ms |", t / 1e6);
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nUnregistered threads are observed by the runtime's collector thread, off the reloading thread: \
+         a reload never waits for them. With four busy threads on a machine of two cores, the reloading \
+         thread gets a smaller share of the CPU either way.\n"
+    );
 
     // Edit-to-live.
     let column = |i: usize| median(&edits.iter().map(|e| e[i]).collect::<Vec<_>>());

@@ -92,3 +92,65 @@ pub(crate) fn describe_stub(bytes: &[u8], _ip: u64) -> String {
         format!(".inst {ldr:#010x}; .inst {br:#010x}")
     }
 }
+
+/// AAPCS64 has no red zone: nothing below the stack pointer is live.
+#[cfg(target_os = "linux")]
+pub(crate) const RED_ZONE: usize = 0;
+
+/// Words [`context_words`] may write: `x0`-`x30`, `sp`, `pc`, and the 32
+/// SIMD registers, two words each.
+#[cfg(target_os = "linux")]
+pub(crate) const CONTEXT_WORDS: usize = 31 + 2 + 64;
+
+/// The calling thread's thread pointer (`tpidr_el0`): glibc and musl place
+/// it next to the thread's descriptor at the top of its stack block (above
+/// its frames) for every thread but the main one. Async-signal-safe.
+#[cfg(target_os = "linux")]
+pub(crate) fn thread_pointer() -> usize {
+    let tp: usize;
+    // SAFETY: reading the EL0 thread pointer register has no side effects.
+    unsafe { core::arch::asm!("mrs {}, tpidr_el0", out(reg) tp, options(nomem, nostack, preserves_flags)) };
+    tp
+}
+
+/// Copies the interrupted thread's registers out of a signal handler's
+/// context into `out`; returns how many words were written and the
+/// interrupted stack pointer. Async-signal-safe.
+///
+/// # Safety
+///
+/// `context` must be the `ucontext_t` the kernel passed to the running
+/// `SA_SIGINFO` handler.
+#[cfg(target_os = "linux")]
+pub(crate) unsafe fn context_words(
+    context: *const core::ffi::c_void,
+    out: &mut [usize; CONTEXT_WORDS],
+) -> (usize, usize) {
+    /// `struct fpsimd_context`'s magic, the record that holds `v0`-`v31`.
+    const FPSIMD_MAGIC: u32 = 0x4650_8001;
+    // SAFETY: the caller passes the handler's context, a valid ucontext_t.
+    let uc = unsafe { &*context.cast::<libc::ucontext_t>() };
+    let mc = &uc.uc_mcontext;
+    let mut count = 0;
+    for &reg in mc.regs.iter().chain([&mc.sp, &mc.pc]) {
+        out[count] = reg as usize;
+        count += 1;
+    }
+    // The kernel's `__reserved` area follows `pstate`, 16-byte aligned; its
+    // first record is the FPSIMD context: magic, size, fpsr, fpcr, then the
+    // 32 vector registers.
+    let reserved = (std::mem::offset_of!(libc::mcontext_t, pstate) + 8).next_multiple_of(16);
+    // SAFETY: the reserved area lies inside the mcontext, which the kernel
+    // (or qemu-user, with the same layout) filled in for this handler.
+    unsafe {
+        let base = (mc as *const libc::mcontext_t).cast::<u8>().add(reserved);
+        if base.cast::<u32>().read() == FPSIMD_MAGIC {
+            let vregs = base.add(16).cast::<u64>();
+            for i in 0..64 {
+                out[count] = vregs.add(i).read() as usize;
+                count += 1;
+            }
+        }
+    }
+    (count, mc.sp as usize)
+}

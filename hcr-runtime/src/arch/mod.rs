@@ -1,5 +1,6 @@
 //! Architecture services: which encoder the stub table uses, instruction-cache
-//! maintenance, and decoding stubs for the inspect listing.
+//! maintenance, decoding stubs for the inspect listing, and reading a signal
+//! handler's context and the thread pointer (for observing threads).
 //!
 //! One file per architecture behind a private `imp` selection; the encoders
 //! themselves live in [`crate::encode`] and are compiled on every host.
@@ -20,3 +21,5 @@ pub(crate) use imp::FILE_ARCHITECTURE;
 pub(crate) use imp::{
     CALL_LEN, ELF_MACHINE, NAME, PAD_STRIDE, WEAKLY_ORDERED, describe_stub, flush_icache, pad_page, stub_page,
 };
+#[cfg(target_os = "linux")]
+pub(crate) use imp::{CONTEXT_WORDS, RED_ZONE, context_words, thread_pointer};

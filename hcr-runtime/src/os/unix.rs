@@ -59,64 +59,103 @@ pub(crate) unsafe fn make_read_execute(ptr: *mut u8, len: usize) -> io::Result<(
     unsafe { region::protect(ptr, len, region::Protection::READ_EXECUTE) }.map_err(io::Error::other)
 }
 
+/// How [`process_barrier`] made every thread execute a barrier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Barrier {
+    /// `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`: an interrupt to every
+    /// CPU running a thread of this process.
+    PrivateExpedited,
+    /// `membarrier(MEMBARRIER_CMD_GLOBAL)`: waits until every CPU has passed
+    /// through the scheduler (milliseconds).
+    Global,
+}
+
 /// Makes every thread of the process execute a full memory barrier before
 /// this returns, so stores made before the call are visible to whatever any
 /// thread does after it (needed on weakly ordered CPUs before a stub is
-/// re-pointed at code that reads freshly written globals).
+/// re-pointed at code that reads freshly written globals). `fallback`
+/// skips the expedited barrier, to test the fallback.
 ///
-/// Linux: `membarrier(PRIVATE_EXPEDITED)`. Where that is unavailable, and on
-/// other Unix systems, the page-protection round trip that forces a TLB
-/// shoot-down on every CPU running the process, which implies a barrier there.
-pub(crate) fn process_barrier() {
+/// Linux: `membarrier(PRIVATE_EXPEDITED)`, else `membarrier(GLOBAL)`. There
+/// is no other mechanism: changing page protections does not interrupt
+/// other CPUs where the hardware broadcasts TLB invalidations (AArch64).
+///
+/// # Errors
+///
+/// When neither is available (an old kernel, membarrier disabled, or a
+/// system other than Linux).
+pub(crate) fn process_barrier(fallback: bool) -> io::Result<Barrier> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    if membarrier_ready() {
-        // SAFETY: membarrier takes no pointers; the command was registered.
-        let rc = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) };
-        if rc == 0 {
-            return;
+    {
+        let commands = membarrier_commands();
+        let choice = choose_barrier(commands, !fallback && private_expedited_registered())?;
+        let command = match choice {
+            Barrier::PrivateExpedited => MEMBARRIER_CMD_PRIVATE_EXPEDITED,
+            Barrier::Global => MEMBARRIER_CMD_GLOBAL,
+        };
+        // SAFETY: membarrier takes no pointers; the command is supported
+        // (and registered, for the private one).
+        if unsafe { libc::syscall(libc::SYS_membarrier, command, 0, 0) } != 0 {
+            return Err(io::Error::last_os_error());
         }
+        Ok(choice)
     }
-    protection_round_trip();
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = fallback;
+        Err(io::Error::new(io::ErrorKind::Unsupported, "no process-wide memory barrier on this system"))
+    }
 }
 
+/// Which barrier to use, from the commands the kernel supports (the
+/// bit set `MEMBARRIER_CMD_QUERY` returns; negative on failure).
+#[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
+fn choose_barrier(commands: libc::c_long, expedited: bool) -> io::Result<Barrier> {
+    if expedited {
+        return Ok(Barrier::PrivateExpedited);
+    }
+    if commands >= 0 && commands & MEMBARRIER_CMD_GLOBAL != 0 {
+        return Ok(Barrier::Global);
+    }
+    Err(io::Error::new(io::ErrorKind::Unsupported, format!("membarrier offers no usable command (query: {commands})")))
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const MEMBARRIER_CMD_QUERY: libc::c_long = 0;
+const MEMBARRIER_CMD_GLOBAL: libc::c_long = 1;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 const MEMBARRIER_CMD_PRIVATE_EXPEDITED: libc::c_long = 1 << 3;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_long = 1 << 4;
 
+/// The supported membarrier commands (negative if there is no membarrier).
 #[cfg(any(target_os = "linux", target_os = "android"))]
-fn membarrier_ready() -> bool {
-    static READY: OnceLock<bool> = OnceLock::new();
-    *READY.get_or_init(|| {
-        // SAFETY: registration takes no pointers and only affects this process.
-        let rc = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) };
-        if rc != 0 {
-            tracing::debug!("membarrier unavailable, using the page-protection barrier");
-        }
-        rc == 0
+fn membarrier_commands() -> libc::c_long {
+    static COMMANDS: OnceLock<libc::c_long> = OnceLock::new();
+    *COMMANDS.get_or_init(|| {
+        // SAFETY: the query takes no pointers and changes nothing.
+        unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0) }
     })
 }
 
-fn protection_round_trip() {
-    struct Page(usize);
-    static PAGE: OnceLock<Option<Page>> = OnceLock::new();
-    let page = PAGE.get_or_init(|| {
-        let len = super::page_size();
-        reserve(0, len).ok().map(|p| Page(p as usize))
-    });
-    let Some(Page(addr)) = page else { return };
-    let len = super::page_size();
-    let ptr = *addr as *mut u8;
-    // SAFETY: the page is our own private reservation, never handed out; it is
-    // made writable, touched so that it is resident in every TLB that matters,
-    // then made inaccessible again, which makes the kernel interrupt every CPU
-    // running this process.
-    unsafe {
-        if make_read_write(ptr, len).is_ok() {
-            ptr.write_volatile(1);
-            let _ = region::protect(ptr, len, region::Protection::NONE);
+/// Registers this process for the expedited barrier, once; whether that
+/// worked.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn private_expedited_registered() -> bool {
+    static READY: OnceLock<bool> = OnceLock::new();
+    *READY.get_or_init(|| {
+        let commands = membarrier_commands();
+        if commands < 0 || commands & MEMBARRIER_CMD_PRIVATE_EXPEDITED == 0 {
+            tracing::warn!("membarrier(PRIVATE_EXPEDITED) is unavailable; commits use the slower membarrier(GLOBAL)");
+            return false;
         }
-    }
+        // SAFETY: registration takes no pointers and only affects this process.
+        let rc = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) };
+        if rc != 0 {
+            tracing::warn!(error = %io::Error::last_os_error(), "cannot register for membarrier(PRIVATE_EXPEDITED); commits use the slower membarrier(GLOBAL)");
+        }
+        rc == 0
+    })
 }
 
 /// Creates a new file for writing. Fails if anything exists at `path`; a
@@ -425,5 +464,28 @@ pub(crate) fn claim_abandoned_dir(path: &Path, lock_name: &str) -> io::Result<Op
         Ok(()) => Ok(Some(lock)),
         Err(std::fs::TryLockError::WouldBlock) => Ok(None),
         Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod barrier_tests {
+    use super::*;
+
+    #[test]
+    fn the_barrier_is_chosen_from_what_the_kernel_offers() {
+        assert_eq!(choose_barrier(0x3ff, true).unwrap(), Barrier::PrivateExpedited);
+        assert_eq!(choose_barrier(0x3ff, false).unwrap(), Barrier::Global);
+        assert_eq!(choose_barrier(MEMBARRIER_CMD_GLOBAL, false).unwrap(), Barrier::Global);
+        // Nothing usable: an error, never a silent no-op.
+        let err = choose_barrier(0x18, false).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::Unsupported);
+        assert!(choose_barrier(-38, false).is_err(), "no membarrier at all (ENOSYS)");
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn both_barriers_run_here() {
+        assert_eq!(process_barrier(true).unwrap(), Barrier::Global);
+        assert!(process_barrier(false).is_ok());
     }
 }

@@ -64,10 +64,24 @@ pub(crate) unsafe fn make_read_execute(ptr: *mut u8, len: usize) -> io::Result<(
     unsafe { region::protect(ptr, len, region::Protection::READ_EXECUTE) }.map_err(io::Error::other)
 }
 
-/// Makes every thread of the process execute a full memory barrier.
-pub(crate) fn process_barrier() {
+/// How [`process_barrier`] made every thread execute a barrier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Barrier {
+    /// `FlushProcessWriteBuffers`: an interrupt to every CPU running a
+    /// thread of this process.
+    FlushProcessWriteBuffers,
+}
+
+/// Makes every thread of the process execute a full memory barrier. There
+/// is no fallback to force on Windows.
+///
+/// # Errors
+///
+/// Never.
+pub(crate) fn process_barrier(_fallback: bool) -> io::Result<Barrier> {
     // SAFETY: takes no arguments.
-    unsafe { FlushProcessWriteBuffers() }
+    unsafe { FlushProcessWriteBuffers() };
+    Ok(Barrier::FlushProcessWriteBuffers)
 }
 
 /// Nothing to do: the private directory lives in the user's temporary

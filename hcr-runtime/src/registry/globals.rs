@@ -45,6 +45,12 @@ impl GlobalBox {
     pub(crate) fn as_ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
     }
+
+    /// The addresses of the storage.
+    pub(crate) fn range(&self) -> std::ops::Range<usize> {
+        let start = self.ptr.as_ptr() as usize;
+        start..start + self.layout.size()
+    }
 }
 
 impl Drop for GlobalBox {
@@ -85,20 +91,24 @@ impl GlobalRegistry {
             .ok_or_else(|| invalid(format!("cannot allocate {} bytes for global `{name}`", layout.size)))
     }
 
-    /// Records a global, replacing (and freeing) any previous one of that
-    /// name.
-    pub(crate) fn insert(&mut self, module: Arc<str>, name: &str, entry: GlobalEntry) {
-        self.by_name.entry(module).or_default().insert(name.into(), entry);
+    /// Records a global; hands back the storage of any previous one of
+    /// that name (old code may still use it: the caller decides when to
+    /// free it).
+    #[must_use = "the old storage is freed when dropped"]
+    pub(crate) fn insert(&mut self, module: Arc<str>, name: &str, entry: GlobalEntry) -> Option<GlobalBox> {
+        self.by_name.entry(module).or_default().insert(name.into(), entry).map(|old| old.slot)
     }
 
-    /// Frees a global.
-    pub(crate) fn remove(&mut self, module: &str, name: &str) {
-        if let Some(names) = self.by_name.get_mut(module) {
-            names.remove(name);
-            if names.is_empty() {
-                self.by_name.remove(module);
-            }
+    /// Forgets a global; hands back its storage (old code may still use
+    /// it: the caller decides when to free it).
+    #[must_use = "the storage is freed when dropped"]
+    pub(crate) fn remove(&mut self, module: &str, name: &str) -> Option<GlobalBox> {
+        let names = self.by_name.get_mut(module)?;
+        let removed = names.remove(name);
+        if names.is_empty() {
+            self.by_name.remove(module);
         }
+        removed.map(|entry| entry.slot)
     }
 
     pub(crate) fn len(&self) -> usize {

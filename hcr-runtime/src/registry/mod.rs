@@ -14,7 +14,7 @@ mod signatures;
 
 use std::sync::Arc;
 
-pub(crate) use globals::{GlobalEntry, GlobalRegistry, layout_fits};
+pub(crate) use globals::{GlobalBox, GlobalEntry, GlobalRegistry, layout_fits};
 pub(crate) use procs::ProcRegistry;
 
 /// How a proc's stub is bound.

@@ -33,6 +33,7 @@ mod stubs;
 mod txn;
 
 use std::fmt;
+use std::mem::ManuallyDrop;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -93,17 +94,24 @@ use crate::watch::{FileWatcher, WatchSignal};
 /// # Dropping
 ///
 /// Dropping the runtime unloads every module, frees every global and unmaps
-/// the stub table. Every stub address and global pointer handed out becomes
-/// invalid: the borrow in [`Proc`], [`Stub`] and [`GlobalRef`] keeps safe
-/// code from using them afterwards, but raw addresses taken from them are
-/// the caller's to stop using. A thread still calling through a stub while
-/// the runtime is dropped jumps into unmapped memory and crashes: stop every
-/// thread that runs module code first (registered threads are not waited
-/// for). An installed runtime ([`Runtime::install`]) is never dropped.
+/// the stub table, after which every stub address and global pointer handed
+/// out is invalid, if it can show that no other thread can still use them:
+/// no thread is registered ([`ThreadGuard`]s are all dropped) and, with
+/// [`Config::observe_unregistered_threads`], every other thread was observed
+/// holding no address in the table or in a module library. Otherwise it
+/// logs a warning and leaves the table, the libraries and the globals in
+/// memory for the rest of the process (only the private directory and the
+/// file watcher go), so that a thread still calling a stub keeps running the
+/// last code. Drop runtimes with their threads gone to get the memory back.
+/// The borrow in [`Proc`], [`Stub`] and [`GlobalRef`] keeps safe code from
+/// using them after the drop; raw addresses taken from them are the
+/// caller's to stop using. An installed runtime ([`Runtime::install`]) is
+/// never dropped.
 pub struct Runtime {
     exclusive: Mutex<()>,
     exclusive_holder: AtomicU64,
-    state: Mutex<State>,
+    /// Dropped by hand: leaked instead when threads may still use it.
+    state: ManuallyDrop<Mutex<State>>,
     state_holder: AtomicU64,
     /// The procs and their stubs; also reachable from the state.
     stubs: Arc<RwLock<Stubs>>,
@@ -137,12 +145,40 @@ impl fmt::Debug for Runtime {
 
 impl Drop for Runtime {
     fn drop(&mut self) {
-        // Threads may still be registered and running module code, but the
-        // runtime (and every stub) goes away now. This is the one place to
-        // wait for them (or to refuse) before anything is unmapped; today
-        // nothing waits. Then close what was retired; the state's drop
-        // closes the loaded modules, and the table is unmapped last.
-        self.reclaim.close_all();
+        let state = self.state.get_mut();
+        let mut live = vec![self.region.clone()];
+        for library in state.modules.iter().map(|m| &m.library).chain(&state.kept.libraries) {
+            live.extend(crate::safepoint::library_ranges(library.path()));
+        }
+        // Stops the collector thread; frees what was retired, or leaks it
+        // with the rest.
+        match self.reclaim.shut_down(live) {
+            Ok(()) => {
+                // The state's drop closes the loaded modules, and the table
+                // is unmapped with the last reference to the stubs.
+                // SAFETY: dropped exactly once, here; `self.state` is not
+                // used afterwards.
+                unsafe { ManuallyDrop::drop(&mut self.state) };
+            }
+            Err(why) => {
+                tracing::warn!(
+                    reason = %why,
+                    "dropping the runtime while threads may still call module code: the stub table, the libraries and the globals stay in memory for the rest of the process"
+                );
+                // The table stays mapped: one reference to it is never
+                // dropped.
+                std::mem::forget(self.stubs.clone());
+                // SAFETY: the state is never dropped as a whole (it stays in
+                // its `ManuallyDrop`, so its libraries stay open and its
+                // globals allocated); these two fields are dropped once,
+                // here: the private directory (the copies' files; their
+                // mappings stay) and the file watcher (its thread).
+                unsafe {
+                    std::ptr::drop_in_place(&mut state.private);
+                    std::ptr::drop_in_place(&mut state.watcher);
+                }
+            }
+        }
     }
 }
 
@@ -195,10 +231,11 @@ impl Runtime {
         let report_file = config.report_file.clone();
         let settle = config.settle_time;
         let services = HostServices::new(report_file.clone());
+        let reclaim = Arc::new(Reclaimer::new(&config));
         Ok(Runtime {
             exclusive: Mutex::new(()),
             exclusive_holder: AtomicU64::new(0),
-            state: Mutex::new(State::new(config, stubs.clone(), private, watcher, services.clone())),
+            state: ManuallyDrop::new(Mutex::new(State::new(config, stubs.clone(), private, watcher, services.clone()))),
             state_holder: AtomicU64::new(0),
             stubs,
             committed: ArcSwap::from_pointee(Snapshot::default()),
@@ -206,7 +243,7 @@ impl Runtime {
             private_path,
             host_handlers: HostHandlers::default(),
             generation: AtomicU64::new(0),
-            reclaim: Arc::new(Reclaimer::default()),
+            reclaim,
             watch,
             watch_checked: AtomicU64::new(0),
             report_file,
@@ -251,19 +288,36 @@ impl Runtime {
     }
 
     /// Registers the calling thread as one that runs module code, so that
-    /// under [`UnloadPolicy::Deferred`] replaced libraries stay loaded until
+    /// under [`UnloadPolicy::Deferred`](crate::UnloadPolicy::Deferred) replaced libraries stay loaded until
     /// it passes a quiescent point ([`ThreadGuard::quiescent`]). Register a
     /// thread before it first calls module code.
     ///
-    /// Threads that are not registered are not waited for: if one of them
-    /// runs a module's code while a reload replaces that module, it may
-    /// return into an unloaded library and crash.
+    /// Threads that are not registered are observed instead (a signal whose
+    /// handler looks at the thread's registers and stack; see
+    /// [`Config::observe_unregistered_threads`]). Registered threads are never
+    /// signalled, and cost two atomic operations per quiescent point. Call
+    /// this outside module code: registration is a quiescent point.
     pub fn register_thread(&self) -> ThreadGuard {
         ThreadGuard::register(&self.reclaim)
     }
 
-    /// Closes every replaced library that no registered thread can still be
-    /// running; returns how many. Quiescent points and reloads do this too.
+    /// Frees what reloads replaced (libraries and global storage) that no
+    /// thread can reach any more, and waits for that; returns how many
+    /// libraries this closed.
+    ///
+    /// Under [`UnloadPolicy::Deferred`](crate::UnloadPolicy::Deferred) this happens by itself: a reload
+    /// hands what it replaced over and returns at once; quiescent points of
+    /// registered threads hand it on; a collector thread of the runtime
+    /// (started when first needed, stopped when the runtime is dropped)
+    /// observes the threads that never registered and frees each batch as
+    /// soon as it is proven. This call asks that thread for one more round
+    /// and waits for it.
+    ///
+    /// # Thread-safety
+    ///
+    /// Waits for the round: each thread that never registered is given up to
+    /// [`Config::safepoint_timeout`] to answer (in parallel). A thread still
+    /// holding replaced code keeps it loaded; this returns anyway.
     pub fn collect_retired(&self) -> usize {
         self.reclaim.collect()
     }
@@ -273,7 +327,9 @@ impl Runtime {
     /// it. Returns the modules that were unloaded.
     ///
     /// The procs of unloaded modules keep their stubs, which then report a
-    /// call and abort; their globals are freed.
+    /// call and abort; their libraries and globals are freed as the
+    /// [`UnloadPolicy`](crate::UnloadPolicy) says (by default once no thread
+    /// can reach them).
     ///
     /// # Errors
     ///
@@ -347,10 +403,13 @@ impl Runtime {
     /// build id, or by a content hash for files without one), copy them,
     /// run every module's before-reload handlers (imports first), check the
     /// new builds before any of their code runs (see `docs/safety.md`), load
-    /// them (and any new imports) and run their inits. If all of that succeeded, commit: re-point the stubs,
-    /// unbind procs that disappeared, free globals that disappeared, unload
-    /// replaced libraries and modules nothing imports any more, then run the
-    /// after-reload handlers of the new code.
+    /// them (and any new imports) and run their inits. If all of that
+    /// succeeded, commit: re-point the stubs, unbind procs that disappeared,
+    /// take out globals that disappeared, unload modules nothing imports any
+    /// more, hand the replaced libraries and global storage to the
+    /// [`UnloadPolicy`](crate::UnloadPolicy) (by default they are freed once
+    /// no thread can reach them, without this call waiting for other
+    /// threads), then run the after-reload handlers of the new code.
     ///
     /// Returns an empty report when nothing changed.
     ///

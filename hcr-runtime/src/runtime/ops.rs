@@ -19,7 +19,8 @@ use super::state::State;
 use super::txn::{Committed, Input, Role, TxnTimes};
 use crate::config::UnloadPolicy;
 use crate::error::{Error, Result};
-use crate::loader::{ModuleLibrary, Quick};
+use crate::loader::Quick;
+use crate::reclaim::Retired;
 
 /// The longest [`Runtime::perform_reload`] waits for module files that keep
 /// being modified; after that they are tried as they are.
@@ -89,21 +90,28 @@ impl Runtime {
         Ok(committed.unloaded)
     }
 
-    /// Sorts replaced libraries by policy: kept for good under
-    /// [`UnloadPolicy::Never`], otherwise returned with the policy for
-    /// [`Runtime::finish_retiring`] (once the state lock is released).
-    pub(super) fn retire(&self, state: &mut State, retired: Vec<ModuleLibrary>) -> (UnloadPolicy, Vec<ModuleLibrary>) {
+    /// Sorts what a commit replaced (libraries and global storage) by
+    /// policy: kept for good under [`UnloadPolicy::Never`], otherwise
+    /// returned with the policy for [`Runtime::finish_retiring`] (once the
+    /// state lock is released).
+    pub(super) fn retire(&self, state: &mut State, mut retired: Retired) -> (UnloadPolicy, Retired) {
         let policy = state.config.unload_policy;
         if policy == UnloadPolicy::Never {
-            state.kept.extend(retired);
-            return (policy, Vec::new());
+            state.kept.libraries.append(&mut retired.libraries);
+            state.kept.globals.append(&mut retired.globals);
+            return (policy, Retired::default());
         }
+        // Closed dependents first: the reverse of the order taken out.
+        retired.libraries.reverse();
         (policy, retired)
     }
 
-    pub(super) fn finish_retiring(&self, (policy, retired): (UnloadPolicy, Vec<ModuleLibrary>)) {
+    /// Frees what a commit replaced now ([`UnloadPolicy::Immediate`]), or
+    /// hands it to deferred reclamation, which frees it once no thread can
+    /// reach it. Never waits for other threads.
+    pub(super) fn finish_retiring(&self, (policy, retired): (UnloadPolicy, Retired)) {
         match policy {
-            UnloadPolicy::Immediate => self.reclaim.close_now(retired),
+            UnloadPolicy::Immediate => self.reclaim.free_now(retired),
             _ => self.reclaim.retire(retired),
         }
     }
@@ -197,7 +205,7 @@ impl Runtime {
             self.publish(&state);
             timings.total = started.elapsed();
             drop(state);
-            self.reclaim.collect();
+            self.reclaim.nudge();
             return Ok(ReloadReport::unchanged(generation, timings));
         }
         check_stack(changed.iter().filter_map(|n| state.module_index(n)).map(|i| &state.modules[i]))?;
@@ -240,8 +248,13 @@ impl Runtime {
         };
         let committed = match run(&mut state, inputs) {
             Ok(committed) => Ok(committed),
-            Err(failures) if failures.iter().any(|f| matches!(f.error, Error::CalledFromModule { .. })) => {
-                // Nobody's fault: the same files may load from host code.
+            Err(failures)
+                if failures
+                    .iter()
+                    .any(|f| matches!(f.error, Error::CalledFromModule { .. } | Error::ProcessBarrier { .. })) =>
+            {
+                // Nobody's fault: the same files may load from host code, or
+                // on another system.
                 Err(failures)
             }
             Err(failures) => {

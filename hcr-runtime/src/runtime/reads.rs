@@ -184,9 +184,14 @@ impl Runtime {
             stub_capacity,
             globals: snapshot.globals,
             kept_libraries: snapshot.kept,
+            kept_globals: snapshot.kept_globals,
             retired_pending: self.reclaim.pending(),
+            retired_globals_pending: self.reclaim.globals_pending(),
             threads: self.reclaim.thread_count(),
             unloads: self.reclaim.unloads(),
+            globals_freed: self.reclaim.globals_freed(),
+            retired_wait_mean: self.reclaim.waits().0,
+            retired_wait_max: self.reclaim.waits().1,
         }
     }
 }

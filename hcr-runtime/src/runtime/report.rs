@@ -202,13 +202,29 @@ pub struct Stats {
     pub globals: usize,
     /// Replaced libraries kept loaded under [`UnloadPolicy::Never`].
     pub kept_libraries: usize,
-    /// Replaced libraries waiting for registered threads to pass a
-    /// quiescent point.
+    /// Storage of replaced or removed globals kept under
+    /// [`UnloadPolicy::Never`].
+    pub kept_globals: usize,
+    /// Replaced libraries not closed yet under [`UnloadPolicy::Deferred`]:
+    /// waiting for registered threads to pass a quiescent point, or for the
+    /// other threads to be observed outside them.
     pub retired_pending: usize,
+    /// Storage of globals that reloads migrated or removed, not freed yet
+    /// under [`UnloadPolicy::Deferred`] (freed with the libraries of the
+    /// same reload).
+    pub retired_globals_pending: usize,
     /// Threads registered with [`Runtime::register_thread`].
     pub threads: usize,
     /// Libraries closed so far (replaced, unloaded or rolled back).
     pub unloads: u64,
+    /// Storage of migrated or removed globals freed so far.
+    pub globals_freed: u64,
+    /// How long what reloads replaced waited, on average, between the
+    /// commit and its release under [`UnloadPolicy::Deferred`] (zero
+    /// before the first release).
+    pub retired_wait_mean: Duration,
+    /// The longest such wait so far.
+    pub retired_wait_max: Duration,
 }
 
 /// How a stub is bound.

@@ -102,10 +102,12 @@ impl State {
         for (global, ptr, layout) in &registration.globals {
             let change = match self.globals.get(&module, global) {
                 None => Some("went away (the newer build no longer registers it)".to_owned()),
-                Some(entry) if entry.slot.as_ptr() as usize == *ptr => None,
+                // Layout first: storage freed and allocated again for
+                // another layout may land at the same address.
                 Some(entry) if entry.layout != *layout => {
                     Some(format!("changed layout from {layout} to {}", entry.layout))
                 }
+                Some(entry) if entry.slot.as_ptr() as usize == *ptr => None,
                 Some(_) => Some("moved to new storage".to_owned()),
             };
             if let Some(change) = change {
@@ -154,6 +156,11 @@ impl State {
             {
                 failures.push(Failure::unattributed(error));
             }
+        }
+        if failures.is_empty()
+            && let Err(error) = self.publication_barrier()
+        {
+            failures.push(Failure::unattributed(error));
         }
         if !failures.is_empty() {
             let staged = txn.staged.pop().expect("the previous build");

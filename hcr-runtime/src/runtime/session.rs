@@ -112,7 +112,8 @@ impl InitContext for Session<'_> {
             let slot = GlobalRegistry::new_slot(&module, &name, &requested)?;
             let ptr = slot.as_ptr();
             let layout = requested.clone();
-            self.state.globals.insert(module.clone(), &name, GlobalEntry { slot, layout: requested });
+            let replaced = self.state.globals.insert(module.clone(), &name, GlobalEntry { slot, layout: requested });
+            debug_assert!(replaced.is_none(), "a global is created only where none is");
             self.txn.created_globals.push((module, name.as_str().into()));
             let staged = &mut self.txn.staged[self.index];
             staged.record.globals.push(name.as_str().into());

@@ -50,6 +50,8 @@ pub(super) struct Snapshot {
     pub(super) globals: usize,
     /// Libraries kept under [`UnloadPolicy::Never`](crate::UnloadPolicy::Never).
     pub(super) kept: usize,
+    /// Replaced global storage kept under the same policy.
+    pub(super) kept_globals: usize,
 }
 
 impl State {
@@ -64,6 +66,12 @@ impl State {
                 FileView { name: m.name.clone(), path: m.source.clone(), stamp: m.stamp, failed: m.failed }
             })
             .collect();
-        Snapshot { modules, files, globals: self.globals.len(), kept: self.kept.len() }
+        Snapshot {
+            modules,
+            files,
+            globals: self.globals.len(),
+            kept: self.kept.libraries.len(),
+            kept_globals: self.kept.globals.len(),
+        }
     }
 }

@@ -17,6 +17,7 @@ use super::txn::StagedProc;
 use crate::config::Config;
 use crate::error::{Error, GlobalLayout, Result};
 use crate::loader::{self, ModuleLibrary, PrivateDir, Quick, Stamp};
+use crate::reclaim::Retired;
 use crate::registry::{Binder, GlobalRegistry};
 use crate::services::HostServices;
 use crate::watch::FileWatcher;
@@ -98,9 +99,9 @@ pub(super) struct State {
     /// requested: the order is state, then stubs).
     pub(super) stubs: Arc<RwLock<Stubs>>,
     pub(super) globals: GlobalRegistry,
-    /// Libraries replaced or unloaded under
+    /// Libraries and global storage replaced or unloaded under
     /// [`UnloadPolicy::Never`](crate::UnloadPolicy::Never).
-    pub(super) kept: Vec<ModuleLibrary>,
+    pub(super) kept: Retired,
     pub(super) private: PrivateDir,
     /// Watches the loaded modules' files, if configured.
     pub(super) watcher: Option<FileWatcher>,
@@ -121,7 +122,7 @@ impl State {
             modules: Vec::new(),
             stubs,
             globals: GlobalRegistry::default(),
-            kept: Vec::new(),
+            kept: Retired::default(),
             private,
             watcher,
             services,
@@ -181,8 +182,9 @@ impl Drop for State {
                 record.library.close();
             }
         }
-        for library in self.kept.drain(..).rev() {
+        for library in self.kept.libraries.drain(..).rev() {
             library.close();
         }
+        // The kept globals go with the other fields, after the code.
     }
 }

@@ -15,6 +15,7 @@ use super::state::{ModuleRecord, Registration, State};
 use crate::error::{Error, GlobalLayout};
 use crate::loader::{ModuleLibrary, PrivateCopy};
 use crate::mapped_vec::MappedVec;
+use crate::reclaim::Retired;
 use crate::registry::{Binder, Caller, GlobalEntry, ProcState};
 use crate::{api, arch, os};
 
@@ -140,7 +141,11 @@ pub(super) struct Committed {
     pub(super) loaded: Vec<String>,
     pub(super) unloaded: Vec<String>,
     pub(super) reverted: Vec<String>,
-    pub(super) retired: Vec<ModuleLibrary>,
+    /// Old libraries (in the order they were taken out: imports before the
+    /// modules that import them, then unloaded modules, dependents first)
+    /// and the global storage the commit replaced or removed: code still
+    /// running on other threads may use them.
+    pub(super) retired: Retired,
     /// The first-load handlers of the modules loaded, imports first.
     pub(super) first_load: Vec<Handler>,
 }
@@ -196,6 +201,11 @@ impl State {
             {
                 failures.push(Failure::unattributed(error));
             }
+        }
+        if failures.is_empty()
+            && let Err(error) = self.publication_barrier()
+        {
+            failures.push(Failure::unattributed(error));
         }
         let mut times = txn.times;
         if failures.is_empty() {
@@ -362,16 +372,24 @@ impl State {
         }])
     }
 
+    /// On a weakly ordered CPU, makes every thread execute a memory barrier,
+    /// so that everything the inits of a transaction wrote (globals above
+    /// all) is visible to any thread that reaches new code through a stub
+    /// that [`State::commit`] re-points next.
+    pub(super) fn publication_barrier(&self) -> Result<(), Error> {
+        if arch::WEAKLY_ORDERED {
+            os::process_barrier(self.config.force_barrier_fallback)
+                .map_err(|source| Error::ProcessBarrier { source })?;
+        }
+        Ok(())
+    }
+
     /// Makes `txn` current: patch stubs, swap module records, retire old
     /// libraries (or keep each replaced one as its module's previous build),
-    /// unload modules nothing needs any more. Cannot fail.
+    /// unload modules nothing needs any more. Cannot fail; call
+    /// [`State::publication_barrier`] first.
     pub(super) fn commit(&mut self, txn: Txn, generation: u64, replace: Replace) -> Committed {
         let mut out = Committed::default();
-        if arch::WEAKLY_ORDERED {
-            // Everything the inits wrote (globals above all) must be visible
-            // to any thread that reaches new code through a patched stub.
-            os::process_barrier();
-        }
         let keep = self.config.keep_previous_builds;
         let Txn { staged, binds, migrated, registered, .. } = txn;
         let replaced: HashSet<Arc<str>> = staged.iter().map(|s| s.record.name.clone()).collect();
@@ -389,7 +407,7 @@ impl State {
             stubs.procs.add_binder(stub, binder);
         }
         for (module, name, entry) in migrated {
-            self.globals.insert(module, &name, entry);
+            out.retired.globals.extend(self.globals.insert(module, &name, entry));
         }
         for staged in staged {
             for p in &staged.procs {
@@ -412,10 +430,10 @@ impl State {
                     stubs.remove_procs_of(&old.name, |stub| registered.contains(stub));
                     let kept: HashSet<&str> = self.modules[index].globals.iter().map(|g| &**g).collect();
                     for global in old.globals.iter().filter(|g| !kept.contains(&***g)) {
-                        self.globals.remove(&old.name, global);
+                        out.retired.globals.extend(self.globals.remove(&old.name, global));
                     }
                     if let Some(older) = old.previous.take() {
-                        out.retired.push(older.library);
+                        out.retired.libraries.push(older.library);
                     }
                     match replace {
                         Replace::Reload => out.reloaded.push(old.name.to_string()),
@@ -424,7 +442,7 @@ impl State {
                     if keep && replace == Replace::Reload {
                         self.modules[index].previous = Some(Box::new(old));
                     } else {
-                        out.retired.push(old.library);
+                        out.retired.libraries.push(old.library);
                     }
                 }
                 None => {
@@ -462,14 +480,14 @@ impl State {
             let record = self.modules.remove(index);
             stubs.remove_procs_of(&record.name, |_| false);
             for global in &record.globals {
-                self.globals.remove(&record.name, global);
+                out.retired.globals.extend(self.globals.remove(&record.name, global));
             }
             out.unloaded.push(record.name.to_string());
             let mut record = record;
             if let Some(previous) = record.previous.take() {
-                out.retired.push(previous.library);
+                out.retired.libraries.push(previous.library);
             }
-            out.retired.push(record.library);
+            out.retired.libraries.push(record.library);
         }
     }
 
@@ -478,8 +496,9 @@ impl State {
     /// an address a failed init was given never leads to another proc.
     fn rollback(&mut self, txn: Txn) {
         self.stubs.write().procs.merge();
+        // Storage the attempt created: only its own inits saw it.
         for (module, name) in &txn.created_globals {
-            self.globals.remove(module, name);
+            drop(self.globals.remove(module, name));
         }
         for staged in txn.staged.into_iter().rev() {
             staged.record.library.close();

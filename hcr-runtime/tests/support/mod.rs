@@ -155,6 +155,41 @@ pub fn wait_for_reload_needed(rt: &Runtime) -> bool {
     false
 }
 
+/// Sets the flag when dropped, also while a panic unwinds: stops worker
+/// threads that a scope would otherwise wait for forever.
+pub struct SetOnDrop<'a>(pub &'a std::sync::atomic::AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Whether the tests run under an emulator (the target's cargo runner is
+/// qemu), where every new library is translated again: tests scale their
+/// counts down there, and say so.
+pub fn emulated() -> bool {
+    let var = format!("CARGO_TARGET_{}_RUNNER", TARGET.to_uppercase().replace(['-', '.'], "_"));
+    std::env::var(var).is_ok_and(|r| r.contains("qemu"))
+}
+
+/// Waits until everything reloads replaced was freed (deferred reclamation
+/// runs on the runtime's collector thread, after the reload returned), with
+/// a deadline: every thread of this process, other tests included, must be
+/// seen outside the old code first.
+pub fn wait_until_reclaimed(rt: &Runtime) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let stats = rt.stats();
+        if stats.retired_pending == 0 && stats.retired_globals_pending == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "replaced code was never freed: {stats:?}");
+        rt.collect_retired();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// A proc as an `extern "C" fn() -> u64`.
 pub fn fn0(rt: &Runtime, module: &str, name: &str) -> extern "C" fn() -> u64 {
     let proc: Proc = rt.get_proc(module, name).unwrap();
