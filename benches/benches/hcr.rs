@@ -12,7 +12,9 @@
 //!   threads;
 //! * `reload`: `perform_reload` for modules of 10, 1,000 and 10,000 procs
 //!   (each with 100 globals), `reload_needed` with 50 modules, registration
-//!   of 10,000 procs;
+//!   of 10,000 procs, and reloads of the game example's debug module in a
+//!   debug host built without the workspace's opt-level override
+//!   (`debug_host_game`, timed inside that host);
 //! * edit-to-live for the hello example (median of 10 edits);
 //! * memory per stub with 1,000,000 stubs registered.
 //!
@@ -28,8 +30,8 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput};
 use hcr_benches::{
-    GeneratedModule, bench_dir, build_release, generate_modules, heap_bytes, install, modules_target, resident_in,
-    rss_bytes, workspace_dir,
+    DebugHostGame, GeneratedModule, bench_dir, build_release, generate_modules, heap_bytes, install, modules_target,
+    resident_in, rss_bytes, workspace_dir,
 };
 use hcr_runtime::{Config, ReloadTimings, Runtime};
 
@@ -57,6 +59,7 @@ struct Setup {
     million: PathBuf,
     scaling: Vec<GeneratedModule>,
     tiny: Vec<GeneratedModule>,
+    game: DebugHostGame,
 }
 
 fn setup() -> Setup {
@@ -75,7 +78,9 @@ fn setup() -> Setup {
     let refs: Vec<(&str, usize, usize)> = specs.iter().map(|(n, p, g)| (n.as_str(), *p, *g)).collect();
     let mut generated = generate_modules(&refs);
     let tiny = generated.split_off(3);
-    Setup { module, patch, million, scaling: generated, tiny }
+    eprintln!("building the game module (debug) and a debug host without opt-level overrides ...");
+    let game = hcr_benches::debug_host_game();
+    Setup { module, patch, million, scaling: generated, tiny, game }
 }
 
 /// Installs a subsecond jump table, as a patch would: a thousand entries,
@@ -247,7 +252,61 @@ impl Reloader {
     }
 }
 
-fn reload(c: &mut Criterion, setup: &Setup) -> Vec<(usize, [f64; 8])> {
+/// Phase means (as [`PhaseTotals::mean`]) of the reloads of one benchmark.
+type Phases = [f64; 8];
+
+/// The debug host of `debug_host_game`, a child process that reloads the
+/// game module on command and reports the timings it measured.
+struct DebugHost {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+    reloads: u64,
+    /// Sums in nanoseconds: total, detect, copy, load, register, patch,
+    /// handlers, unload.
+    sums: [u64; 8],
+}
+
+impl DebugHost {
+    fn start(game: &DebugHostGame) -> DebugHost {
+        use std::io::BufRead;
+        use std::process::Stdio;
+        let mut child = std::process::Command::new(&game.host)
+            .arg(&game.module)
+            .args(&game.builds)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the debug host");
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        assert_eq!(stdout.next().unwrap().unwrap(), "ready");
+        DebugHost { child, stdin, stdout, reloads: 0, sums: [0; 8] }
+    }
+
+    /// `n` reloads; the time they took in the host.
+    fn reload(&mut self, n: u64) -> Duration {
+        use std::io::Write;
+        writeln!(self.stdin, "reload {n}").unwrap();
+        let line = self.stdout.next().expect("the debug host answers").unwrap();
+        let fields: Vec<u64> = line.split_whitespace().map(|f| f.parse().unwrap()).collect();
+        for (sum, field) in self.sums.iter_mut().zip(&fields) {
+            *sum += field;
+        }
+        self.reloads += n;
+        Duration::from_nanos(fields[0])
+    }
+
+    /// Means in milliseconds, in the order of [`PhaseTotals::mean`].
+    fn phases(mut self) -> Phases {
+        drop(self.stdin);
+        self.child.wait().unwrap();
+        let ms = |i: usize| self.sums[i] as f64 / 1e6 / self.reloads.max(1) as f64;
+        [ms(1), ms(2), ms(3), ms(4), ms(5), ms(6), ms(7), ms(0)]
+    }
+}
+
+fn reload(c: &mut Criterion, setup: &Setup) -> (Vec<(usize, Phases)>, Phases) {
     let mut phases = Vec::new();
     let mut g = c.benchmark_group("reload");
     g.sample_size(20).measurement_time(Duration::from_secs(8));
@@ -293,8 +352,15 @@ fn reload(c: &mut Criterion, setup: &Setup) -> Vec<(usize, [f64; 8])> {
     let mut reloader = Reloader::new(big);
     g.sample_size(20).measurement_time(Duration::from_secs(8)).throughput(Throughput::Elements(10_000));
     g.bench_function("register_10000", |b| b.iter_custom(|iters| (0..iters).map(|_| reloader.reload().register).sum()));
+    drop(reloader);
+
+    // The game's debug module reloaded by a debug host: time measured in
+    // the host, detection and copy included.
+    let mut host = DebugHost::start(&setup.game);
+    g.sample_size(20).measurement_time(Duration::from_secs(8)).throughput(Throughput::Bytes(setup.game.size));
+    g.bench_function("debug_host_game", |b| b.iter_custom(|iters| host.reload(iters)));
     g.finish();
-    phases
+    (phases, host.phases())
 }
 
 /// Times source edit -> new code running for the hello example, `edits`
@@ -398,7 +464,7 @@ fn main() {
 
     call_overhead(&mut c, &setup);
     call_threads(&mut c);
-    let phases = reload(&mut c, &setup);
+    let (phases, game) = reload(&mut c, &setup);
     c.final_summary();
     if std::env::var_os("HCR_BENCH_ONLY_CRITERION").is_some() {
         // For iterating on one group (`cargo bench -p hcr-benches -- call_overhead`).
@@ -409,7 +475,7 @@ fn main() {
     let edits = edit_to_live(10);
     eprintln!("memory: 1,000,000 stubs ...");
     let memory = memory(&setup, 1_000_000);
-    report::write(&phases, &edits, &memory);
+    report::write(&phases, &game, setup.game.size, &edits, &memory);
 }
 
 #[path = "hcr/report.rs"]

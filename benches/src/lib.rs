@@ -237,3 +237,83 @@ pub fn machine() -> String {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     format!("{cpu}, {cores} cores, {mem_gib:.0} GiB, Linux {}", kernel.trim())
 }
+
+/// What `reload/debug_host_game` needs: the game example's module built in
+/// debug (as `cargo build` builds it), in two builds, and the debug host.
+#[derive(Clone, Debug)]
+pub struct DebugHostGame {
+    /// `benches/debug-host`, built in debug without the workspace's
+    /// `[profile.dev.package."*"] opt-level = 1`.
+    pub host: PathBuf,
+    /// Where the host loads the module from.
+    pub module: PathBuf,
+    /// The module as built, and the same build with another build id (what
+    /// the runtime sees as a new build; the code is the same).
+    pub builds: [PathBuf; 2],
+    /// The module file's size in bytes.
+    pub size: u64,
+}
+
+/// Builds what `reload/debug_host_game` needs.
+///
+/// # Panics
+///
+/// If a build fails or the module has no build id.
+pub fn debug_host_game() -> DebugHostGame {
+    cargo_build(&["--quiet", "-p", "game-logic"]);
+    let built = modules_target().join("debug").join(library_file("game_logic"));
+    let dir = bench_dir().join("debug-host-game");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut bytes = std::fs::read(&built).unwrap();
+    let a = dir.join("a.so");
+    std::fs::write(&a, &bytes).unwrap();
+    let at = build_id_last_byte(&bytes).expect("the game module has a build id");
+    bytes[at] ^= 0x5a;
+    let b = dir.join("b.so");
+    std::fs::write(&b, &bytes).unwrap();
+
+    // The host, in a target directory of its own: the override of the
+    // override would otherwise rebuild the modules' dependencies.
+    let target = bench_dir().join("debug-host-target");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["build", "--quiet", "-p", "hcr-bench-debug-host", "--config", "profile.dev.package.\"*\".opt-level=0"])
+        .arg("--target-dir")
+        .arg(&target)
+        .env_remove("CARGO_TARGET_DIR")
+        .current_dir(workspace_dir())
+        .output()
+        .expect("run cargo");
+    assert!(out.status.success(), "building the debug host failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let host = target.join("debug").join(format!("hcr-bench-debug-host{}", std::env::consts::EXE_SUFFIX));
+    DebugHostGame { host, module: dir.join(library_file("game_logic")), builds: [a, b], size: bytes.len() as u64 }
+}
+
+/// The file offset of the last byte of an ELF file's build id (64-bit, this
+/// machine's byte order).
+fn build_id_last_byte(bytes: &[u8]) -> Option<usize> {
+    let word =
+        |at: usize| -> Option<usize> { Some(u32::from_ne_bytes(bytes.get(at..at + 4)?.try_into().ok()?) as usize) };
+    let long = |at: usize| -> Option<usize> {
+        usize::try_from(u64::from_ne_bytes(bytes.get(at..at + 8)?.try_into().ok()?)).ok()
+    };
+    let phnum = usize::from(u16::from_ne_bytes(bytes.get(56..58)?.try_into().ok()?));
+    let phoff = long(32)?;
+    for i in 0..phnum {
+        let ph = phoff + i * 56;
+        if word(ph)? != 4 {
+            continue;
+        }
+        let (mut at, size) = (long(ph + 8)?, long(ph + 32)?);
+        let end = at + size;
+        while at + 12 <= end {
+            let (namesz, descsz, kind) = (word(at)?, word(at + 4)?, word(at + 8)?);
+            let desc = at + 12 + namesz.next_multiple_of(4);
+            if kind == 3 && descsz > 0 {
+                return Some(desc + descsz - 1);
+            }
+            at = desc + descsz.next_multiple_of(4);
+        }
+    }
+    None
+}

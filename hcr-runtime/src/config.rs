@@ -19,6 +19,19 @@ pub const DEFAULT_SETTLE_TIME: Duration = Duration::from_millis(30);
 /// The largest configurable capacity.
 pub const MAX_STUB_CAPACITY: usize = 1 << 28;
 
+/// The largest module file the runtime copies and loads unless configured
+/// otherwise: 1 GiB.
+///
+/// Debug builds of large crates reach a few hundred MiB, nearly all of it
+/// debug information, so real modules stay well below this. The limit
+/// bounds what a wrong path (an endless file, a file some process keeps
+/// appending to) can make the runtime copy into its private directory,
+/// which often lives in memory (`tmpfs`).
+pub const DEFAULT_MAX_MODULE_SIZE: u64 = 1 << 30;
+
+/// The largest configurable module size limit (1 TiB).
+pub const MAX_MODULE_SIZE_LIMIT: u64 = 1 << 40;
+
 /// What happens to a module's old library after a reload replaced it (or
 /// after the module was unloaded).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -43,8 +56,9 @@ pub enum UnloadPolicy {
 ///
 /// Start from [`Config::new`] (built-in defaults) or [`Config::from_env`]
 /// (defaults overridden by `HCR_STUB_BASE`, `HCR_STUB_CAPACITY`, `HCR_WATCH`,
-/// `HCR_SETTLE_MS`, `HCR_REPORT_FILE`, `HCR_KEEP_PREVIOUS` and
-/// `HCR_REVERT_ON_PANIC`), then adjust with the `with_*` methods, which
+/// `HCR_SETTLE_MS`, `HCR_REPORT_FILE`, `HCR_MAX_MODULE_SIZE`,
+/// `HCR_ALLOW_WRITABLE_CODE`, `HCR_KEEP_PREVIOUS` and `HCR_REVERT_ON_PANIC`),
+/// then adjust with the `with_*` methods, which
 /// override both.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -81,6 +95,10 @@ pub struct Config {
     /// A file to which every reload that did something appends one line, for
     /// development tools such as `cargo hcr`; see
     /// [`Runtime::perform_reload`](crate::Runtime::perform_reload).
+    ///
+    /// It must be a regular file (or not exist yet): it is opened without
+    /// blocking, and a FIFO, socket or device there is skipped with a
+    /// `tracing` warning.
     pub report_file: Option<PathBuf>,
     /// Keep each module's previous build loaded after a reload replaced it
     /// (one per module), so that [`Runtime::revert`](crate::Runtime::revert)
@@ -90,6 +108,22 @@ pub struct Config {
     /// proc and global for the record of what each build registered. Off
     /// unless configured.
     pub keep_previous_builds: bool,
+    /// The largest module file, in bytes, that is copied and loaded
+    /// ([`DEFAULT_MAX_MODULE_SIZE`] unless configured). Checked before the
+    /// copy, and enforced while copying: a file that grows past it is
+    /// refused with [`Error::ModuleTooLarge`].
+    pub max_module_size: u64,
+    /// Load libraries that would create writable and executable memory: a
+    /// loadable segment that is both writable and executable, a request for
+    /// an executable stack (`PT_GNU_STACK` with `PF_X`, or no `PT_GNU_STACK`
+    /// on x86-64, where that means an executable stack), or text
+    /// relocations. `false` unless configured: such libraries are refused
+    /// with [`Error::WritableCode`] before the system loader sees them.
+    ///
+    /// Only for hosts that really load such code (old assembly, some JIT
+    /// runtimes): an executable stack request makes the system loader turn
+    /// every thread's stack executable for the rest of the process.
+    pub allow_writable_code: bool,
 }
 
 impl Default for Config {
@@ -111,6 +145,8 @@ impl Config {
             settle_time: DEFAULT_SETTLE_TIME,
             report_file: None,
             keep_previous_builds: false,
+            max_module_size: DEFAULT_MAX_MODULE_SIZE,
+            allow_writable_code: false,
         }
     }
 
@@ -119,10 +155,13 @@ impl Config {
     /// `HCR_STUB_CAPACITY` (a number of stubs), `HCR_WATCH` (`1`/`true`/`on`
     /// or `0`/`false`/`off`: [`Config::watch_files`]), `HCR_SETTLE_MS` (a
     /// number of milliseconds: [`Config::settle_time`]), `HCR_REPORT_FILE`
-    /// (a path: [`Config::report_file`]), and `HCR_KEEP_PREVIOUS` (a switch:
-    /// [`Config::keep_previous_builds`]), which `HCR_REVERT_ON_PANIC=1`
-    /// (set by `cargo hcr run --revert-on-panic` for the generated `Hcr`)
-    /// turns on too.
+    /// (a path: [`Config::report_file`]), `HCR_MAX_MODULE_SIZE` (bytes, or
+    /// with a `K`, `M` or `G` suffix for KiB, MiB, GiB:
+    /// [`Config::max_module_size`]), `HCR_ALLOW_WRITABLE_CODE` (a switch
+    /// like `HCR_WATCH`: [`Config::allow_writable_code`]) and
+    /// `HCR_KEEP_PREVIOUS` (a switch: [`Config::keep_previous_builds`]),
+    /// which `HCR_REVERT_ON_PANIC=1` (set by `cargo hcr run
+    /// --revert-on-panic` for the generated `Hcr`) turns on too.
     ///
     /// # Errors
     ///
@@ -172,6 +211,21 @@ impl Config {
                 })?;
                 config.keep_previous_builds |= on;
             }
+        }
+        if let Some(value) = env("HCR_MAX_MODULE_SIZE") {
+            config.max_module_size = parse_size(&value).ok_or_else(|| Error::InvalidConfig {
+                name: "HCR_MAX_MODULE_SIZE",
+                value: value.clone(),
+                reason: "expected a number of bytes, optionally with a K, M or G suffix",
+            })?;
+            check_module_size("HCR_MAX_MODULE_SIZE", config.max_module_size)?;
+        }
+        if let Some(value) = env("HCR_ALLOW_WRITABLE_CODE") {
+            config.allow_writable_code = parse_switch(&value).ok_or_else(|| Error::InvalidConfig {
+                name: "HCR_ALLOW_WRITABLE_CODE",
+                value: value.clone(),
+                reason: "expected 1, true, on, 0, false or off",
+            })?;
         }
         Ok(config)
     }
@@ -230,8 +284,21 @@ impl Config {
         self
     }
 
+    /// Sets [`Config::max_module_size`].
+    pub fn with_max_module_size(mut self, bytes: u64) -> Config {
+        self.max_module_size = bytes;
+        self
+    }
+
+    /// Sets [`Config::allow_writable_code`].
+    pub fn with_allow_writable_code(mut self, allow: bool) -> Config {
+        self.allow_writable_code = allow;
+        self
+    }
+
     pub(crate) fn validate(&self) -> Result<()> {
         check_capacity("stub_capacity", self.stub_capacity)?;
+        check_module_size("max_module_size", self.max_module_size)?;
         if self.settle_time > Duration::from_millis(MAX_SETTLE_MS) {
             return Err(Error::InvalidConfig {
                 name: "settle_time",
@@ -259,6 +326,29 @@ fn check_capacity(name: &'static str, capacity: usize) -> Result<()> {
         });
     }
     Ok(())
+}
+
+fn check_module_size(name: &'static str, bytes: u64) -> Result<()> {
+    if bytes == 0 || bytes > MAX_MODULE_SIZE_LIMIT {
+        return Err(Error::InvalidConfig {
+            name,
+            value: bytes.to_string(),
+            reason: "must be between 1 byte and 1 TiB",
+        });
+    }
+    Ok(())
+}
+
+/// `1048576`, `64K`, `512M`, `1G` (binary units).
+fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim().replace('_', "");
+    let (digits, shift) = match text.chars().last()?.to_ascii_uppercase() {
+        'K' => (&text[..text.len() - 1], 10),
+        'M' => (&text[..text.len() - 1], 20),
+        'G' => (&text[..text.len() - 1], 30),
+        _ => (&text[..], 0),
+    };
+    digits.trim().parse::<u64>().ok()?.checked_mul(1 << shift)
 }
 
 fn parse_switch(text: &str) -> Option<bool> {
@@ -296,6 +386,20 @@ mod tests {
         assert_eq!(parse_switch("1"), Some(true));
         assert_eq!(parse_switch("False"), Some(false));
         assert_eq!(parse_switch("maybe"), None);
+    }
+
+    #[test]
+    fn sizes_parse_with_binary_suffixes() {
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size(" 64k "), Some(64 << 10));
+        assert_eq!(parse_size("512M"), Some(512 << 20));
+        assert_eq!(parse_size("1_G"), Some(1 << 30));
+        assert_eq!(parse_size("G"), None);
+        assert_eq!(parse_size("1T"), None);
+        assert_eq!(parse_size("99999999999999999999G"), None);
+        assert!(check_module_size("m", DEFAULT_MAX_MODULE_SIZE).is_ok());
+        assert!(check_module_size("m", 0).is_err());
+        assert!(check_module_size("m", MAX_MODULE_SIZE_LIMIT + 1).is_err());
     }
 
     #[test]

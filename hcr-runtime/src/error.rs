@@ -411,6 +411,49 @@ pub enum Error {
         "the runtime was re-entered from a reload handler or module init, where this call is not allowed; make it from host code"
     )]
     Reentrant,
+
+    /// The module path names a FIFO, socket, device or directory (or a
+    /// symbolic link to one) instead of a regular file. It is refused
+    /// without being opened for reading, so nothing blocks on it.
+    #[error("{} is a {kind}, not a regular file: point the runtime at the library the build writes", path.display())]
+    NotRegularFile {
+        /// The module file.
+        path: PathBuf,
+        /// What it is: `FIFO`, `socket`, `character device`, `block device`,
+        /// `directory` or `special file`.
+        kind: &'static str,
+    },
+
+    /// The module file is larger than [`Config::max_module_size`](crate::Config::max_module_size),
+    /// or grew past it while it was copied.
+    #[error(
+        "{} is larger than the module size limit ({size} bytes or more, limit {limit}): raise HCR_MAX_MODULE_SIZE or Config::max_module_size if the module really is that large",
+        path.display()
+    )]
+    ModuleTooLarge {
+        /// The module file.
+        path: PathBuf,
+        /// Its size, or how much of it was read before the limit stopped the
+        /// copy.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+
+    /// Loading the library would create memory that is writable and
+    /// executable: a segment with both permissions, an executable stack, or
+    /// text relocations. Refused before the system loader sees it, unless
+    /// [`Config::allow_writable_code`](crate::Config::allow_writable_code) is set.
+    #[error(
+        "{} would break W^X: {reason}; rebuild it without that (linker flags such as -z execstack or -z notext) or set HCR_ALLOW_WRITABLE_CODE=1 / Config::allow_writable_code",
+        path.display()
+    )]
+    WritableCode {
+        /// The module file.
+        path: PathBuf,
+        /// The segment or flag at fault.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -420,6 +463,26 @@ impl Error {
         match self {
             Error::ReloadFailed { first, rest } | Error::LoadFailed { first, rest } => {
                 std::iter::once(&**first).chain(rest).collect()
+            }
+            other => vec![other],
+        }
+    }
+
+    /// Like [`Error::failures`], by value: the failures of a
+    /// [`Error::ReloadFailed`] or an [`Error::LoadFailed`], or the error
+    /// itself. Handy to `match` on the cause of a refused load:
+    ///
+    /// ```
+    /// # use hcr_runtime::Error;
+    /// fn is_damaged(err: Error) -> bool {
+    ///     err.into_failures().iter().any(|e| matches!(e, Error::NotLoadable { .. }))
+    /// }
+    /// ```
+    pub fn into_failures(self) -> Vec<Error> {
+        match self {
+            Error::ReloadFailed { first, mut rest } | Error::LoadFailed { first, mut rest } => {
+                rest.insert(0, *first);
+                rest
             }
             other => vec![other],
         }

@@ -52,6 +52,9 @@ mod api;
 mod arch;
 mod capi;
 mod config;
+// Only the build-id reader is used where libraries are not ELF files.
+#[cfg_attr(any(windows, target_vendor = "apple"), allow(dead_code))]
+mod elf;
 mod encode;
 mod error;
 mod host;
@@ -68,7 +71,8 @@ mod table;
 mod watch;
 
 pub use config::{
-    Config, DEFAULT_SETTLE_TIME, DEFAULT_STUB_BASE, DEFAULT_STUB_CAPACITY, MAX_STUB_CAPACITY, UnloadPolicy,
+    Config, DEFAULT_MAX_MODULE_SIZE, DEFAULT_SETTLE_TIME, DEFAULT_STUB_BASE, DEFAULT_STUB_CAPACITY,
+    MAX_MODULE_SIZE_LIMIT, MAX_STUB_CAPACITY, UnloadPolicy,
 };
 pub use error::{Error, GlobalLayout, Result};
 pub use host::ModuleBindings;

@@ -3,8 +3,7 @@
 //! library and reading its descriptor.
 
 use std::fs::File;
-use std::hash::{BuildHasher, Hasher};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::mem::offset_of;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -13,11 +12,29 @@ use hcr_abi::{
     ABI_MAJOR, DESCRIPTOR_SYMBOL, DESCRIPTOR_SYMBOL_PREFIX, FINGERPRINT_CAPACITY, Fingerprint, InitFn, MAGIC,
     ModuleDescriptor, ModuleFlags, Str,
 };
-use object::{Object, ObjectSection};
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::error::{Error, Result};
-use crate::{arch, names, os};
+use crate::{arch, elf, names, os};
+
+/// The lock file in a private directory: held (`flock`) by the runtime that
+/// owns the directory, for as long as it lives.
+const LOCK_FILE: &str = ".lock";
+/// Private directories are named `hcr-` and this many random letters and
+/// digits.
+const DIR_RANDOM: usize = 12;
+/// Copies are named with this many random letters and digits, then `-` and
+/// the module's file name.
+const COPY_RANDOM: usize = 12;
+
+/// What the loader accepts, from the runtime's configuration.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    /// [`Config::max_module_size`](crate::Config::max_module_size).
+    pub(crate) max_size: u64,
+    /// [`Config::allow_writable_code`](crate::Config::allow_writable_code).
+    pub(crate) allow_writable_code: bool,
+}
 
 /// The cheap part of a file's identity: what `stat` says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,124 +50,228 @@ impl Quick {
         Quick::Present { len: meta.len(), modified: meta.modified().ok(), id: os::file_id(meta) }
     }
 
-    /// Examines `path` without reading it.
+    /// Examines `path` without opening it.
     pub(crate) fn stat(path: &Path) -> Quick {
         std::fs::metadata(path).map_or(Quick::Missing, |m| Quick::of(&m))
     }
 }
 
-/// A file's quick stamp plus the hash of its content.
+/// A file's quick stamp plus its identity: a hash of the linker's build id
+/// when the file has one, else of its content.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Stamp {
     pub(crate) quick: Quick,
     pub(crate) hash: u128,
 }
 
-/// Reads `path` and hashes it.
-pub(crate) fn stamp_file(path: &Path) -> Result<Stamp> {
+/// Opens a module file for reading, refusing anything but a regular file
+/// before and after opening it. Nothing here can block: special files are
+/// refused on their `stat`, and the open itself is non-blocking in case one
+/// was put in place in between.
+fn open_module(path: &Path) -> Result<(File, std::fs::Metadata)> {
     let read_err = |source| Error::ReadModule { path: path.to_owned(), source };
-    let mut file = File::open(path).map_err(read_err)?;
-    let quick = Quick::of(&file.metadata().map_err(read_err)?);
-    let mut hasher = Xxh3::new();
-    stream(&mut file, |chunk| {
-        hasher.update(chunk);
-        Ok(())
-    })
-    .map_err(read_err)?;
-    Ok(Stamp { quick, hash: hasher.digest128() })
+    let not_regular = |kind| Error::NotRegularFile { path: path.to_owned(), kind };
+    let meta = std::fs::metadata(path).map_err(read_err)?;
+    if let Some(kind) = os::special_kind(&meta) {
+        return Err(not_regular(kind));
+    }
+    let file = os::open_nonblocking(path).map_err(read_err)?;
+    let meta = file.metadata().map_err(read_err)?;
+    if let Some(kind) = os::special_kind(&meta) {
+        return Err(not_regular(kind));
+    }
+    Ok((file, meta))
 }
 
-/// Feeds `input` to `sink` in chunks. The file is read, never mapped: the
-/// build may truncate or rewrite it at any moment, which would turn a read of
-/// a mapping into a fatal `SIGBUS`.
-fn stream(input: &mut File, mut sink: impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
+/// Stamps the module file at `path`: `stat`, then a bounded read of its
+/// build id (the content is hashed only when it has none, up to `limit`
+/// bytes).
+pub(crate) fn stamp_file(path: &Path, limit: u64) -> Result<Stamp> {
+    let (file, meta) = open_module(path)?;
+    let hash = identity(&file, limit).map_err(|source| Error::ReadModule { path: path.to_owned(), source })?;
+    Ok(Stamp { quick: Quick::of(&meta), hash })
+}
+
+/// What identifies a build: its build id, read from the note segments
+/// (a few hundred bytes), or when there is none, its content (at most
+/// `limit` + 1 bytes). The two kinds never compare equal.
+fn identity(file: &File, limit: u64) -> io::Result<u128> {
+    let mut hasher = Xxh3::new();
+    if let Some(id) = elf::build_id_from_reader(|offset, buf| os::read_exact_at(file, buf, offset).is_ok()) {
+        hasher.update(b"build id\0");
+        hasher.update(&id);
+        return Ok(hasher.digest128());
+    }
+    hasher.update(b"content\0");
     let mut buf = vec![0u8; 256 * 1024];
+    let mut offset = 0u64;
+    while offset <= limit {
+        let want = (buf.len() as u64).min(limit + 1 - offset) as usize;
+        let n = read_at(file, &mut buf[..want], offset)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        offset += n as u64;
+    }
+    Ok(hasher.digest128())
+}
+
+/// One positioned read, retried when interrupted.
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     loop {
-        match input.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => sink(&buf[..n])?,
+        #[cfg(unix)]
+        let read = std::os::unix::fs::FileExt::read_at(file, buf, offset);
+        #[cfg(windows)]
+        let read = std::os::windows::fs::FileExt::seek_read(file, buf, offset);
+        match read {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            other => return other,
         }
     }
 }
 
-/// The per-process directory that holds private copies of loaded modules.
-/// Removed, with whatever is left in it, on drop.
+/// The per-process directory that holds private copies of loaded modules:
+/// `hcr-` and random letters, mode 0700, holding a lock file the runtime
+/// keeps locked while it lives. Removed, with whatever is left in it, on
+/// drop.
 pub(crate) struct PrivateDir {
-    path: PathBuf,
-    next: u64,
+    // Declared before `dir`: unlocked before the directory is removed.
+    _lock: File,
+    dir: tempfile::TempDir,
+    limits: Limits,
 }
 
 impl PrivateDir {
-    /// Creates a fresh directory, mode 0700, with a unique unpredictable name
-    /// under `parent`. Never reuses anything that already exists.
-    pub(crate) fn create(parent: &Path) -> Result<PrivateDir> {
-        let mut last = None;
-        for _ in 0..16 {
-            let path = parent.join(format!("hcr-{}-{:016x}", std::process::id(), random_u64()));
-            match os::create_private_dir(&path) {
-                Ok(()) => return Ok(PrivateDir { path, next: 0 }),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some((path, e)),
-                Err(source) => return Err(Error::PrivateDir { path, source }),
-            }
+    /// Removes the private directories that runtimes which are gone left
+    /// under `parent`, then creates a fresh one with an unpredictable name.
+    pub(crate) fn create(parent: &Path, limits: Limits) -> Result<PrivateDir> {
+        let removed = remove_abandoned(parent);
+        if removed > 0 {
+            tracing::info!(count = removed, parent = %parent.display(), "removed private module directories of processes that are gone");
         }
-        let (path, source) = last.expect("16 attempts were made");
-        Err(Error::PrivateDir { path, source })
+        let dir_err = |path: &Path| {
+            let path = path.to_owned();
+            move |source| Error::PrivateDir { path, source }
+        };
+        let dir = private_dir_builder().tempdir_in(parent).map_err(dir_err(parent))?;
+        os::make_private(dir.path()).map_err(dir_err(dir.path()))?;
+        // The lock file appears under its final name only once it is
+        // locked, so that another runtime sweeping `parent` never sees it
+        // unlocked while this one lives.
+        let staging = dir.path().join(".lock-new");
+        let lock = os::create_exclusive(&staging).map_err(dir_err(&staging))?;
+        lock.try_lock().map_err(io::Error::from).map_err(dir_err(&staging))?;
+        std::fs::rename(&staging, dir.path().join(LOCK_FILE)).map_err(dir_err(&staging))?;
+        Ok(PrivateDir { _lock: lock, dir, limits })
     }
 
     pub(crate) fn path(&self) -> &Path {
-        &self.path
+        self.dir.path()
     }
 
-    /// Copies `source` under a name used once, hashing it on the way.
+    /// The size limit for module files.
+    pub(crate) fn max_size(&self) -> u64 {
+        self.limits.max_size
+    }
+
+    /// Copies `source` under a fresh, unpredictable name. Refuses anything
+    /// but a regular file, and files larger than the size limit (checked
+    /// before, and enforced during, the copy). Holes in `source` stay holes.
     pub(crate) fn copy_in(&mut self, source: &Path) -> Result<PrivateCopy> {
-        let read_err = |source_err| Error::ReadModule { path: source.to_owned(), source: source_err };
-        let mut input = File::open(source).map_err(read_err)?;
-        let quick = Quick::of(&input.metadata().map_err(read_err)?);
-        let file_name = source.file_name().map_or_else(|| "module".into(), |n| n.to_string_lossy().into_owned());
-        let dest = self.path.join(format!("{:05}-{file_name}", self.next));
-        self.next += 1;
-        let copy_err = |e| Error::CopyModule { path: source.to_owned(), copy: dest.clone(), source: e };
-        let mut output = os::create_exclusive(&dest).map_err(copy_err)?;
-        // From here on the copy is ours: delete it on any failure.
-        let mut copy = PrivateCopy { path: dest.clone(), stamp: Stamp { quick, hash: 0 } };
-        let mut hasher = Xxh3::new();
-        let mut write_failed = None;
-        let read = stream(&mut input, |chunk| {
-            hasher.update(chunk);
-            output.write_all(chunk).inspect_err(|e| write_failed = Some(e.kind()))
-        });
-        match (read, write_failed) {
-            (Err(e), Some(_)) => return Err(copy_err(e)),
-            (Err(e), None) => return Err(read_err(e)),
-            (Ok(()), _) => {}
+        self.copy_in_with(source, COPY_RANDOM)
+    }
+
+    /// [`PrivateDir::copy_in`] with `random` random characters in the name.
+    fn copy_in_with(&mut self, source: &Path, random: usize) -> Result<PrivateCopy> {
+        let limit = self.limits.max_size;
+        let (input, meta) = open_module(source)?;
+        if meta.len() > limit {
+            return Err(Error::ModuleTooLarge { path: source.to_owned(), size: meta.len(), limit });
         }
-        copy.stamp.hash = hasher.digest128();
+        let quick = Quick::of(&meta);
+        let file_name = source.file_name().map_or_else(|| "module".into(), |n| n.to_string_lossy().into_owned());
+        let suffix = format!("-{file_name}");
+        let dir = self.dir.path();
+        let copy_err = |copy: &Path| {
+            let (path, copy) = (source.to_owned(), copy.to_owned());
+            move |e| Error::CopyModule { path, copy, source: e }
+        };
+        // A name that exists (planted, or a collision) is skipped: the
+        // builder tries another one.
+        let named = tempfile::Builder::new()
+            .prefix("")
+            .rand_bytes(random)
+            .suffix(&suffix)
+            .make_in(dir, os::create_exclusive)
+            .map_err(copy_err(dir))?;
+        let (output, path) = named.keep().map_err(|e| copy_err(dir)(e.error))?;
+        // From here on the copy is ours: it is deleted on any failure.
+        let mut copy = PrivateCopy { path, stamp: Stamp { quick, hash: 0 }, limits: self.limits };
+        match os::copy_bounded(&input, &output, limit) {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return Err(Error::ModuleTooLarge { path: source.to_owned(), size: limit + 1, limit });
+            }
+            Err(e) => return Err(copy_err(&copy.path)(e)),
+        }
+        drop(output);
+        let written = File::open(&copy.path).map_err(copy_err(&copy.path))?;
+        copy.stamp.hash = identity(&written, limit).map_err(copy_err(&copy.path))?;
         Ok(copy)
     }
 }
 
-impl Drop for PrivateDir {
-    fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_dir_all(&self.path) {
-            tracing::debug!(path = %self.path.display(), error = %e, "could not remove the private module directory");
-        }
-    }
+fn private_dir_builder() -> tempfile::Builder<'static, 'static> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix("hcr-").rand_bytes(DIR_RANDOM);
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700));
+    builder
 }
 
-fn random_u64() -> u64 {
-    // `RandomState` is seeded from the OS's random source once per process
-    // and advanced for every instance.
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
-    hasher.finish()
+/// Whether `name` is a private directory's: `hcr-` and [`DIR_RANDOM`]
+/// ASCII letters or digits.
+fn is_private_dir_name(name: &str) -> bool {
+    name.strip_prefix("hcr-")
+        .is_some_and(|rest| rest.len() == DIR_RANDOM && rest.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+/// Removes the private directories under `parent` whose runtime is gone:
+/// only names of the private-directory pattern, only directories (never
+/// through a symbolic link) owned by this user with mode 0700, and only when
+/// their lock file is not held. Returns how many were removed.
+fn remove_abandoned(parent: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(parent) else { return 0 };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        if !entry.file_name().to_str().is_some_and(is_private_dir_name) {
+            continue;
+        }
+        let path = entry.path();
+        match os::claim_abandoned_dir(&path, LOCK_FILE) {
+            Ok(Some(_lock)) => {
+                // `remove_dir_all` never follows symbolic links inside the
+                // directory.
+                match std::fs::remove_dir_all(&path) {
+                    Ok(()) => removed += 1,
+                    Err(e) => {
+                        tracing::debug!(path = %path.display(), error = %e, "cannot remove an abandoned private directory")
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::debug!(path = %path.display(), error = %e, "cannot examine a private directory"),
+        }
+    }
+    removed
 }
 
 /// A private copy of a module file; deleted on drop.
 pub(crate) struct PrivateCopy {
     path: PathBuf,
     pub(crate) stamp: Stamp,
+    limits: Limits,
 }
 
 impl Drop for PrivateCopy {
@@ -163,31 +284,146 @@ impl Drop for PrivateCopy {
     }
 }
 
-/// Checks a private copy before anything in it runs: it must be a dynamic
-/// library for this architecture, every loadable segment must be present in
-/// the file (a truncated library would make the system loader fault), and it
-/// must export a descriptor (found by [`choose_descriptor`]) whose
-/// pointer-free header carries the magic and this runtime's major ABI
-/// version, and whose toolchain fingerprint, if it has Rust-ABI procs, is
-/// the runtime's own. Returns the descriptor's symbol.
-fn inspect(copy: &Path, source: &Path) -> Result<String> {
+/// Appends `line` to the reload report file. The file is opened without
+/// blocking and must be a regular file; anything else is skipped with a
+/// warning.
+pub(crate) fn append_report(path: &Path, line: &str) {
+    let written = os::open_append_nonblocking(path).and_then(|mut file| {
+        let meta = file.metadata()?;
+        if let Some(kind) = os::special_kind(&meta) {
+            return Err(io::Error::other(format!("it is a {kind}, not a regular file")));
+        }
+        file.write_all(format!("{line}\n").as_bytes())
+    });
+    if let Err(e) = written {
+        tracing::warn!(path = %path.display(), error = %e, "cannot write the reload report");
+    }
+}
+
+/// What the system loader will map, as validated (ELF systems only), with
+/// the chosen descriptor's address in it.
+type Layout = Option<(elf::Image, u64)>;
+
+/// What [`inspect`] found in the file.
+#[derive(Debug)]
+struct Inspected {
+    /// The descriptor's exported name (see [`choose_descriptor`]).
+    symbol: String,
+    /// The bytes of the descriptor's header `size` (checked to cover at
+    /// least the fields every ABI version has).
+    size: usize,
+    layout: Layout,
+}
+
+/// The memory a loaded library occupies, from its validated layout: the
+/// pointers in its descriptor must point there (a damaged file could
+/// otherwise make the runtime read anywhere). Without a layout (systems
+/// whose libraries are not ELF), nothing is checked.
+struct Bounds {
+    image: Option<(elf::Image, u64)>,
+}
+
+impl Bounds {
+    /// `descriptor` is where the loader put the descriptor symbol.
+    fn new(layout: Layout, descriptor: *const ModuleDescriptor) -> Bounds {
+        let image = layout.map(|(image, vaddr)| (image, (descriptor as u64).wrapping_sub(vaddr)));
+        Bounds { image }
+    }
+
+    /// Whether `len` bytes at `ptr` lie in one segment with `flags`.
+    fn holds(&self, ptr: *const u8, len: usize, flags: u32) -> bool {
+        match &self.image {
+            None => true,
+            Some((image, base)) => image.contains((ptr as u64).wrapping_sub(*base), len as u64, flags),
+        }
+    }
+
+    /// Copies a string out of the library's readable memory.
+    fn string(&self, s: Str, max: usize, what: &str) -> std::result::Result<String, String> {
+        if s.len > 0 && s.len <= max && !self.holds(s.ptr, s.len, elf::PF_R) {
+            return Err(format!("its {what} points outside the library"));
+        }
+        read_str(s, max, what)
+    }
+}
+
+/// Checks a private copy before anything in it runs, as the system loader
+/// will read it (see [`crate::elf`]): an ELF shared library for this
+/// machine whose every structure the loader trusts is sound, that creates
+/// no writable and executable memory, and that exports a descriptor (chosen
+/// by [`choose_descriptor`]) that passes [`check_descriptor_bytes`] as read
+/// from the file.
+#[cfg(all(unix, not(target_vendor = "apple")))]
+fn inspect(copy: &PrivateCopy, source: &Path) -> Result<Inspected> {
+    let data = map_copy(copy, source)?;
+    let policy =
+        elf::Policy { allow_writable_code: copy.limits.allow_writable_code, page_size: os::page_size() as u64 };
+    let image = elf::validate(
+        &data,
+        arch::ELF_MACHINE,
+        policy,
+        DESCRIPTOR_SYMBOL,
+        size_of::<ModuleDescriptor>() as u64,
+    )
+    .map_err(|problem| match problem {
+        elf::Problem::NotElf(reason) => Error::NotLoadable { path: source.to_owned(), reason, source: None },
+        elf::Problem::WrongMachine(found) => Error::WrongArchitecture {
+            path: source.to_owned(),
+            found: elf::machine_name(found),
+            expected: arch::NAME,
+        },
+        elf::Problem::Malformed(reason) => Error::NotLoadable {
+            path: source.to_owned(),
+            reason: format!("{reason} (the file is damaged or not a library of this system: rebuild it)"),
+            source: None,
+        },
+        elf::Problem::WritableCode(reason) => Error::WritableCode { path: source.to_owned(), reason },
+        elf::Problem::RunsCodeWhileLoading(what) => Error::NotLoadable {
+            path: source.to_owned(),
+            reason: format!(
+                "{what} would run while the system loader holds its lock, before any check of the module: build it without ifuncs"
+            ),
+            source: None,
+        },
+    })?;
+    let names: Vec<&str> = image.descriptors.iter().map(|d| d.symbol.as_str()).collect();
+    let symbol = choose_descriptor(&names, &file_stem(source))
+        .map_err(|reason| Error::NotAModule { path: source.to_owned(), reason })?
+        .to_owned();
+    let site = image.descriptors.iter().find(|d| d.symbol == symbol).expect("a chosen export");
+    let size = check_descriptor_bytes(&symbol, &site.bytes, site.size, source)?;
+    let vaddr = site.vaddr;
+    Ok(Inspected { symbol, size, layout: Some((image, vaddr)) })
+}
+
+/// Maps a private copy for reading.
+fn map_copy(copy: &PrivateCopy, source: &Path) -> Result<memmap2::Mmap> {
+    let read_err = |e| Error::ReadModule { path: copy.path.clone(), source: e };
+    let file = File::open(&copy.path).map_err(read_err)?;
+    let len = file.metadata().map_err(read_err)?.len();
+    if len == 0 {
+        return Err(Error::NotLoadable { path: source.to_owned(), reason: "the file is empty".into(), source: None });
+    }
+    // SAFETY: the copy lives in the runtime's private directory (mode 0700),
+    // was written completely before this call and is never written again, so
+    // the mapping cannot change or shrink underneath us.
+    unsafe { memmap2::Mmap::map(&file) }.map_err(read_err)
+}
+
+/// Checks a private copy before anything in it runs, on systems whose
+/// libraries are not ELF (untested): a dynamic library for this
+/// architecture that exports a descriptor whose header carries the magic and
+/// this runtime's major ABI version.
+#[cfg(not(all(unix, not(target_vendor = "apple"))))]
+fn inspect(copy: &PrivateCopy, source: &Path) -> Result<Inspected> {
+    use object::{Object, ObjectSection};
+    let data = map_copy(copy, source)?;
     let not_loadable = |reason: String, err: Option<crate::error::BoxError>| Error::NotLoadable {
         path: source.to_owned(),
         reason,
         source: err,
     };
-    let file = File::open(copy).map_err(|e| Error::ReadModule { path: copy.to_owned(), source: e })?;
-    let len = file.metadata().map_err(|e| Error::ReadModule { path: copy.to_owned(), source: e })?.len();
-    if len == 0 {
-        return Err(not_loadable("the file is empty".into(), None));
-    }
-    // SAFETY: the copy lives in the runtime's private directory (mode 0700),
-    // was written completely before this call and is never written again, so
-    // the mapping cannot change or shrink underneath us.
-    let map =
-        unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::ReadModule { path: copy.to_owned(), source: e })?;
-    let data: &[u8] = &map;
-    let obj = object::File::parse(data)
+    let obj = object::File::parse(&*data)
         .map_err(|e| not_loadable("it is not an object file the runtime can read".into(), Some(Box::new(e))))?;
     if obj.architecture() != arch::FILE_ARCHITECTURE {
         return Err(Error::WrongArchitecture {
@@ -199,8 +435,6 @@ fn inspect(copy: &Path, source: &Path) -> Result<String> {
     if obj.kind() != object::ObjectKind::Dynamic {
         return Err(not_loadable(format!("it is a {:?} file, not a dynamic library", obj.kind()), None));
     }
-    check_elf_segments(data).map_err(|reason| not_loadable(reason, None))?;
-
     let corrupt = |e: object::Error| not_loadable("its export table is corrupt".into(), Some(Box::new(e)));
     let mut exports: Vec<(String, u64)> = Vec::new();
     for item in obj.exports().map_err(corrupt)? {
@@ -220,26 +454,47 @@ fn inspect(copy: &Path, source: &Path) -> Result<String> {
         .map_err(|reason| Error::NotAModule { path: source.to_owned(), reason })?
         .to_owned();
     let address = exports.iter().find(|(n, _)| *n == symbol).map(|(_, a)| *a).expect("a chosen export");
-    let header = obj.sections().find_map(|s| s.data_range(address, 16).ok().flatten());
-    let Some(header) = header else {
-        return Err(Error::NotAModule {
-            path: source.to_owned(),
-            reason: format!("`{symbol}` does not point at data in the file"),
-        });
+    let read = |len: u64| obj.sections().find_map(|s| s.data_range(address, len).ok().flatten());
+    let bytes = match read(16) {
+        None => &[][..],
+        Some(header) => {
+            let declared = u64::from(header_size(header.try_into().expect("16 bytes")));
+            read(declared.clamp(16, size_of::<ModuleDescriptor>() as u64)).unwrap_or(header)
+        }
+    };
+    let size = check_descriptor_bytes(&symbol, bytes, 0, source)?;
+    Ok(Inspected { symbol, size, layout: None })
+}
+
+/// Checks a descriptor as read from the file: `bytes` are its header and as
+/// many of the bytes it declares as the runtime knows, `symbol_size` the
+/// size of its symbol (`0` if unknown). The header must carry the magic and
+/// this runtime's major ABI version and declare at least the fields every
+/// ABI version has (1.0 and 1.1 end before `flags`); the file must hold
+/// them; a module with Rust-ABI procs must carry the runtime's toolchain
+/// fingerprint ([`check_toolchain`]). Returns the declared size.
+fn check_descriptor_bytes(symbol: &str, bytes: &[u8], symbol_size: u64, source: &Path) -> Result<usize> {
+    let not_a_module = |reason: String| Error::NotAModule { path: source.to_owned(), reason };
+    let Some(header) = bytes.get(..16) else {
+        return Err(not_a_module(format!("`{symbol}` does not point at data in the file")));
     };
     let header: &[u8; 16] = header.try_into().expect("16 bytes");
-    check_header(header, &symbol, source)?;
-    // The fields after the pointers, if the descriptor has them (ABI 1.2).
-    let size = (header_size(header) as usize).min(size_of::<ModuleDescriptor>());
-    let whole = obj.sections().find_map(|s| s.data_range(address, size as u64).ok().flatten());
-    let Some(whole) = whole.filter(|_| size >= MIN_DESCRIPTOR_SIZE) else {
-        return Err(Error::NotAModule {
-            path: source.to_owned(),
-            reason: format!("`{symbol}` is {} bytes, too small for a descriptor", header_size(header)),
-        });
+    check_header(header, symbol, source)?;
+    let declared = header_size(header) as usize;
+    if declared < MIN_DESCRIPTOR_SIZE {
+        return Err(not_a_module(format!("`{symbol}` is {declared} bytes, too small for a descriptor")));
+    }
+    if symbol_size != 0 && symbol_size < declared as u64 {
+        return Err(not_a_module(format!(
+            "`{symbol}` is {symbol_size} bytes, but its header declares {declared}: the file is damaged, rebuild it"
+        )));
+    }
+    let known = declared.min(size_of::<ModuleDescriptor>());
+    let Some(descriptor) = bytes.get(..known) else {
+        return Err(not_a_module(format!("`{symbol}` ({declared} bytes) runs past the data in the file")));
     };
-    check_toolchain(whole, source)?;
-    Ok(symbol)
+    check_toolchain(descriptor, source)?;
+    Ok(declared)
 }
 
 /// The stem of a module file's name: `game` for `libgame.so`, `game.dll`
@@ -257,7 +512,7 @@ fn file_stem(path: &Path) -> String {
 /// 2. else the only `HCR_MODULE_DESCRIPTOR_*`, if there is exactly one (a
 ///    renamed file);
 /// 3. else `HCR_MODULE_DESCRIPTOR` (modules written in C);
-/// 4. else none: the file is not a module.
+/// 4. else none: the file is not a module (the candidates are listed).
 ///
 /// A library built from a module crate that links other module crates
 /// exports their descriptors too; rule 1 picks its own.
@@ -342,32 +597,6 @@ fn check_header(header: &[u8; 16], symbol: &str, source: &Path) -> Result<()> {
     Ok(())
 }
 
-/// For ELF files: every `PT_LOAD` segment's file bytes must be in the file.
-fn check_elf_segments(data: &[u8]) -> std::result::Result<(), String> {
-    use object::read::elf::{ElfFile64, FileHeader, ProgramHeader};
-    if object::FileKind::parse(data) != Ok(object::FileKind::Elf64) {
-        return Ok(());
-    }
-    let elf = ElfFile64::<object::Endianness>::parse(data).map_err(|e| format!("its ELF headers are corrupt: {e}"))?;
-    let endian = elf.endian();
-    let headers =
-        elf.elf_header().program_headers(endian, data).map_err(|e| format!("its program headers are corrupt: {e}"))?;
-    for ph in headers {
-        if ph.p_type(endian) != object::elf::PT_LOAD {
-            continue;
-        }
-        let end = ph.p_offset(endian).checked_add(ph.p_filesz(endian));
-        if end.is_none_or(|end| end > data.len() as u64) {
-            return Err(format!(
-                "it is truncated: a loadable segment needs {} bytes but the file has {}",
-                end.unwrap_or(u64::MAX),
-                data.len()
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// What a module's descriptor says, copied out of the library.
 #[derive(Debug)]
 pub(crate) struct Descriptor {
@@ -400,20 +629,20 @@ impl ModuleLibrary {
     /// Checks the copy, opens it and reads its descriptor. `source` is the
     /// file the user knows, used in errors.
     pub(crate) fn open(copy: PrivateCopy, source: &Path) -> Result<(ModuleLibrary, Descriptor)> {
-        let symbol = inspect(&copy.path, source)?;
+        let inspected = inspect(&copy, source)?;
         let library = os::open_library(&copy.path).map_err(|e| Error::NotLoadable {
             path: source.to_owned(),
             reason: "the system loader refused it".into(),
             source: Some(Box::new(e)),
         })?;
         let module = ModuleLibrary { library: Some(library), _copy: copy };
-        let descriptor = module.read_descriptor(&symbol, source)?;
+        let descriptor = module.read_descriptor(inspected, source)?;
         Ok((module, descriptor))
     }
 
-    /// Reads the descriptor exported as `symbol` (the one `inspect` chose
-    /// in the file).
-    fn read_descriptor(&self, symbol: &str, source: &Path) -> Result<Descriptor> {
+    /// Reads the descriptor `inspect` chose in the file.
+    fn read_descriptor(&self, inspected: Inspected, source: &Path) -> Result<Descriptor> {
+        let Inspected { symbol, size, layout } = inspected;
         let library = self.library.as_ref().expect("open library");
         let not_a_module = |reason: String| Error::NotAModule { path: source.to_owned(), reason };
         let mut symbol_nul = symbol.as_bytes().to_vec();
@@ -425,36 +654,53 @@ impl ModuleLibrary {
         if ptr.is_null() || !ptr.cast::<u64>().is_aligned() {
             return Err(not_a_module(format!("`{symbol}` is null or misaligned")));
         }
+        let bounds = Bounds::new(layout, ptr);
+        if !bounds.holds(ptr.cast(), size.min(size_of::<ModuleDescriptor>()), elf::PF_R) {
+            return Err(not_a_module(format!("`{symbol}` does not lie inside the library")));
+        }
         // SAFETY: the file exports this symbol with the hcr magic and our
         // major ABI version in its 16-byte header (checked by `inspect`),
-        // which the module defines as the start of a `ModuleDescriptor`.
+        // which the module defines as the start of a `ModuleDescriptor`; the
+        // `size` bytes it declares lie in the library's readable memory
+        // (checked just above).
         let header = unsafe { ptr.cast::<[u8; 16]>().read() };
-        check_header(&header, symbol, source)?;
-        // SAFETY: as above; `size` is part of that header.
+        check_header(&header, &symbol, source)?;
+        if header_size(&header) as usize != size {
+            return Err(not_a_module(format!("`{symbol}` changed between the file and memory")));
+        }
+        // SAFETY: as above: the declared `size` bytes are readable, and the
+        // descriptor contract makes its fields up to `size` valid.
         let d = unsafe { copy_descriptor(ptr) }
-            .ok_or_else(|| not_a_module(format!("its descriptor is {} bytes, too small", header_size(&header))))?;
-        let name = module_name(d.name, "module name").map_err(&not_a_module)?;
+            .ok_or_else(|| not_a_module(format!("its descriptor is {size} bytes, too small")))?;
+        let name = module_name(&bounds, d.name, "module name").map_err(&not_a_module)?;
         if let Some(suffix) = symbol.strip_prefix(DESCRIPTOR_SYMBOL_PREFIX)
             && suffix != name
         {
             return Err(not_a_module(format!(
-                "it exports its descriptor as `{symbol}`, but the descriptor names module `{name}`"
+                "it exports its descriptor as `{symbol}`, but the descriptor names module `{name}`: rebuild it"
             )));
         }
-        let build_id = read_str(d.build_id, 4096, "build id").map_err(&not_a_module)?;
-        if d.import_count > 4096 || (d.import_count > 0 && d.imports.is_null()) {
+        let build_id = bounds.string(d.build_id, 4096, "build id").map_err(&not_a_module)?;
+        let imports_len = d.import_count.saturating_mul(size_of::<Str>());
+        let imports_ok =
+            d.import_count == 0 || (!d.imports.is_null() && bounds.holds(d.imports.cast(), imports_len, elf::PF_R));
+        if d.import_count > 4096 || !imports_ok {
             return Err(not_a_module(format!("its import list is invalid ({} entries)", d.import_count)));
         }
         let imports = (0..d.import_count)
             .map(|i| {
                 // SAFETY: `imports` points at `import_count` `Str`s in the
-                // module's static data (descriptor contract; null checked).
+                // module's static data (descriptor contract; null checked,
+                // and inside the library's readable memory).
                 let s = unsafe { d.imports.add(i).read() };
-                module_name(s, "import name")
+                module_name(&bounds, s, "import name")
             })
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(&not_a_module)?;
         let init = d.init.ok_or_else(|| not_a_module("its init entry is null".into()))?;
+        if !bounds.holds(init as *const u8, 1, elf::PF_X) {
+            return Err(not_a_module("its init entry is not code of the library".into()));
+        }
         Ok(Descriptor { name, build_id, abi_minor: d.abi_minor, imports, init })
     }
 
@@ -522,8 +768,8 @@ pub(crate) fn read_str(s: Str, max: usize, what: &str) -> std::result::Result<St
 }
 
 /// A module name from module memory (see [`names::check_module_name`]).
-fn module_name(s: Str, what: &str) -> std::result::Result<String, String> {
-    let name = read_str(s, names::MAX_MODULE_NAME, what)?;
+fn module_name(bounds: &Bounds, s: Str, what: &str) -> std::result::Result<String, String> {
+    let name = bounds.string(s, names::MAX_MODULE_NAME, what)?;
     names::check_module_name(&name, what)?;
     Ok(name)
 }
@@ -538,65 +784,212 @@ pub(crate) fn library_file_name(module: &str) -> String {
 mod tests {
     use super::*;
 
-    fn scratch() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("hcr-loader-test-{}-{:x}", std::process::id(), random_u64()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    const LIMITS: Limits = Limits { max_size: 1 << 20, allow_writable_code: false };
+
+    fn scratch() -> tempfile::TempDir {
+        tempfile::Builder::new().prefix("loader-test-").tempdir().unwrap()
     }
 
     #[test]
-    fn private_directory_is_0700_and_removed_on_drop() {
+    fn private_directory_is_0700_locked_and_removed_on_drop() {
         let parent = scratch();
-        let dir = PrivateDir::create(&parent).unwrap();
+        let dir = PrivateDir::create(parent.path(), LIMITS).unwrap();
         let path = dir.path().to_owned();
+        assert!(is_private_dir_name(path.file_name().unwrap().to_str().unwrap()), "{}", path.display());
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o700);
+            // Alive: its lock is held, so nobody may claim it.
+            assert!(os::claim_abandoned_dir(&path, LOCK_FILE).unwrap().is_none());
         }
         drop(dir);
         assert!(!path.exists());
-        std::fs::remove_dir_all(parent).unwrap();
     }
 
     #[test]
-    fn copies_are_hashed_unique_and_deleted_on_drop() {
+    fn private_directory_names_follow_one_pattern() {
+        assert!(is_private_dir_name("hcr-aB3dE6gH9jK1"));
+        for other in
+            ["hcr-aB3dE6gH9jK", "hcr-aB3dE6gH9jK12", "hcr-aB3dE6gH9-K1", "hcr-1234-00ab00ab00ab", "xhcr-aB3dE6gH9jK1"]
+        {
+            assert!(!is_private_dir_name(other), "{other}");
+        }
+    }
+
+    /// A directory that looks like a private one, with an unlocked lock file.
+    #[cfg(unix)]
+    fn plant_abandoned(parent: &Path, name: &str, mode: u32) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = parent.join(name);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join(LOCK_FILE), b"").unwrap();
+        std::fs::write(dir.join("AAAAAAAAAAAA-libm.so"), b"old copy").unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+        dir
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn only_abandoned_private_directories_are_removed() {
         let parent = scratch();
-        let mut dir = PrivateDir::create(&parent).unwrap();
-        let src = parent.join("libm.so");
+        let parent = parent.path();
+        let live = PrivateDir::create(parent, LIMITS).unwrap();
+        let abandoned = plant_abandoned(parent, "hcr-abandoned001", 0o700);
+        let other_name = plant_abandoned(parent, "hcr-abandoned", 0o700);
+        let other_mode = plant_abandoned(parent, "hcr-abandoned002", 0o755);
+        let no_lock = plant_abandoned(parent, "hcr-abandoned003", 0o700);
+        std::fs::remove_file(no_lock.join(LOCK_FILE)).unwrap();
+        // A link with the pattern's name to an abandoned-looking directory
+        // elsewhere: neither it nor its target is touched.
+        let elsewhere = scratch();
+        let target = plant_abandoned(elsewhere.path(), "hcr-abandoned004", 0o700);
+        let link = parent.join("hcr-abandoned005");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+
+        let next = PrivateDir::create(parent, LIMITS).unwrap();
+        assert!(!abandoned.exists(), "the abandoned directory is removed");
+        for kept in [live.path(), &other_name, &other_mode, &no_lock, &link, &target.join(LOCK_FILE)] {
+            assert!(kept.exists(), "{} is kept", kept.display());
+        }
+        drop((live, next));
+    }
+
+    #[test]
+    fn copies_are_stamped_unique_and_deleted_on_drop() {
+        let parent = scratch();
+        let mut dir = PrivateDir::create(parent.path(), LIMITS).unwrap();
+        let src = parent.path().join("libm.so");
         std::fs::write(&src, b"some bytes").unwrap();
         let a = dir.copy_in(&src).unwrap();
         let b = dir.copy_in(&src).unwrap();
         assert_ne!(a.path, b.path);
+        assert!(a.path.file_name().unwrap().to_str().unwrap().ends_with("-libm.so"));
         assert_eq!(a.stamp.hash, b.stamp.hash);
-        assert_eq!(a.stamp.hash, stamp_file(&src).unwrap().hash);
+        assert_eq!(a.stamp.hash, stamp_file(&src, LIMITS.max_size).unwrap().hash);
         assert_eq!(std::fs::read(&a.path).unwrap(), b"some bytes");
         let path = a.path.clone();
         drop(a);
         assert!(!path.exists());
         std::fs::write(&src, b"other bytes").unwrap();
         assert_ne!(dir.copy_in(&src).unwrap().stamp.hash, b.stamp.hash);
-        drop((b, dir));
-        std::fs::remove_dir_all(parent).unwrap();
     }
 
     #[cfg(unix)]
     #[test]
-    fn a_planted_symlink_is_never_followed() {
+    fn planted_names_are_skipped() {
+        // With one random character there are 62 possible names: plant 60
+        // of them, as files and as links to a victim.
         let parent = scratch();
-        let mut dir = PrivateDir::create(&parent).unwrap();
-        let victim = parent.join("victim");
+        let mut dir = PrivateDir::create(parent.path(), LIMITS).unwrap();
+        let victim = parent.path().join("victim");
         std::fs::write(&victim, b"keep me").unwrap();
-        // Plant a link where the next copy will be written.
-        std::os::unix::fs::symlink(&victim, dir.path().join("00000-libm.so")).unwrap();
-        let src = parent.join("libm.so");
+        let alphabet: Vec<char> = ('a'..='z').chain('A'..='Z').chain('0'..='9').collect();
+        let (planted, free) = alphabet.split_at(60);
+        for (i, c) in planted.iter().enumerate() {
+            let name = dir.path().join(format!("{c}-libm.so"));
+            if i % 2 == 0 {
+                std::os::unix::fs::symlink(&victim, &name).unwrap();
+            } else {
+                std::fs::write(&name, b"planted").unwrap();
+            }
+        }
+        let src = parent.path().join("libm.so");
         std::fs::write(&src, b"payload").unwrap();
-        let err = dir.copy_in(&src).err().expect("must refuse the planted link");
-        assert!(matches!(err, Error::CopyModule { .. }), "{err}");
+        let copy = dir.copy_in_with(&src, 1).unwrap();
+        let name = copy.path.file_name().unwrap().to_str().unwrap().to_owned();
+        assert!(free.iter().any(|c| name == format!("{c}-libm.so")), "{name}");
+        assert_eq!(std::fs::read(&copy.path).unwrap(), b"payload");
         assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
-        drop(dir);
-        std::fs::remove_dir_all(parent).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn special_files_are_refused_without_blocking() {
+        let parent = scratch();
+        let mut dir = PrivateDir::create(parent.path(), LIMITS).unwrap();
+        let fifo = parent.path().join("libfifo.so");
+        let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        let link = parent.path().join("libnull.so");
+        std::os::unix::fs::symlink("/dev/null", &link).unwrap();
+        let cases = [
+            (fifo.as_path(), "FIFO"),
+            (Path::new("/dev/null"), "character device"),
+            (&link, "character device"),
+            (parent.path(), "directory"),
+        ];
+        for (path, expected) in cases {
+            for err in [dir.copy_in(path).err().unwrap(), stamp_file(path, LIMITS.max_size).unwrap_err()] {
+                match err {
+                    Error::NotRegularFile { kind, .. } => assert_eq!(kind, expected, "{}", path.display()),
+                    other => panic!("{}: {other}", path.display()),
+                }
+            }
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "only the lock file");
+    }
+
+    #[test]
+    fn files_over_the_size_limit_are_refused() {
+        let parent = scratch();
+        let mut dir = PrivateDir::create(parent.path(), Limits { max_size: 4096, ..LIMITS }).unwrap();
+        let src = parent.path().join("libbig.so");
+        std::fs::write(&src, vec![1u8; 4097]).unwrap();
+        match dir.copy_in(&src).err().unwrap() {
+            Error::ModuleTooLarge { size, limit, .. } => assert_eq!((size, limit), (4097, 4096)),
+            other => panic!("{other}"),
+        }
+        std::fs::write(&src, vec![1u8; 4096]).unwrap();
+        assert_eq!(std::fs::read(dir.copy_in(&src).unwrap().path.clone()).unwrap().len(), 4096);
+    }
+
+    #[test]
+    fn the_copy_stops_at_the_limit_even_when_the_file_grew() {
+        // `copy_bounded` reads to the end of the file, not to the size the
+        // caller saw: a file that grew past the limit is caught.
+        let parent = scratch();
+        let src = parent.path().join("grown");
+        std::fs::write(&src, vec![7u8; 10_000]).unwrap();
+        let input = File::open(&src).unwrap();
+        let out_path = parent.path().join("out");
+        let output = File::create(&out_path).unwrap();
+        assert_eq!(os::copy_bounded(&input, &output, 9_999).unwrap(), None);
+        assert!(std::fs::metadata(&out_path).unwrap().len() <= 10_000);
+        let output = File::create(&out_path).unwrap();
+        assert_eq!(os::copy_bounded(&input, &output, 10_000).unwrap(), Some(10_000));
+        assert_eq!(std::fs::read(&out_path).unwrap(), vec![7u8; 10_000]);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn holes_stay_holes() {
+        use std::os::unix::fs::{FileExt, MetadataExt};
+        let parent = scratch();
+        let src = parent.path().join("sparse");
+        let file = File::create(&src).unwrap();
+        file.set_len(256 << 20).unwrap();
+        file.write_all_at(b"head", 0).unwrap();
+        file.write_all_at(b"middle", 100 << 20).unwrap();
+        drop(file);
+        if std::fs::metadata(&src).unwrap().blocks() * 512 > 1 << 20 {
+            return; // this file system does not keep holes
+        }
+        let input = File::open(&src).unwrap();
+        let out_path = parent.path().join("copy");
+        let output = File::create(&out_path).unwrap();
+        assert_eq!(os::copy_bounded(&input, &output, 1 << 30).unwrap(), Some(256 << 20));
+        let copy = std::fs::metadata(&out_path).unwrap();
+        assert_eq!(copy.len(), 256 << 20);
+        assert!(copy.blocks() * 512 < 8 << 20, "{} bytes allocated", copy.blocks() * 512);
+        let copied = File::open(&out_path).unwrap();
+        let mut buf = [0u8; 6];
+        copied.read_exact_at(&mut buf, 100 << 20).unwrap();
+        assert_eq!(&buf, b"middle");
+        copied.read_exact_at(&mut buf[..4], 0).unwrap();
+        assert_eq!(&buf[..4], b"head");
     }
 
     #[test]
@@ -657,21 +1050,23 @@ mod tests {
 
     #[test]
     fn module_names_are_restricted() {
-        assert_eq!(module_name(Str::new("game_logic-2.x"), "n").unwrap(), "game_logic-2.x");
+        let unchecked = Bounds { image: None };
+        assert_eq!(module_name(&unchecked, Str::new("game_logic-2.x"), "n").unwrap(), "game_logic-2.x");
         for bad in ["", "../etc", "a/b", "a\\b", ".hidden", "sp ace"] {
-            assert!(module_name(Str::new(bad), "n").is_err(), "{bad:?}");
+            assert!(module_name(&unchecked, Str::new(bad), "n").is_err(), "{bad:?}");
         }
     }
 
     #[test]
     fn garbage_and_empty_files_are_refused_before_loading() {
         let parent = scratch();
+        let mut dir = PrivateDir::create(parent.path(), LIMITS).unwrap();
         for (name, bytes) in [("empty.so", &b""[..]), ("garbage.so", &b"\x7fELF garbage that is not an object"[..])] {
-            let path = parent.join(name);
+            let path = parent.path().join(name);
             std::fs::write(&path, bytes).unwrap();
-            let err = inspect(&path, &path).unwrap_err();
+            let copy = dir.copy_in(&path).unwrap();
+            let err = inspect(&copy, &path).unwrap_err();
             assert!(matches!(err, Error::NotLoadable { .. }), "{name}: {err}");
         }
-        std::fs::remove_dir_all(parent).unwrap();
     }
 }

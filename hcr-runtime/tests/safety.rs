@@ -306,24 +306,48 @@ fn the_immediate_policy_unloads_at_once_whatever_threads_are_registered() {
 
 #[cfg(unix)]
 #[test]
-fn private_copies_are_private_and_created_exclusively() {
+fn private_copies_are_private_and_planted_names_do_not_make_reloads_fail() {
     use std::os::unix::fs::PermissionsExt;
     let s = Scratch::new("private");
     let path = s.install(&fixture("counter", &[]), "counter");
     let rt = runtime();
     let dir = rt.private_dir();
     assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
-    // Plant a symlink where the first copy will be written.
+    // Plant 16 names a guesser might try (the names copies used to get, and
+    // names shaped like today's random ones), as links to a victim and as
+    // files.
     let victim = s.dir.join("victim");
     std::fs::write(&victim, b"untouched").unwrap();
-    std::os::unix::fs::symlink(&victim, dir.join("00000-libcounter.so")).unwrap();
-    let err = rt.load(&path).unwrap_err();
-    assert!(matches!(first(&err), Error::CopyModule { .. }), "{err}");
-    assert_eq!(std::fs::read(&victim).unwrap(), b"untouched");
-    // The next attempt uses a fresh name and works; its copy is private.
+    let mut planted = Vec::new();
+    for i in 0..16 {
+        let name = if i % 2 == 0 { format!("{i:05}-libcounter.so") } else { format!("{:0>12}-libcounter.so", i) };
+        let at = dir.join(&name);
+        if i % 4 < 2 {
+            std::os::unix::fs::symlink(&victim, &at).unwrap();
+        } else {
+            std::fs::write(&at, b"planted").unwrap();
+        }
+        planted.push(std::ffi::OsString::from(name));
+    }
     rt.load(&path).unwrap();
-    let copy = std::fs::read_dir(&dir).unwrap().flatten().find(|e| e.file_name() == "00001-libcounter.so").unwrap();
-    assert_eq!(copy.metadata().unwrap().permissions().mode() & 0o777, 0o600);
+    let answer = fn1(&rt, "counter", "answer");
+    for round in 0..16 {
+        let features: &[&str] = if round % 2 == 0 { &["v2"] } else { &[] };
+        s.install(&fixture("counter", features), "counter");
+        rt.perform_reload().unwrap();
+        assert_eq!(answer(1), if round % 2 == 0 { 3 } else { 2 });
+    }
+    assert_eq!(std::fs::read(&victim).unwrap(), b"untouched");
+    let copies: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| !planted.contains(&e.file_name()) && !e.file_name().to_string_lossy().starts_with('.'))
+        .collect();
+    assert_eq!(copies.len(), 1, "one copy: the loaded one");
+    assert_eq!(copies[0].metadata().unwrap().permissions().mode() & 0o777, 0o600);
+    for name in &planted {
+        assert!(dir.join(name).symlink_metadata().is_ok(), "{name:?} is left alone");
+    }
 }
 
 #[test]

@@ -29,7 +29,13 @@ fn throughput(id: &str, threads: f64) -> Option<f64> {
     ns("call_threads", id).map(|t| threads / t * 1e9)
 }
 
-pub fn write(phases: &[(usize, [f64; 8])], edits: &[[f64; 4]], memory: &serde_json::Value) {
+pub fn write(
+    phases: &[(usize, [f64; 8])],
+    game: &[f64; 8],
+    game_size: u64,
+    edits: &[[f64; 4]],
+    memory: &serde_json::Value,
+) {
     let mut out = String::new();
     let command = "cargo bench -p hcr-benches";
     let _ = writeln!(out, "Command: `{command}`  ");
@@ -93,6 +99,23 @@ pub fn write(phases: &[(usize, [f64; 8])], edits: &[[f64; 4]], memory: &serde_js
     if let Some(t) = ns("reload", "register_10000") {
         let _ =
             writeln!(out, "`register_10000`: {:.2} ms for 10,000 procs ({:.1} M procs/s)", t / 1e6, 10_000.0 / t * 1e3);
+    }
+    if let Some(t) = ns("reload", "debug_host_game") {
+        let _ = writeln!(
+            out,
+            "\n`debug_host_game`: {:.2} ms per reload of the game example's debug module ({:.1} MB) in a debug host \
+             built without the workspace's opt-level override (`benches/debug-host`, timed in that host): detect \
+             {:.2}, copy {:.2}, load {:.2}, register {:.2}, patch {:.2}, handlers {:.2}, unload {:.2} ms (means).",
+            t / 1e6,
+            game_size as f64 / 1e6,
+            game[0],
+            game[1],
+            game[2],
+            game[3],
+            game[4],
+            game[5],
+            game[6]
+        );
     }
 
     // Edit-to-live.
@@ -179,6 +202,12 @@ pub fn write(phases: &[(usize, [f64; 8])], edits: &[[f64; 4]], memory: &serde_js
                 _ => "-".into(),
             },
             ok: reload_ms(1000).zip(reload_ms(10_000)).map(|(a, b)| b <= 30.0 && b / a <= 15.0),
+        },
+        Check {
+            measure: "`debug_host_game`",
+            target: "≤ 10 ms, detection and copy included",
+            result: ns("reload", "debug_host_game").map_or("-".into(), |t| format!("{:.2} ms", t / 1e6)),
+            ok: ns("reload", "debug_host_game").map(|t| t <= 10e6),
         },
         Check {
             measure: "`reload_needed_50`",

@@ -6,7 +6,13 @@ pub(crate) use crate::encode::aarch64::{CALL_LEN, PAD_STRIDE, pad_page, stub_pag
 pub(crate) const NAME: &str = "AArch64";
 
 /// The architecture that module files must be built for.
+#[cfg(any(windows, target_vendor = "apple"))]
 pub(crate) const FILE_ARCHITECTURE: object::Architecture = object::Architecture::Aarch64;
+
+/// The ELF machine whose libraries this process loads, and its loader's
+/// relocation rules.
+#[cfg_attr(any(windows, target_vendor = "apple"), allow(dead_code))]
+pub(crate) const ELF_MACHINE: &crate::elf::Machine = &crate::elf::AARCH64;
 
 /// AArch64 is weakly ordered: before re-pointing stubs, the runtime makes every
 /// thread execute a barrier so that the new code sees the globals its init

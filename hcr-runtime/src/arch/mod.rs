@@ -15,6 +15,8 @@ mod imp;
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 compile_error!("hcr-runtime supports x86-64 and AArch64");
 
+#[cfg(any(windows, target_vendor = "apple"))]
+pub(crate) use imp::FILE_ARCHITECTURE;
 pub(crate) use imp::{
-    CALL_LEN, FILE_ARCHITECTURE, NAME, PAD_STRIDE, WEAKLY_ORDERED, describe_stub, flush_icache, pad_page, stub_page,
+    CALL_LEN, ELF_MACHINE, NAME, PAD_STRIDE, WEAKLY_ORDERED, describe_stub, flush_icache, pad_page, stub_page,
 };

@@ -8,7 +8,13 @@ pub(crate) use crate::encode::x86_64::{CALL_LEN, PAD_STRIDE, pad_page, stub_page
 pub(crate) const NAME: &str = "x86-64";
 
 /// The architecture that module files must be built for.
+#[cfg(any(windows, target_vendor = "apple"))]
 pub(crate) const FILE_ARCHITECTURE: object::Architecture = object::Architecture::X86_64;
+
+/// The ELF machine whose libraries this process loads, and its loader's
+/// relocation rules.
+#[cfg_attr(any(windows, target_vendor = "apple"), allow(dead_code))]
+pub(crate) const ELF_MACHINE: &crate::elf::Machine = &crate::elf::X86_64;
 
 /// x86-64 is TSO: a thread that sees a re-pointed stub also sees every store
 /// the reloading thread made before it, so no process-wide barrier is needed.

@@ -16,8 +16,9 @@ mod imp;
 compile_error!("hcr-runtime supports Unix-like systems and Windows");
 
 pub(crate) use imp::{
-    create_exclusive, create_private_dir, file_id, make_read_execute, make_read_write, open_library, process_barrier,
-    release, reserve, stack_objects,
+    claim_abandoned_dir, copy_bounded, create_exclusive, file_id, make_private, make_read_execute, make_read_write,
+    open_append_nonblocking, open_library, open_nonblocking, process_barrier, read_exact_at, release, reserve,
+    special_kind, stack_objects,
 };
 
 /// The size of a virtual-memory page.

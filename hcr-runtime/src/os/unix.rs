@@ -1,8 +1,8 @@
 //! Unix (Linux, tested; macOS, untested) implementation of [`crate::os`].
 
-use std::fs::{DirBuilder, File, Metadata, OpenOptions};
+use std::fs::{File, Metadata, OpenOptions};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -119,14 +119,6 @@ fn protection_round_trip() {
     }
 }
 
-/// Creates `path` as a directory only the current user can use (mode 0700).
-/// Fails if anything already exists at `path`, including a symlink.
-pub(crate) fn create_private_dir(path: &Path) -> io::Result<()> {
-    DirBuilder::new().mode(0o700).create(path)?;
-    // The umask can only remove bits; set the mode exactly anyway.
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
-}
-
 /// Creates a new file for writing. Fails if anything exists at `path`; a
 /// planted symlink is never followed.
 pub(crate) fn create_exclusive(path: &Path) -> io::Result<File> {
@@ -197,4 +189,241 @@ pub(crate) fn stack_objects() -> Vec<(usize, std::path::PathBuf)> {
             Some((ip, std::path::PathBuf::from(std::ffi::OsStr::from_bytes(name.to_bytes()))))
         })
         .collect()
+}
+
+/// What `meta` describes when it is not a regular file: `FIFO`, `socket`,
+/// `character device`, `block device`, `directory`, `symbolic link` or
+/// `special file`. `None` for a regular file.
+pub(crate) fn special_kind(meta: &Metadata) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = meta.file_type();
+    Some(if kind.is_file() {
+        return None;
+    } else if kind.is_dir() {
+        "directory"
+    } else if kind.is_fifo() {
+        "FIFO"
+    } else if kind.is_socket() {
+        "socket"
+    } else if kind.is_char_device() {
+        "character device"
+    } else if kind.is_block_device() {
+        "block device"
+    } else if kind.is_symlink() {
+        "symbolic link"
+    } else {
+        "special file"
+    })
+}
+
+/// Opens `path` for reading in a way that cannot block: with `O_NONBLOCK`,
+/// which makes opening a FIFO return at once (a regular file ignores it),
+/// and without making a terminal the controlling one.
+pub(crate) fn open_nonblocking(path: &Path) -> io::Result<File> {
+    OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC).open(path)
+}
+
+/// Opens (creating it, mode `0644` before the umask) `path` for appending,
+/// in a way that cannot block: a FIFO without a reader fails at once, one
+/// with a reader opens but is then refused by the caller's type check.
+pub(crate) fn open_append_nonblocking(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// Fills `buf` from `offset` of `file`.
+pub(crate) fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    file.read_exact_at(buf, offset)
+}
+
+/// Makes `path` a directory only the current user can use (mode `0700`,
+/// whatever the umask did).
+pub(crate) fn make_private(path: &Path) -> io::Result<()> {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Copies the regular file `input` into the new, empty file `output`, at
+/// most `limit` bytes. `Ok(None)` when `input` holds more than that (also
+/// when it grew past it during the copy).
+///
+/// On Linux the data extents of `input` are found with `SEEK_DATA` and
+/// `SEEK_HOLE` and copied with `copy_file_range` (a reflink or an in-kernel
+/// copy), so holes stay holes: a sparse file is never written out in full.
+/// Elsewhere, or where the file system refuses those calls, it is read and
+/// written in chunks.
+pub(crate) fn copy_bounded(input: &File, output: &File, limit: u64) -> io::Result<Option<u64>> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    return linux::copy_sparse(input, output, limit);
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    return copy_chunks(input, output, 0, u64::MAX, limit).map(|end| (end <= limit).then_some(end));
+}
+
+/// Copies `input[from..to]` (or to its end) to the same offsets of
+/// `output`, stopping once `limit + 1` bytes would be exceeded. Returns the
+/// offset reached.
+fn copy_chunks(input: &File, output: &File, from: u64, to: u64, limit: u64) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut at = from;
+    while at < to && at <= limit {
+        let want = (to - at).min(limit + 1 - at).min(buf.len() as u64) as usize;
+        let n = match input.read_at(&mut buf[..want], at) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        output.write_all_at(&buf[..n], at)?;
+        at += n as u64;
+    }
+    Ok(at)
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod linux {
+    use std::fs::File;
+    use std::io;
+    use std::os::fd::AsRawFd;
+
+    /// Where the next data extent at or after `from` starts, and where it
+    /// ends: `None` past the last one. Without `SEEK_DATA` support, all of
+    /// the rest is data.
+    fn extent(input: &File, from: u64) -> io::Result<Option<(u64, u64)>> {
+        let fd = input.as_raw_fd();
+        let Ok(from_off) = libc::off_t::try_from(from) else { return Ok(None) };
+        // SAFETY: lseek only moves this descriptor's file offset, which
+        // nothing else uses (all reads and copies use explicit offsets).
+        let data = unsafe { libc::lseek(fd, from_off, libc::SEEK_DATA) };
+        if data < 0 {
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::ENXIO) => Ok(None),
+                Some(libc::EINVAL | libc::EOPNOTSUPP) => Ok(Some((from, u64::MAX))),
+                _ => Err(e),
+            };
+        }
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
+        let end = if hole < 0 { u64::MAX } else { hole as u64 };
+        Ok(Some((data as u64, end)))
+    }
+
+    pub(super) fn copy_sparse(input: &File, output: &File, limit: u64) -> io::Result<Option<u64>> {
+        let mut pos = 0u64;
+        let mut in_kernel = true;
+        while let Some((start, end)) = extent(input, pos)? {
+            if start > limit {
+                return Ok(None);
+            }
+            let mut at = start;
+            while at < end {
+                if at > limit {
+                    return Ok(None);
+                }
+                let want = (end - at).min(limit + 1 - at).min(1 << 30) as usize;
+                let copied = if in_kernel { copy_range(input, output, at, want)? } else { None };
+                let n = match copied {
+                    Some(n) => n,
+                    // Not supported here: copy through user space from now on.
+                    None => {
+                        in_kernel = false;
+                        let reached = super::copy_chunks(input, output, at, at + want as u64, limit)?;
+                        (reached - at) as usize
+                    }
+                };
+                if n == 0 {
+                    // End of file: it is shorter than the extent said.
+                    break;
+                }
+                at += n as u64;
+            }
+            if end == u64::MAX || at < end {
+                break;
+            }
+            pos = end;
+        }
+        // The size includes a trailing hole, and any growth during the copy.
+        let len = input.metadata()?.len();
+        if len > limit {
+            return Ok(None);
+        }
+        output.set_len(len)?;
+        Ok(Some(len))
+    }
+
+    /// One `copy_file_range` call at the same offset in both files; `None`
+    /// when the file systems do not support it.
+    fn copy_range(input: &File, output: &File, at: u64, len: usize) -> io::Result<Option<usize>> {
+        loop {
+            let mut off_in = at as libc::loff_t;
+            let mut off_out = at as libc::loff_t;
+            // SAFETY: both descriptors are open; the offsets are local
+            // variables the kernel updates; no user memory is passed.
+            let n = unsafe {
+                libc::copy_file_range(input.as_raw_fd(), &mut off_in, output.as_raw_fd(), &mut off_out, len, 0)
+            };
+            if n >= 0 {
+                return Ok(Some(n as usize));
+            }
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EXDEV | libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP | libc::EPERM) => return Ok(None),
+                _ => return Err(e),
+            }
+        }
+    }
+}
+
+/// If `path` is a private module directory (mode `0700`, owned by this user,
+/// not a symbolic link) whose lock file `lock_name` nobody holds, returns
+/// that lock file, locked: its owner is gone (the kernel releases a `flock`
+/// when the process that held it dies). `None` when it is not such a
+/// directory, has no lock file, or its owner is alive.
+pub(crate) fn claim_abandoned_dir(path: &Path, lock_name: &str) -> io::Result<Option<File>> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    let meta = std::fs::symlink_metadata(path)?;
+    if !meta.file_type().is_dir() || meta.uid() != me || meta.mode() & 0o777 != 0o700 {
+        return Ok(None);
+    }
+    let dir = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    let opened = dir.metadata()?;
+    if (opened.dev(), opened.ino()) != (meta.dev(), meta.ino()) {
+        return Ok(None);
+    }
+    let name = std::ffi::CString::new(lock_name).map_err(io::Error::other)?;
+    // SAFETY: `dir` is an open directory and `name` a NUL-terminated string;
+    // the returned descriptor, if any, is owned by the `File` made below.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::NotFound { Ok(None) } else { Err(e) };
+    }
+    // SAFETY: `fd` was just opened and is owned by nothing else.
+    let lock = unsafe { File::from_raw_fd(fd) };
+    let lock_meta = lock.metadata()?;
+    if !lock_meta.is_file() || lock_meta.uid() != me {
+        return Ok(None);
+    }
+    match lock.try_lock() {
+        Ok(()) => Ok(Some(lock)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
 }

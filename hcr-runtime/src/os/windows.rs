@@ -70,10 +70,67 @@ pub(crate) fn process_barrier() {
     unsafe { FlushProcessWriteBuffers() }
 }
 
-/// Creates `path` as a new directory. It lives in the user's temporary
+/// Nothing to do: the private directory lives in the user's temporary
 /// directory, whose access list already limits it to the user.
-pub(crate) fn create_private_dir(path: &Path) -> io::Result<()> {
-    std::fs::create_dir(path)
+pub(crate) fn make_private(_path: &Path) -> io::Result<()> {
+    Ok(())
+}
+
+/// What `meta` describes when it is not a regular file.
+pub(crate) fn special_kind(meta: &Metadata) -> Option<&'static str> {
+    let kind = meta.file_type();
+    if kind.is_file() {
+        None
+    } else if kind.is_dir() {
+        Some("directory")
+    } else if kind.is_symlink() {
+        Some("symbolic link")
+    } else {
+        Some("special file")
+    }
+}
+
+/// Opens `path` for reading. (Named pipes are refused by the caller's type
+/// check before this is called.)
+pub(crate) fn open_nonblocking(path: &Path) -> io::Result<File> {
+    File::open(path)
+}
+
+/// Opens (creating it) `path` for appending.
+pub(crate) fn open_append_nonblocking(path: &Path) -> io::Result<File> {
+    OpenOptions::new().append(true).create(true).open(path)
+}
+
+/// Fills `buf` from `offset` of `file`.
+pub(crate) fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
+    use std::os::windows::fs::FileExt;
+    while !buf.is_empty() {
+        match file.seek_read(buf, offset) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                buf = &mut buf[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Copies `input` into the new, empty file `output`, at most `limit` bytes;
+/// `Ok(None)` when `input` holds more.
+pub(crate) fn copy_bounded(input: &File, output: &File, limit: u64) -> io::Result<Option<u64>> {
+    use std::io::Read;
+    let copied = io::copy(&mut input.take(limit + 1), &mut &*output)?;
+    Ok((copied <= limit).then_some(copied))
+}
+
+/// Private directories of processes that are gone are not found on Windows
+/// (a process's files cannot be deleted while it runs anyway): never claims
+/// one.
+pub(crate) fn claim_abandoned_dir(_path: &Path, _lock_name: &str) -> io::Result<Option<File>> {
+    Ok(None)
 }
 
 /// Creates a new file for writing; fails if anything exists at `path`.

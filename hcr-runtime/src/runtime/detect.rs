@@ -44,15 +44,22 @@ pub(super) fn quick_status(path: &Path, stamp: &Stamp, failed: Option<Quick>, se
     FileStatus::Changed
 }
 
-/// As [`quick_status`], but a changed file is hashed: one that was only
-/// touched (same content) is clean, and updates `stamp` so that the next
-/// check is a `stat` again.
-pub(super) fn file_status(path: &Path, stamp: &mut Stamp, failed: Option<Quick>, settle: Duration) -> FileStatus {
+/// As [`quick_status`], but a changed file is examined: one that was only
+/// touched (same build id, or same content for a file without one, read up
+/// to `limit` bytes) is clean, and updates `stamp` so that the next check
+/// is a `stat` again.
+pub(super) fn file_status(
+    path: &Path,
+    stamp: &mut Stamp,
+    failed: Option<Quick>,
+    settle: Duration,
+    limit: u64,
+) -> FileStatus {
     let status = quick_status(path, stamp, failed, settle);
     if status != FileStatus::Changed {
         return status;
     }
-    match loader::stamp_file(path) {
+    match loader::stamp_file(path, limit) {
         Ok(new) if new.hash == stamp.hash => {
             stamp.quick = new.quick;
             FileStatus::Clean

@@ -53,7 +53,7 @@ use self::state::State;
 use self::stubs::Stubs;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::loader::PrivateDir;
+use crate::loader::{self, PrivateDir};
 use crate::panics::PanicEvent;
 use crate::reclaim::{Reclaimer, ThreadGuard};
 use crate::services::HostServices;
@@ -125,6 +125,8 @@ pub struct Runtime {
     settle: Duration,
     /// The services table modules receive, and the panics they report.
     services: Arc<HostServices>,
+    /// [`Config::max_module_size`].
+    max_module_size: u64,
 }
 
 impl fmt::Debug for Runtime {
@@ -156,7 +158,9 @@ impl Runtime {
     }
 
     /// Creates a runtime: reserves the stub table and creates the private
-    /// directory for module copies.
+    /// directory for module copies, after removing the private directories
+    /// that runtimes of processes which are gone left under the same parent
+    /// (see `docs/design.md`).
     ///
     /// # Errors
     ///
@@ -174,7 +178,10 @@ impl Runtime {
         let table = StubTable::new(config.stub_base, config.stub_capacity)?;
         let region = table.range();
         let parent = config.private_dir_parent.clone().unwrap_or_else(std::env::temp_dir);
-        let private = PrivateDir::create(&parent)?;
+        let limits =
+            loader::Limits { max_size: config.max_module_size, allow_writable_code: config.allow_writable_code };
+        let max_module_size = config.max_module_size;
+        let private = PrivateDir::create(&parent, limits)?;
         let private_path = private.path().to_owned();
         let stubs = Arc::new(RwLock::new(Stubs { procs: Default::default(), table }));
         let watcher = if config.watch_files {
@@ -205,6 +212,7 @@ impl Runtime {
             report_file,
             settle,
             services,
+            max_module_size,
         })
     }
 
@@ -225,7 +233,9 @@ impl Runtime {
     /// # Errors
     ///
     /// [`Error::LoadFailed`] listing every failure ([`Error::ReadModule`],
-    /// [`Error::NotLoadable`], [`Error::NotAModule`], [`Error::AbiMismatch`],
+    /// [`Error::NotRegularFile`], [`Error::ModuleTooLarge`],
+    /// [`Error::NotLoadable`], [`Error::WritableCode`], [`Error::NotAModule`],
+    /// [`Error::AbiMismatch`],
     /// [`Error::InitFailed`], [`Error::ImportNotFound`],
     /// [`Error::ImportCycle`], [`Error::DuplicateModule`], a registration or
     /// signature error...; [`Error::failures`] lists them). Nothing of the
@@ -333,10 +343,11 @@ impl Runtime {
     /// # }
     /// ```
     ///
-    /// In order: detect changed files (timestamp and size, confirmed by a
-    /// content hash), copy them, run every module's before-reload handlers
-    /// (imports first), load the new builds (and any new imports) and run
-    /// their inits. If all of that succeeded, commit: re-point the stubs,
+    /// In order: detect changed files (`stat`, confirmed by the linker's
+    /// build id, or by a content hash for files without one), copy them,
+    /// run every module's before-reload handlers (imports first), check the
+    /// new builds before any of their code runs (see `docs/safety.md`), load
+    /// them (and any new imports) and run their inits. If all of that succeeded, commit: re-point the stubs,
     /// unbind procs that disappeared, free globals that disappeared, unload
     /// replaced libraries and modules nothing imports any more, then run the
     /// after-reload handlers of the new code.

@@ -116,8 +116,9 @@ impl Runtime {
         loop {
             let mut changed = Vec::new();
             let mut wait = Duration::ZERO;
+            let limit = state.private.max_size();
             for i in state.topo_order() {
-                match state.modules[i].file_status(self.settle) {
+                match state.modules[i].file_status(self.settle, limit) {
                     FileStatus::Clean | FileStatus::Missing | FileStatus::FailedBefore => {}
                     FileStatus::Settling { left } if started.elapsed() < MAX_SETTLE_WAIT => wait = wait.max(left),
                     // Changed, or still being modified after all this time:
@@ -372,15 +373,8 @@ fn refusal(failure: Failure) -> Refusal {
     Refusal { module, error: Arc::new(failure.error) }
 }
 
-/// Appends `line` to the report file at `path`; a failure is only logged.
+/// Appends `line` to the report file at `path` (a regular file, opened so
+/// that it cannot block); a failure is only logged.
 pub(crate) fn append_line(path: &Path, line: &str) {
-    use std::io::Write;
-    let written = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .and_then(|mut file| file.write_all(format!("{line}\n").as_bytes()));
-    if let Err(e) = written {
-        tracing::warn!(path = %path.display(), error = %e, "cannot write the reload report");
-    }
+    crate::loader::append_report(path, line);
 }

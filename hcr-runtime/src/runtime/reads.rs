@@ -56,7 +56,7 @@ impl Runtime {
             .iter()
             .find(|f| &*f.name == name)
             .ok_or_else(|| Error::UnknownModule { name: name.to_owned() })?;
-        Ok(file.differs(self.settle))
+        Ok(file.differs(self.settle, self.max_module_size))
     }
 
     /// The stub of a proc that has one, without waiting for the state lock.

@@ -29,12 +29,12 @@ impl FileView {
 
     /// Whether the file differs from the loaded code: as
     /// [`FileView::quick_status`], but a file whose `stat` changed is hashed
-    /// and compared.
-    pub(super) fn differs(&self, settle: Duration) -> bool {
+    /// and compared (its build id, or its content up to `limit` bytes).
+    pub(super) fn differs(&self, settle: Duration, limit: u64) -> bool {
         match self.quick_status(settle) {
             FileStatus::Clean | FileStatus::Missing => false,
             FileStatus::Settling { .. } | FileStatus::FailedBefore => true,
-            FileStatus::Changed => loader::stamp_file(&self.path).is_ok_and(|s| s.hash != self.stamp.hash),
+            FileStatus::Changed => loader::stamp_file(&self.path, limit).is_ok_and(|s| s.hash != self.stamp.hash),
         }
     }
 }

@@ -69,8 +69,8 @@ pub(super) struct ModuleRecord {
 
 impl ModuleRecord {
     /// Whether its file differs from the loaded code.
-    pub(super) fn file_status(&mut self, settle: Duration) -> FileStatus {
-        detect::file_status(&self.source, &mut self.stamp, self.failed, settle)
+    pub(super) fn file_status(&mut self, settle: Duration, limit: u64) -> FileStatus {
+        detect::file_status(&self.source, &mut self.stamp, self.failed, settle, limit)
     }
 
     pub(super) fn info(&self, stubs: &Stubs, globals: &GlobalRegistry) -> ModuleInfo {

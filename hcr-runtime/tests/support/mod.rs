@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use hcr_runtime::{Config, Proc, Runtime};
+use hcr_runtime::{Config, Error, Proc, Runtime};
 
 /// The target these tests (and so the fixtures) are built for.
 pub const TARGET: &str = env!("HCR_TEST_TARGET");
@@ -242,9 +242,137 @@ pub fn run_child(name: &str, envs: &[(&str, &str)]) -> Output {
     cmd.output().expect("spawn the test binary")
 }
 
-/// Files in a directory.
+/// Files in a directory, not counting hidden ones (such as the private
+/// directory's lock file).
 pub fn file_count(dir: &Path) -> usize {
-    std::fs::read_dir(dir).map_or(0, |d| d.count())
+    std::fs::read_dir(dir)
+        .map_or(0, |d| d.flatten().filter(|e| !e.file_name().to_string_lossy().starts_with('.')).count())
+}
+
+/// A program header of a 64-bit ELF file of this machine's byte order, and
+/// where it is in the file (for tests that patch them).
+#[derive(Clone, Copy, Debug)]
+pub struct Phdr {
+    /// Its file offset.
+    pub at: usize,
+    pub p_type: u32,
+    pub flags: u32,
+    pub offset: u64,
+    pub vaddr: u64,
+    pub filesz: u64,
+    pub memsz: u64,
+}
+
+pub const PT_LOAD: u32 = 1;
+pub const PT_DYNAMIC: u32 = 2;
+pub const PT_NOTE: u32 = 4;
+pub const PT_GNU_STACK: u32 = 0x6474_e551;
+pub const PF_X: u32 = 1;
+pub const PF_W: u32 = 2;
+
+fn word(bytes: &[u8], at: usize) -> u64 {
+    u64::from_ne_bytes(bytes[at..at + 8].try_into().unwrap())
+}
+
+fn half(bytes: &[u8], at: usize) -> u16 {
+    u16::from_ne_bytes(bytes[at..at + 2].try_into().unwrap())
+}
+
+/// The program headers of `bytes`.
+pub fn phdrs(bytes: &[u8]) -> Vec<Phdr> {
+    let (phoff, phnum) = (word(bytes, 32) as usize, half(bytes, 56) as usize);
+    (0..phnum)
+        .map(|i| {
+            let at = phoff + i * 56;
+            Phdr {
+                at,
+                p_type: u32::from_ne_bytes(bytes[at..at + 4].try_into().unwrap()),
+                flags: u32::from_ne_bytes(bytes[at + 4..at + 8].try_into().unwrap()),
+                offset: word(bytes, at + 8),
+                vaddr: word(bytes, at + 16),
+                filesz: word(bytes, at + 32),
+                memsz: word(bytes, at + 40),
+            }
+        })
+        .collect()
+}
+
+/// The file offset holding virtual address `vaddr`.
+pub fn file_offset(bytes: &[u8], vaddr: u64) -> Option<usize> {
+    phdrs(bytes)
+        .into_iter()
+        .filter(|p| p.p_type == PT_LOAD)
+        .find(|p| vaddr >= p.vaddr && vaddr < p.vaddr + p.filesz)
+        .map(|p| (p.offset + (vaddr - p.vaddr)) as usize)
+}
+
+/// The dynamic entries of `bytes` up to `DT_NULL`: (file offset, tag, value).
+pub fn dynamic_entries(bytes: &[u8]) -> Vec<(usize, u64, u64)> {
+    let dynamic = phdrs(bytes).into_iter().find(|p| p.p_type == PT_DYNAMIC).unwrap();
+    let start = file_offset(bytes, dynamic.vaddr).unwrap();
+    let mut entries = Vec::new();
+    for at in (start..start + dynamic.filesz as usize).step_by(16) {
+        let tag = word(bytes, at);
+        if tag == 0 {
+            break;
+        }
+        entries.push((at, tag, word(bytes, at + 8)));
+    }
+    entries
+}
+
+/// Where the loadable segments of the ELF library `bytes` end in the file:
+/// cutting the file before this point truncates a segment.
+pub fn loaded_end(bytes: &[u8]) -> usize {
+    phdrs(bytes).iter().filter(|p| p.p_type == PT_LOAD).map(|p| (p.offset + p.filesz) as usize).max().unwrap()
+}
+
+/// Writes `value` into `bytes` at `at`.
+pub fn put_u32(bytes: &mut [u8], at: usize, value: u32) {
+    bytes[at..at + 4].copy_from_slice(&value.to_ne_bytes());
+}
+
+/// Writes `value` into `bytes` at `at`.
+pub fn put_u64(bytes: &mut [u8], at: usize, value: u64) {
+    bytes[at..at + 8].copy_from_slice(&value.to_ne_bytes());
+}
+
+/// Spawns the ignored test `name` of this test binary as a child process
+/// (through the target's runner, if any) with piped stdin and stdout.
+pub fn spawn_child(name: &str, envs: &[(&str, &str)]) -> std::process::Child {
+    use std::process::Stdio;
+    let exe = std::env::current_exe().unwrap();
+    let runner_var = format!("CARGO_TARGET_{}_RUNNER", TARGET.to_uppercase().replace(['-', '.'], "_"));
+    let runner = std::env::var(runner_var).unwrap_or_default();
+    let mut parts = runner.split_whitespace();
+    let mut cmd = match parts.next() {
+        Some(program) => {
+            let mut cmd = Command::new(program);
+            cmd.args(parts).arg(&exe);
+            cmd
+        }
+        None => Command::new(&exe),
+    };
+    cmd.args(["--exact", name, "--ignored", "--nocapture", "--test-threads=1"])
+        .env("HCR_TEST_CHILD", "1")
+        .env_remove("HCR_STUB_BASE")
+        .env_remove("HCR_STUB_CAPACITY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("spawn the test binary")
+}
+
+/// The one failure of a refused load: asserts the load was reported as
+/// [`Error::LoadFailed`] with exactly one cause and returns that cause.
+pub fn sole_failure(err: Error) -> Error {
+    assert!(matches!(err, Error::LoadFailed { .. }), "a refused load is reported as LoadFailed: {err}");
+    let mut failures = err.into_failures();
+    assert_eq!(failures.len(), 1, "one failure: {failures:?}");
+    failures.remove(0)
 }
 
 /// Where the descriptor exported as `symbol` starts in a library file's
