@@ -92,9 +92,12 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     std::fs::File::create(&report_path).map_err(|source| Error::Io { path: report_path.clone(), source })?;
 
     // Watching starts before the first build, so that no edit is missed:
-    // the modules, then the host.
+    // the modules, then the host, then the local crates they depend on (a
+    // crate of shared types, say), whose changes are the host's.
     let mut dirs: Vec<PathBuf> = modules.iter().map(|m| m.dir.clone()).collect();
     dirs.push(host.dir.clone());
+    let roots: Vec<&Package> = modules.iter().chain([&host]).collect();
+    dirs.extend(metadata.local_dependencies(&roots).into_iter().map(|p| p.dir.clone()));
     let watcher = Watcher::start(&dirs, report_dir.path(), tx.clone(), Event::Files)?;
     let contents = Contents::new(&watcher.inputs());
 
@@ -413,7 +416,9 @@ impl Session {
             }
             self.trace.event("change", &file.display().to_string());
             any = true;
-            if package == self.modules.len() {
+            // The host, or a local crate it or a module depends on: the
+            // host is rebuilt (and the modules with it).
+            if package >= self.modules.len() {
                 self.pending.host.insert(file);
             } else {
                 self.pending.modules.entry(package).or_default().insert(file);

@@ -261,6 +261,20 @@ fn following_the_guide_builds_runs_and_reloads() {
     let after = hcr.wait_for_step(reloaded, 10);
     assert!(after > tick);
 
+    // A change of the shared types: the host is rebuilt and restarted, as
+    // the guide says, and starts over with the fixed module.
+    let restart = hcr.seen.len();
+    let shared = dir.0.join("shared/src/lib.rs");
+    let types = std::fs::read_to_string(&shared).unwrap();
+    assert!(types.contains("    pub score: u64,\n"), "{types}");
+    std::fs::write(&shared, types.replace("    pub score: u64,\n", "    pub score: u64,\n    pub best: u64,\n"))
+        .unwrap();
+    assert!(guide.contains("`[hcr] host's own code changed: restarting"), "the guide says what is printed");
+    hcr.wait_for(restart, false, REBUILD, |l| {
+        l.starts_with("[hcr] host's own code changed: restarting it, its state is not kept")
+    });
+    hcr.wait_for(restart, true, REBUILD, |l| l == "tick 1: score 10");
+
     // SAFETY: `kill` has no memory-safety preconditions; the child is not
     // reaped, so its id is still its own.
     assert_eq!(unsafe { libc::kill(hcr.child.id() as libc::pid_t, libc::SIGINT) }, 0);
