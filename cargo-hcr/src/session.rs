@@ -627,7 +627,10 @@ impl Session {
         );
         let rx = &self.rx;
         host.stop(libc::SIGTERM, HOST_GRACE, || rx.try_iter().any(|e| matches!(e, Event::Signal(_))))?;
-        self.show_reports();
+        // The old host may have refused the modules this build rebuilt
+        // against the host's new code (a changed shared type): the new host
+        // loads them, so those refusals are not news.
+        self.print_reports(false);
         *host = Host::spawn(executable, &self.host_args, self.follower.path(), self.atomic, self.revert_on_panic)?;
         status!("running {}", shown(executable).display());
         Ok(())
@@ -648,9 +651,16 @@ impl Session {
         if self.job.is_some() {
             return;
         }
+        self.print_reports(true);
+    }
+
+    /// Prints the reports the host wrote since the last look; refused
+    /// reloads only if `refusals`.
+    fn print_reports(&mut self, refusals: bool) {
         match self.follower.read_new_lines() {
             Ok(lines) => {
-                for report in lines.iter().filter_map(|line| Report::parse(line)) {
+                let reports = lines.iter().filter_map(|line| Report::parse(line));
+                for report in reports.filter(|r| refusals || !matches!(r, Report::Failed { .. })) {
                     if let Report::Reloaded { .. } = report {
                         self.trace.event("reloaded", &report.to_string());
                     }
