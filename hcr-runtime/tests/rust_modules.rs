@@ -367,3 +367,57 @@ fn fingerprint_child() {
     assert!(marker.exists(), "the constructor runs when the library is opened");
     println!("fingerprint ok");
 }
+
+#[test]
+fn the_descriptor_is_found_under_the_modules_name_and_must_name_its_module() {
+    artifacts();
+    let out = run_child("descriptor_lookup_child", &[]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success() && stdout.contains("lookup ok"), "{stdout}\n{}", text(&out.stderr));
+    println!("{stdout}");
+}
+
+/// `bytes` with every occurrence of `from` replaced by `to` (same length).
+fn replace_all(mut bytes: Vec<u8>, from: &[u8], to: &[u8]) -> Vec<u8> {
+    assert_eq!(from.len(), to.len());
+    let mut found = 0;
+    let mut i = 0;
+    while let Some(at) = bytes[i..].windows(from.len()).position(|w| w == from) {
+        bytes[i + at..i + at + to.len()].copy_from_slice(to);
+        i += at + to.len();
+        found += 1;
+    }
+    assert!(found > 0, "{} not found", String::from_utf8_lossy(from));
+    bytes
+}
+
+/// Loads `alpha` (which exports `HCR_MODULE_DESCRIPTOR_alpha`) from a file
+/// of another name: the only suffixed descriptor is its. Then a build whose
+/// descriptor is exported under another module's name (the dynamic string
+/// changed so that the GNU hash stays the same, so the loader still finds
+/// it): refused, naming both.
+#[test]
+#[ignore = "run by the_descriptor_is_found_under_the_modules_name_and_must_name_its_module"]
+fn descriptor_lookup_child() {
+    if !is_child() {
+        return;
+    }
+    let bytes = std::fs::read(artifacts().join("default").join(library("alpha"))).unwrap();
+    let scratch = Scratch::new("lookup-child");
+    let runtime = hcr_runtime::Runtime::with_config(hcr_runtime::Config::new().with_stub_base(0)).unwrap();
+    let renamed = scratch.install_bytes(&bytes, "renamed");
+    let info = runtime.load(&renamed).unwrap();
+    assert_eq!(info.name, "alpha");
+    println!("libalpha.so renamed to {}: loaded as `{}`", renamed.display(), info.name);
+
+    // "ha" -> "i@": h * 33 + a == i * 33 + @, so the GNU hash is unchanged.
+    let other = replace_all(bytes, b"HCR_MODULE_DESCRIPTOR_alpha\0", b"HCR_MODULE_DESCRIPTOR_alpi@\0");
+    let scratch = Scratch::new("lookup-child-other");
+    let path = scratch.install_bytes(&other, "alpha");
+    let err = support::sole_failure(runtime.load(&path).unwrap_err());
+    let Error::NotAModule { reason, .. } = &err else { panic!("{err}") };
+    assert!(reason.contains("`HCR_MODULE_DESCRIPTOR_alpi@`") && reason.contains("names module `alpha`"), "{reason}");
+    println!("refused: {err}");
+    assert_eq!(runtime.modules().len(), 1, "the loaded module is untouched");
+    println!("lookup ok");
+}
