@@ -42,7 +42,9 @@ fn repository() -> PathBuf {
 fn scratch(root: &Path) {
     let _ = std::fs::remove_dir_all(root);
     let repo = repository();
-    for (from, to) in [("examples/game", "game"), ("examples/game/logic", "game/logic")] {
+    for (from, to) in
+        [("examples/game", "game"), ("examples/game/logic", "game/logic"), ("examples/game/types", "game/types")]
+    {
         for file in ["Cargo.toml", "build.rs"] {
             if repo.join(from).join(file).exists() {
                 std::fs::create_dir_all(root.join(to)).unwrap();
@@ -70,7 +72,7 @@ fn scratch(root: &Path) {
         }
         if line.starts_with("members = [") {
             in_members = true;
-            out.push_str("members = [\"game\", \"game/logic\"]\n");
+            out.push_str("members = [\"game\", \"game/logic\", \"game/types\"]\n");
             continue;
         }
         if in_members {

@@ -208,6 +208,29 @@ impl Metadata {
             .collect()
     }
 
+    /// The local packages (path dependencies) that `roots` depend on,
+    /// directly or through other local packages, as normal or build
+    /// dependencies, other than `roots` themselves: a crate of types the
+    /// host and its modules share, say. Their sources are the host's too.
+    pub fn local_dependencies(&self, roots: &[&Package]) -> Vec<&Package> {
+        let mut found = Vec::new();
+        let mut stack: Vec<&str> = roots.iter().map(|p| p.id.as_str()).collect();
+        let mut seen: std::collections::BTreeSet<&str> = stack.iter().copied().collect();
+        while let Some(id) = stack.pop() {
+            for dep in self.deps_of(id).iter().filter(|d| d.normal || d.build) {
+                if !seen.insert(dep.id.as_str()) {
+                    continue;
+                }
+                // Registry and git packages cannot depend on local ones.
+                if let Some(package) = self.by_id(&dep.id).filter(|p| p.local) {
+                    found.push(package);
+                    stack.push(&package.id);
+                }
+            }
+        }
+        found
+    }
+
     fn deps_of(&self, id: &str) -> &[Dep] {
         self.deps.iter().find(|(node, _)| node == id).map(|(_, deps)| deps.as_slice()).unwrap_or_default()
     }
@@ -391,6 +414,43 @@ mod tests {
         assert!(ws.modules_of(ws.member("normal").unwrap()).is_empty());
         assert_eq!(ws.member("build").unwrap().dir, PathBuf::from("/ws/build"));
         assert_eq!(ws.member("normal").unwrap().lib.as_deref(), Some("normal"));
+    }
+
+    #[test]
+    fn local_dependencies_are_found_through_local_packages() {
+        let ws = metadata(
+            vec![
+                package("host", None, vec![target("host", &["bin"])]),
+                package("logic", None, vec![target("logic", &["cdylib", "rlib"])]),
+                package("shared", None, vec![target("shared", &["lib"])]),
+                package("math", None, vec![target("math", &["lib"])]),
+                package("codegen", None, vec![target("codegen", &["lib"])]),
+                package("tests-only", None, vec![target("tests-only", &["lib"])]),
+                package("registry", Some("registry+https://example.invalid/index"), vec![target("registry", &["lib"])]),
+            ],
+            &["host", "logic", "shared"],
+            vec![
+                node(
+                    "host",
+                    vec![
+                        dep("logic", &[None]),
+                        dep("shared", &[None]),
+                        dep("registry", &[None]),
+                        dep("tests-only", &[Some("dev")]),
+                    ],
+                ),
+                node("logic", vec![dep("shared", &[None]), dep("codegen", &[Some("build")])]),
+                node("shared", vec![dep("math", &[None])]),
+                node("math", vec![]),
+                node("codegen", vec![]),
+                node("tests-only", vec![]),
+                node("registry", vec![]),
+            ],
+        );
+        let roots = [ws.member("logic").unwrap(), ws.member("host").unwrap()];
+        let mut found: Vec<&str> = ws.local_dependencies(&roots).iter().map(|p| p.name.as_str()).collect();
+        found.sort_unstable();
+        assert_eq!(found, ["codegen", "math", "shared"]);
     }
 
     #[test]

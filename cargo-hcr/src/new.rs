@@ -183,7 +183,8 @@ mod tests {
         }
         assert!(files[0].contains("hcr-runtime = { git = \"https://example.invalid/hcr.git\" }"), "{}", files[0]);
         assert!(files[0].contains("members = [\"space-game\", \"space-game-logic\"]"));
-        assert!(files[5].contains("use hcr::{Hcr, space_game_logic};"));
+        assert!(files[5].contains("use space_game_logic::State;"));
+        assert!(files[5].contains("hcr::space_game_logic::try_tick(&mut state)"));
         assert!(files[3].contains("static = [\"space-game-logic/static\"]"));
     }
 

@@ -92,9 +92,12 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     std::fs::File::create(&report_path).map_err(|source| Error::Io { path: report_path.clone(), source })?;
 
     // Watching starts before the first build, so that no edit is missed:
-    // the modules, then the host.
+    // the modules, then the host, then the local crates they depend on (a
+    // crate of shared types, say), whose changes are the host's.
     let mut dirs: Vec<PathBuf> = modules.iter().map(|m| m.dir.clone()).collect();
     dirs.push(host.dir.clone());
+    let roots: Vec<&Package> = modules.iter().chain([&host]).collect();
+    dirs.extend(metadata.local_dependencies(&roots).into_iter().map(|p| p.dir.clone()));
     let watcher = Watcher::start(&dirs, report_dir.path(), tx.clone(), Event::Files)?;
     let contents = Contents::new(&watcher.inputs());
 
@@ -413,7 +416,9 @@ impl Session {
             }
             self.trace.event("change", &file.display().to_string());
             any = true;
-            if package == self.modules.len() {
+            // The host, or a local crate it or a module depends on: the
+            // host is rebuilt (and the modules with it).
+            if package >= self.modules.len() {
                 self.pending.host.insert(file);
             } else {
                 self.pending.modules.entry(package).or_default().insert(file);
@@ -622,7 +627,10 @@ impl Session {
         );
         let rx = &self.rx;
         host.stop(libc::SIGTERM, HOST_GRACE, || rx.try_iter().any(|e| matches!(e, Event::Signal(_))))?;
-        self.show_reports();
+        // The old host may have refused the modules this build rebuilt
+        // against the host's new code (a changed shared type): the new host
+        // loads them, so those refusals are not news.
+        self.print_reports(false);
         *host = Host::spawn(executable, &self.host_args, self.follower.path(), self.atomic, self.revert_on_panic)?;
         status!("running {}", shown(executable).display());
         Ok(())
@@ -643,9 +651,16 @@ impl Session {
         if self.job.is_some() {
             return;
         }
+        self.print_reports(true);
+    }
+
+    /// Prints the reports the host wrote since the last look; refused
+    /// reloads only if `refusals`.
+    fn print_reports(&mut self, refusals: bool) {
         match self.follower.read_new_lines() {
             Ok(lines) => {
-                for report in lines.iter().filter_map(|line| Report::parse(line)) {
+                let reports = lines.iter().filter_map(|line| Report::parse(line));
+                for report in reports.filter(|r| refusals || !matches!(r, Report::Failed { .. })) {
                     if let Report::Reloaded { .. } = report {
                         self.trace.event("reloaded", &report.to_string());
                     }

@@ -597,12 +597,32 @@ fn new_then_run_then_edit() {
     let lib = root.join("orbit-logic/src/lib.rs");
     let source = std::fs::read_to_string(&lib).unwrap();
     let edit = hcr.seen.len();
-    std::fs::write(&lib, source.replace("    ticks\n}", "    ticks * 1000\n}")).unwrap();
+    let times = |n: u64| source.replace("state.ticks)", &format!("state.ticks * {n})"));
+    assert_ne!(times(1000), source, "the template returns `state.ticks`");
+    std::fs::write(&lib, times(1000)).unwrap();
     hcr.wait_for(edit, Stream::Err, REBUILD, |l| l.starts_with("[hcr] reloaded 1 module(s)"));
-    // The counter carried on; the new code multiplies it.
-    hcr.wait_for(edit, Stream::Out, REBUILD, |l| {
-        l.strip_prefix("tick ").and_then(|n| n.parse::<u64>().ok()).is_some_and(|n| n >= 3000 && n % 1000 == 0)
-    });
+    // The host's state carried on; the new code multiplies it.
+    let multiple = |of: u64| {
+        move |l: &str| {
+            l.strip_prefix("tick ").and_then(|n| n.parse::<u64>().ok()).is_some_and(|n| n >= 3 * of && n % of == 0)
+        }
+    };
+    hcr.wait_for(edit, Stream::Out, REBUILD, multiple(1000));
+
+    // A panic in the module: reported with its location, by the host
+    // (`try_tick`) and by cargo-hcr; the host goes on, and the fix reloads.
+    let panic = hcr.seen.len();
+    let panicking = times(1000).replace(
+        "    state.ticks += 1;\n",
+        "    state.ticks += 1;\n    assert!(state.ticks < 3, \"too many ticks\");\n",
+    );
+    std::fs::write(&lib, panicking).unwrap();
+    let location = "panic in orbit_logic::tick at orbit-logic/src/lib.rs:21:5: too many ticks";
+    hcr.wait_for(panic, Stream::Err, REBUILD, |l| l.starts_with(location));
+    hcr.wait_for(panic, Stream::Err, REBUILD, |l| l.starts_with(&format!("[hcr] {location}")));
+    let fixed = hcr.seen.len();
+    std::fs::write(&lib, times(7000)).unwrap();
+    hcr.wait_for(fixed, Stream::Out, REBUILD, multiple(7000));
     signal(&hcr, libc::SIGINT);
     assert_eq!(hcr.wait_exit(REBUILD).code(), Some(130), "{}", hcr.transcript());
 

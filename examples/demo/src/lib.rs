@@ -4,6 +4,8 @@
 //! loads it, edits its source, rebuilds and reloads it, and shows that the
 //! new code runs, that a function pointer taken before the reload still
 //! works at the same address, and that a global kept its value. It then
+//! loads a build that panics, shows the panic with its location while the
+//! program goes on, reverts to the build before it, loads the fix, and
 //! shows an edit that the runtime refuses. [`run_interactive`] does the same
 //! with your own edits.
 
@@ -46,8 +48,11 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
 
+/// The demo's numbered steps.
+const STEPS: u32 = 7;
+
 fn step(n: u32, text: &str) {
-    println!("\n[{n}/5] {text}");
+    println!("\n[{n}/{STEPS}] {text}");
     let _ = std::io::stdout().flush();
 }
 
@@ -71,6 +76,19 @@ pub fn run_demo() -> Result<()> {
     result
 }
 
+/// Waits (up to 10 s) until the runtime sees a rebuilt library; how long
+/// that took.
+fn detect(hcr: &Hcr) -> Result<Duration> {
+    let t = Instant::now();
+    while !hcr.runtime().reload_needed() {
+        if t.elapsed() > Duration::from_secs(10) {
+            return Err("the rebuilt module was not detected".into());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(t.elapsed())
+}
+
 fn demo(copy: &ScratchCrate) -> Result<()> {
     step(1, "Build the module from a scratch copy of its source");
     println!("      {}", copy.lib_rs().display());
@@ -81,12 +99,13 @@ fn demo(copy: &ScratchCrate) -> Result<()> {
     println!("      built in {}", ms(built));
 
     step(2, "Load it and call it through its stubs");
-    let runtime = Runtime::with_config(Config::from_env()?)?;
+    // Keep each module's previous build, to revert to it (step 6).
+    let runtime = Runtime::with_config(Config::from_env()?.with_keep_previous_builds(true))?;
     let library = copy.library();
     let hcr = Hcr::start_with(runtime, &[("demo_module", library.as_path())])?;
     let region = hcr.runtime().stub_region();
     println!("      stub table at {:#x}..{:#x}", region.start, region.end);
-    demo_module::describe();
+    println!("      module says: \"{}\"", demo_module::describe());
     let before = demo_module::transform(7);
     println!("      transform(7) = {before}");
     let held = demo_module::transform_ptr();
@@ -100,14 +119,7 @@ fn demo(copy: &ScratchCrate) -> Result<()> {
 
     step(4, "Rebuild and reload, while the program keeps running");
     let build = copy.build()?;
-    let t = Instant::now();
-    while !hcr.runtime().reload_needed() {
-        if t.elapsed() > Duration::from_secs(10) {
-            return Err("the rebuilt module was not detected".into());
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let detect = t.elapsed();
+    let detect_took = detect(&hcr)?;
     let t = Instant::now();
     let report = hcr.runtime().perform_reload()?;
     let after = demo_module::transform(7);
@@ -118,19 +130,51 @@ fn demo(copy: &ScratchCrate) -> Result<()> {
         "      source change -> new code running: {} (build {}, detect {}, reload {})",
         ms(live),
         ms(build),
-        ms(detect),
+        ms(detect_took),
         ms(reload)
     );
 
     step(5, "The new code runs; the old pointer and the state survived");
-    demo_module::describe();
+    println!("      module says: \"{}\"", demo_module::describe());
     println!("      transform(7) = {after} through the bindings (was {before})");
-    let through_old = held(7);
+    let through_old = held(7)?;
     let same =
         if demo_module::transform_ptr() as usize == held as usize { "same address" } else { "DIFFERENT address" };
     println!("      the pointer taken before the reload: {:#x} ({same}), returns {through_old}", held as usize);
     println!("      calls so far (a global): {} (kept across the reload)", demo_module::calls());
     println!("      generation {}", hcr.generation());
+
+    step(6, "A build that panics: loaded, the panic reported, the program goes on");
+    copy.edit("x * 3", "x * 3 / (x - 7)")?;
+    println!("      `x * 3` became `x * 3 / (x - 7)`, which divides by zero at 7; rebuilt and reloaded:");
+    copy.build()?;
+    detect(&hcr)?;
+    println!("      {}", hcr.runtime().perform_reload()?);
+    println!("      transform(8) = {}", demo_module::transform(8));
+    match demo_module::try_transform(7) {
+        Ok(value) => println!("      transform(7) unexpectedly returned {value}"),
+        Err(panic) => println!("      try_transform(7) returned the panic: {panic}"),
+    }
+    for panic in hcr.panics() {
+        println!("      the runtime recorded it: {panic}");
+    }
+    println!("      the program goes on: calls so far (a global): {}", demo_module::calls());
+    let reverted = hcr.runtime().revert("demo_module")?;
+    println!("      sent the module back to its previous build: {reverted}");
+    println!("      transform(7) = {} again", demo_module::transform(7));
+
+    step(7, "The fix, rebuilt and reloaded");
+    copy.edit("x * 3 / (x - 7)", "x * 3 + 1")?;
+    println!("      `x * 3 / (x - 7)` became `x * 3 + 1`:");
+    copy.build()?;
+    detect(&hcr)?;
+    println!("      {}", hcr.runtime().perform_reload()?);
+    println!(
+        "      transform(7) = {} through the bindings, {} through the old pointer",
+        demo_module::transform(7),
+        held(7)?
+    );
+    println!("      calls so far (a global): {}", demo_module::calls());
 
     println!("\nBonus: an edit the runtime refuses");
     copy.edit("Global<AtomicU64>", "Global<std::sync::atomic::AtomicU32>")?;
@@ -143,7 +187,7 @@ fn demo(copy: &ScratchCrate) -> Result<()> {
         Ok(report) => println!("      unexpectedly accepted: {report}"),
         Err(e) => println!("      refused: {e}"),
     }
-    println!("      still running the second build: transform(7) = {}, calls = {}", held(7), demo_module::calls());
+    println!("      still running the fixed build: transform(7) = {}, calls = {}", held(7)?, demo_module::calls());
 
     println!("\nYour turn: `cargo run -p cargo-hcr -- run -p game` runs a small game; edit");
     println!("examples/game/logic/src/lib.rs and every save is rebuilt and reloaded into it.");
@@ -192,8 +236,13 @@ pub fn run_interactive(reset: bool) -> Result<()> {
         }
         if last_show.elapsed() >= Duration::from_secs(1) {
             last_show = Instant::now();
-            demo_module::describe();
-            println!("      transform(7) = {}, calls = {}", demo_module::transform(7), demo_module::calls());
+            match (demo_module::try_describe(), demo_module::try_transform(7)) {
+                (Ok(says), Ok(value)) => {
+                    println!("module says: \"{says}\"; transform(7) = {value}, calls = {}", demo_module::calls());
+                }
+                // The module's code panicked: say where, and go on.
+                (Err(panic), _) | (_, Err(panic)) => println!("{panic}"),
+            }
         }
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -44,7 +44,7 @@ fn generated_bindings_follow_a_generated_module_across_rebuilds() {
     let report = reload(&hcr).unwrap();
     assert_eq!(report.reloaded, ["demo_module"]);
     assert_eq!(demo_module::transform(5), 26);
-    assert_eq!(held(5), 26, "the pointer taken before the reload runs the new code");
+    assert_eq!(held(5).unwrap(), 26, "the pointer taken before the reload runs the new code");
     assert_eq!(demo_module::transform_ptr() as usize, held as usize);
     assert_eq!(demo_module::calls(), 3, "the global kept counting");
 
@@ -52,7 +52,7 @@ fn generated_bindings_follow_a_generated_module_across_rebuilds() {
     copy.edit("x * 5 + 1", "x * 5 +").unwrap();
     assert!(copy.build().is_err());
     assert!(hcr.update().is_none(), "no new library, no reload");
-    assert_eq!(held(5), 26);
+    assert_eq!(held(5).unwrap(), 26);
 
     // An edit that builds but changes a global's layout: refused.
     copy.edit("x * 5 +", "x * 7").unwrap();
@@ -63,7 +63,7 @@ fn generated_bindings_follow_a_generated_module_across_rebuilds() {
     copy.build().unwrap();
     let err = reload(&hcr).unwrap_err();
     assert!(err.to_string().contains("global `demo_module::CALLS` has layout"), "{err}");
-    assert_eq!(held(5), 26, "the old code keeps running");
+    assert_eq!(held(5).unwrap(), 26, "the old code keeps running");
     assert_eq!(hcr.generation(), 1);
 
     let _ = std::fs::remove_dir_all(copy.dir());

@@ -1,35 +1,35 @@
-//! The game example's host: a fixed-step loop at 30 frames per second that
-//! calls the module's `update` and draws the field cell by cell with its
-//! `glyph`, in the terminal. Run it with `cargo hcr run -p game` (or
-//! `cargo run -p cargo-hcr -- run -p game`), edit `logic/src/lib.rs` and
-//! save (or, without cargo-hcr, run `cargo build -p game-logic`): the
-//! particles keep their positions and velocities, and follow the new rules
-//! from the next frame.
+//! The game example's host: a fixed-step loop at 30 frames per second. The
+//! host owns the world; each frame is one call of the module's `update` and
+//! one of its `draw`, and the host puts the drawing on the terminal. Run it
+//! with `cargo hcr run -p game` (or `cargo run -p cargo-hcr -- run -p game`),
+//! edit `logic/src/lib.rs` and save (or, without cargo-hcr, run
+//! `cargo build -p game-logic`): the particles keep their positions and
+//! velocities, and follow the new rules from the next frame. A panic in the
+//! module's code is shown below the field; the game goes on with the world
+//! as the panic left it, and the next save brings the fix.
 //!
 //! The field stays at the top of the terminal; below it, the rest of the
 //! terminal scrolls on its own, so that what cargo-hcr prints (builds,
-//! compiler errors, reloads) stays readable. Ctrl-C ends the game and gives
-//! the terminal back as it was.
+//! compiler errors, reloads, panics) stays readable. Ctrl-C ends the game
+//! and gives the terminal back as it was.
 //!
 //! `--frames N` runs N frames, at the same pace, one after the other without
 //! any terminal control, then stops.
 
-mod hcr {
-    include!(concat!(env!("OUT_DIR"), "/hcr.rs"));
-}
-
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use hcr::{Hcr, game_logic};
+use game::hcr::Hcr;
+use game::{Event, Input, World};
 
 const DT: f32 = 1.0 / 30.0;
 /// How often the loop asks, between frames, whether new code is there (one
 /// atomic load when the runtime watches its files).
 const POLL: Duration = Duration::from_millis(2);
+/// The terminal's width the text below the field fits in.
+const COLUMNS: usize = 80;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let frames = std::env::args().skip_while(|a| a != "--frames").nth(1).map(|n| n.parse::<u64>()).transpose()?;
@@ -39,22 +39,39 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let hcr = Hcr::start()?;
     // Run by cargo-hcr, which rebuilds the module on every save and prints
-    // every reload and its errors.
+    // every reload, its errors and every panic.
     let cargo_hcr = std::env::var_os("HCR_REPORT_FILE").is_some();
-    // At most 80 columns with the frame number in front.
-    let mut status = String::from(if !hcr.is_hot() {
+    let hint = if !hcr.is_hot() {
         "static build: the game logic is linked in"
     } else if cargo_hcr {
         "edit examples/game/logic/src/lib.rs and save"
     } else {
         "edit examples/game/logic/src/lib.rs; cargo build -p game-logic"
-    });
+    };
+    let mut status = String::new();
+    let mut world = World::default();
+    let mut bounces = 0u64;
+    let mut screen = String::new();
     let mut terminal = frames.is_none().then(Terminal::default);
     let mut done = 0;
     let mut next = Instant::now();
     while frames.is_none_or(|n| done < n) && !stop.load(Ordering::Relaxed) {
-        game_logic::update(DT);
-        draw(&mut terminal, &status)?;
+        match game::frame(&mut world, &Input { dt: DT }) {
+            Ok(frame) => {
+                bounces += frame.events.iter().filter(|e| matches!(e, Event::Bounced { .. })).count() as u64;
+                screen = frame.screen;
+            }
+            Err(panic) => {
+                // The last field drawn stays; the world is as the panic left it.
+                status = "the module's code panicked; the game goes on: fix it and save".into();
+                if !cargo_hcr {
+                    // Below the field, where it can be read in full
+                    // (cargo-hcr prints it there itself).
+                    eprintln!("{panic}");
+                }
+            }
+        }
+        show(&mut terminal, &screen, &world, bounces, &status, hint)?;
         done += 1;
         next += Duration::from_secs_f32(DT);
         // Until the next step: new code is drawn as soon as it is loaded,
@@ -66,12 +83,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     Err(e) => {
                         status = "reload failed, the old code keeps running".into();
                         if !cargo_hcr {
-                            // Below the field, where it can be read in full.
                             eprintln!("reload failed, the old code keeps running: {e}");
                         }
                     }
                 }
-                draw(&mut terminal, &status)?;
+                if let Ok(drawn) = game::hcr::game_logic::try_draw(&world) {
+                    screen = drawn;
+                }
+                show(&mut terminal, &screen, &world, bounces, &status, hint)?;
             }
             let left = next.saturating_duration_since(Instant::now());
             if left.is_zero() || stop.load(Ordering::Relaxed) {
@@ -86,9 +105,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Draws the frame, in place on a terminal or as lines of text.
-fn draw(terminal: &mut Option<Terminal>, status: &str) -> std::io::Result<()> {
-    let screen = render(status);
+/// Shows the frame, in place on a terminal or as lines of text: the field,
+/// then a status line and the hint, each cut to 80 columns.
+fn show(
+    terminal: &mut Option<Terminal>,
+    field: &str,
+    world: &World,
+    bounces: u64,
+    status: &str,
+    hint: &str,
+) -> std::io::Result<()> {
+    let mut screen = String::with_capacity(field.len() + 2 * COLUMNS);
+    screen.push_str(field);
+    let counts = format!("frame {}, {bounces} bounces", world.frames);
+    let status = if status.is_empty() { counts } else { format!("{counts}  {status}") };
+    for line in [&status, hint] {
+        screen.push_str(&fit(line));
+        screen.push('\n');
+    }
     let mut out = std::io::stdout().lock();
     match terminal {
         Some(terminal) => terminal.draw(&mut out, &screen)?,
@@ -97,30 +131,14 @@ fn draw(terminal: &mut Option<Terminal>, status: &str) -> std::io::Result<()> {
     out.flush()
 }
 
-/// The frame: the field in a border, then one status line of at most 80
-/// columns.
-fn render(status: &str) -> String {
-    let size = game_logic::field_size();
-    let (width, height) = (size >> 16, size & 0xFFFF);
-    let mut screen = String::with_capacity(((width + 3) * (height + 4)) as usize);
-    let _ = writeln!(screen, "+{}+", "-".repeat(width as usize));
-    for y in 0..height {
-        screen.push('|');
-        for x in 0..width {
-            screen.push(char::from_u32(game_logic::glyph(x, y)).unwrap_or('?'));
-        }
-        screen.push_str("|\n");
-    }
-    let _ = writeln!(screen, "+{}+", "-".repeat(width as usize));
-    let status = format!("frame {}  {status}", game_logic::frames());
-    let room = 80;
-    if status.chars().count() > room {
-        let cut: String = status.chars().take(room - 3).collect();
-        let _ = writeln!(screen, "{cut}...");
+/// `line`, cut to 80 columns.
+fn fit(line: &str) -> String {
+    if line.chars().count() > COLUMNS {
+        let cut: String = line.chars().take(COLUMNS - 3).collect();
+        format!("{cut}...")
     } else {
-        let _ = writeln!(screen, "{status}");
+        line.to_owned()
     }
-    screen
 }
 
 /// The terminal, split in two: the frame at the top, redrawn in place, and

@@ -11,20 +11,20 @@ include!(concat!(env!("OUT_DIR"), "/hcr_module.rs"));
 static CALLS: Global<AtomicU64> = Global::new(|| AtomicU64::new(0));
 
 /// Says hello.
-#[unsafe(no_mangle)]
-pub extern "C" fn describe() {
-    println!("      module says: \"Hello from the first build!\"");
+#[hcr_abi::reload]
+pub fn describe() -> String {
+    "Hello from the first build!".to_string()
 }
 
 /// The number the demo watches change.
-#[unsafe(no_mangle)]
-pub extern "C" fn transform(x: u64) -> u64 {
+#[hcr_abi::reload]
+pub fn transform(x: u64) -> u64 {
     CALLS.fetch_add(1, Ordering::Relaxed);
     x * 2
 }
 
 /// How many times `transform` ran, across reloads.
-#[unsafe(no_mangle)]
-pub extern "C" fn calls() -> u64 {
+#[hcr_abi::reload]
+pub fn calls() -> u64 {
     CALLS.load(Ordering::Relaxed)
 }

@@ -1,107 +1,73 @@
-//! The reloadable half of the game example: how particles move and how they
-//! look. Their positions and velocities live in a runtime-owned global, so
-//! they carry on from where they were when this code is replaced.
+//! The reloadable half of the game example: how particles move and how the
+//! field looks. The world itself belongs to the host, so it carries on from
+//! where it was when this code is replaced.
 //!
-//! Try, while `cargo run -p cargo-hcr -- run -p game` runs, and save:
+//! Try, while `cargo hcr run -p game` runs, and save:
 //! * `GRAVITY` to `-40.0`, and everything floats up;
 //! * `BOUNCE` to `1.0`, and nothing ever comes to rest;
-//! * the glyph `'o'` to `'@'`.
+//! * the particles' `'o'` to `'@'`, or the floor's `'='` to `'#'`;
+//!   reported with its line, the game goes on with the world as it was, and
+//!   the next save brings the fix.
 
-use std::sync::Mutex;
-
-use hcr_abi::Global;
+use game_types::{Event, Input, World};
 
 include!(concat!(env!("OUT_DIR"), "/hcr_module.rs"));
 
-/// Width of the field, in cells.
-pub const WIDTH: u32 = 60;
-/// Height of the field, in cells.
-pub const HEIGHT: u32 = 18;
 const GRAVITY: f32 = 25.0;
 const BOUNCE: f32 = 0.8;
-const COUNT: usize = 12;
 
-/// One particle.
-#[derive(Clone, Copy, Debug)]
-pub struct Particle {
-    x: f32,
-    y: f32,
-    vx: f32,
-    vy: f32,
-}
-
-/// Everything that survives a reload.
-#[derive(Debug)]
-pub struct World {
-    particles: [Particle; COUNT],
-    frames: u64,
-}
-
-impl World {
-    fn new() -> World {
-        let particles = std::array::from_fn(|i| {
-            let f = i as f32;
-            Particle {
-                x: 3.0 + f * 4.5,
-                y: 2.0 + (f * 1.7) % 8.0,
-                vx: 6.0 + (f * 3.1) % 9.0,
-                vy: -4.0 + (f * 2.3) % 7.0,
-            }
-        });
-        World { particles, frames: 0 }
-    }
-}
-
-static WORLD: Global<Mutex<World>> = Global::new(|| Mutex::new(World::new()));
-
-fn world() -> std::sync::MutexGuard<'static, World> {
-    WORLD.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Advances the simulation by `dt` seconds.
-#[unsafe(no_mangle)]
-pub extern "C" fn update(dt: f32) {
-    let mut world = world();
+/// Advances the world by one frame; reports the bounces.
+#[hcr_abi::reload]
+pub fn update(world: &mut World, input: &Input) -> Vec<Event> {
     world.frames += 1;
-    let (w, h) = (WIDTH as f32 - 1.0, HEIGHT as f32 - 1.0);
-    for p in &mut world.particles {
-        p.vy += GRAVITY * dt;
-        p.x += p.vx * dt;
-        p.y += p.vy * dt;
+    let (w, h) = (world.width as f32 - 1.0, world.height as f32 - 1.0);
+    let mut events = Vec::new();
+    for (i, p) in world.particles.iter_mut().enumerate() {
+        p.vy += GRAVITY * input.dt;
+        p.x += p.vx * input.dt;
+        p.y += p.vy * input.dt;
+        let mut bounced = false;
         if p.x < 0.0 || p.x > w {
             p.x = p.x.clamp(0.0, w);
             p.vx = -p.vx * BOUNCE;
+            bounced = true;
         }
         if p.y < 0.0 || p.y > h {
             p.y = p.y.clamp(0.0, h);
             p.vy = -p.vy * BOUNCE;
+            bounced = true;
+        }
+        if bounced {
+            events.push(Event::Bounced { particle: i as u32 });
         }
     }
+    events
 }
 
-/// The character to draw at cell `(x, y)`, as a Unicode scalar value.
-#[unsafe(no_mangle)]
-pub extern "C" fn glyph(x: u32, y: u32) -> u32 {
-    let world = world();
-    let hit = world.particles.iter().any(|p| p.x.round() as u32 == x && p.y.round() as u32 == y);
-    let c = if hit {
-        'o'
-    } else if y == HEIGHT - 1 {
-        '='
-    } else {
-        ' '
-    };
-    c as u32
+/// The field, in a border: one line per row, each ending in `\n`.
+#[hcr_abi::reload]
+pub fn draw(world: &World) -> String {
+    let (width, height) = (world.width as usize, world.height as usize);
+    let mut cells: Vec<char> = (0..height).flat_map(|y| (0..width).map(move |_| ground(y, height))).collect();
+    for p in &world.particles {
+        let (x, y) = (p.x.round() as usize, p.y.round() as usize);
+        if x < width && y < height {
+            cells[y * width + x] = 'o';
+        }
+    }
+    let border = format!("+{}+\n", "-".repeat(width));
+    let mut screen = String::with_capacity((width + 3) * (height + 2));
+    screen.push_str(&border);
+    for row in cells.chunks(width.max(1)) {
+        screen.push('|');
+        screen.extend(row);
+        screen.push_str("|\n");
+    }
+    screen.push_str(&border);
+    screen
 }
 
-/// The field's size, packed as `width << 16 | height`.
-#[unsafe(no_mangle)]
-pub extern "C" fn field_size() -> u32 {
-    WIDTH << 16 | HEIGHT
-}
-
-/// Frames simulated so far, across reloads.
-#[unsafe(no_mangle)]
-pub extern "C" fn frames() -> u64 {
-    world().frames
+/// What row `y` of `height` shows where no particle is.
+fn ground(y: usize, height: usize) -> char {
+    if y + 1 == height { '=' } else { ' ' }
 }
