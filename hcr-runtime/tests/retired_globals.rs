@@ -45,8 +45,10 @@ unsafe impl GlobalAlloc for Poisoning {
     }
 }
 
-#[global_allocator]
 static ALLOCATOR: Poisoning = Poisoning;
+// Not `#[global_allocator]`: when module crates in the same build enable
+// hcr-abi's `global-allocator`, the process's allocator is chosen this way.
+hcr_runtime::abi::global_allocator!(ALLOCATOR);
 
 /// The tests share the gate below: one at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
