@@ -40,6 +40,12 @@ pub enum PanicKind {
     /// Outside anything hcr catches (on a thread the module started): the
     /// thread unwound on its own, and the module printed the panic.
     Uncaught,
+    /// In a host callback ([`Runtime::on_reload`](crate::Runtime::on_reload)):
+    /// caught by the runtime; the callback stays registered, the others
+    /// ran, and the reload went on. `module` is empty, `name` is
+    /// `on_reload`, and the location is unknown (the standard panic hook
+    /// printed it).
+    HostCallback,
 }
 
 /// A panic in module code, as the module reported it.
@@ -88,15 +94,17 @@ impl PanicEvent {
             PanicKind::Init => "<init>".into(),
             PanicKind::Migration => format!("<migration {}>", self.name),
             PanicKind::Uncaught => String::new(),
+            PanicKind::HostCallback => self.name.clone(),
         }
     }
 
-    /// The report file's line: `panic<TAB>module<TAB>proc<TAB>file:line:col<TAB>message`.
+    /// The report file's line: `panic<TAB>module<TAB>proc<TAB>file:line:col<TAB>message`
+    /// (`host` as the module of a host callback).
     pub(crate) fn report_line(&self) -> String {
         let clean = |s: &str| s.replace(['\t', '\r'], " ").replace('\n', " | ");
         format!(
             "panic\t{}\t{}\t{}\t{}",
-            clean(&self.module),
+            clean(if self.kind == PanicKind::HostCallback { "host" } else { &self.module }),
             clean(&self.subject()),
             clean(&self.location().unwrap_or_default()),
             clean(&self.message)
@@ -112,6 +120,7 @@ impl fmt::Display for PanicEvent {
             PanicKind::Migration => write!(f, "panic in migration {}::{}", self.module, self.name)?,
             PanicKind::Init => write!(f, "panic in the init of module `{}`", self.module)?,
             PanicKind::Uncaught => write!(f, "panic in module `{}` outside any reloadable function", self.module)?,
+            PanicKind::HostCallback => write!(f, "panic in the host's {} callback", self.name)?,
         }
         if let Some(location) = self.location() {
             write!(f, " at {location}")?;
@@ -311,5 +320,16 @@ mod tests {
     fn truncation_keeps_characters_whole() {
         assert_eq!(truncate("héllo".into(), 2), "h…");
         assert_eq!(truncate("abc".into(), 3), "abc");
+    }
+}
+
+/// The message of a panic's payload (`&str` or `String`), or a placeholder.
+pub(crate) fn payload_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic whose payload is not a string".to_owned()
     }
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use hcr_runtime::{Config, ReloadStage, Runtime, StubState, UnloadPolicy};
+use hcr_runtime::{Config, PanicKind, ReloadStage, Runtime, StubState, UnloadPolicy};
 use support::{Scratch, fixture, fn0, fn1, runtime, wait_for_reload_needed};
 
 /// Handler log of the counter fixture: (before, after, last outcome).
@@ -207,6 +207,47 @@ fn handlers_run_around_a_committed_reload_in_the_right_code() {
     assert_eq!(handler_log(&rt), (1, 1, u64::from(hcr_runtime::abi::Outcome::COMMITTED.0)));
     let stages: Vec<(ReloadStage, u64)> = events.lock().unwrap().iter().map(|e| (e.stage, e.generation)).collect();
     assert_eq!(stages, [(ReloadStage::Before, 0), (ReloadStage::Committed, 1)]);
+}
+
+#[test]
+fn a_panicking_host_callback_is_reported_and_every_callback_stays() {
+    let s = Scratch::new("callback-panics");
+    let path = s.install(&fixture("counter", &[]), "counter");
+    let rt = runtime();
+    rt.load(&path).unwrap();
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let (first, last) = (calls.clone(), calls.clone());
+    rt.on_reload(move |e| {
+        first.lock().unwrap().push(("first", e.stage));
+        if e.stage == ReloadStage::Before {
+            panic!("deliberate panic in a host callback");
+        }
+    });
+    rt.on_reload(move |e| last.lock().unwrap().push(("last", e.stage)));
+
+    for (round, features) in [&["v2"][..], &[]].into_iter().enumerate() {
+        s.install(&fixture("counter", features), "counter");
+        let report = rt.perform_reload().expect("the reload goes on");
+        assert_eq!(report.reloaded, ["counter"]);
+        assert_eq!(report.panics.len(), 1, "{report:?}");
+        let panic = &report.panics[0];
+        assert_eq!((panic.kind, panic.name.as_str()), (PanicKind::HostCallback, "on_reload"));
+        assert!(panic.message.contains("deliberate panic in a host callback"), "{panic}");
+        assert!(panic.to_string().starts_with("panic in the host's on_reload callback: "), "{panic}");
+        // Both callbacks ran for both stages, in order, each round.
+        let seen = std::mem::take(&mut *calls.lock().unwrap());
+        assert_eq!(
+            seen,
+            [
+                ("first", ReloadStage::Before),
+                ("last", ReloadStage::Before),
+                ("first", ReloadStage::Committed),
+                ("last", ReloadStage::Committed)
+            ],
+            "round {round}"
+        );
+    }
+    assert_eq!(rt.take_panics().iter().filter(|p| p.kind == PanicKind::HostCallback).count(), 2);
 }
 
 #[test]

@@ -5,6 +5,9 @@ use std::ffi::c_void;
 
 use hcr_abi::{HandlerFn, Phase};
 use parking_lot::Mutex;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use crate::panics::{MAX_MESSAGE, PanicEvent, PanicKind, PanicLog, payload_message, truncate};
 
 use super::report::{ReloadEvent, ReloadStage};
 use super::state::State;
@@ -30,8 +33,9 @@ impl HostHandlers {
     }
 
     /// Runs the modules' `handlers`, then the host's callbacks, for `stage`.
-    /// Callbacks may add callbacks (they run from the next event on).
-    pub(super) fn run(&self, handlers: &[Handler], stage: ReloadStage, generation: u64) {
+    /// Callbacks may add callbacks (they run from the next event on). A
+    /// callback that panics is recorded in `panics` and kept.
+    pub(super) fn run(&self, handlers: &[Handler], stage: ReloadStage, generation: u64, panics: &PanicLog) {
         let (phase, outcome) = match stage {
             ReloadStage::Before => (Phase::BEFORE_RELOAD, hcr_abi::Outcome::PENDING),
             ReloadStage::Committed => (Phase::AFTER_RELOAD, hcr_abi::Outcome::COMMITTED),
@@ -41,7 +45,22 @@ impl HostHandlers {
         let mut host = std::mem::take(&mut *self.0.lock());
         let event = ReloadEvent { stage, generation };
         for handler in &mut host {
-            handler(&event);
+            // A panicking callback must neither escape the reload (which
+            // would also drop every callback taken out above) nor keep the
+            // others from running: it is caught and reported like a panic
+            // in module code, and stays registered.
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| handler(&event))) {
+                let event = PanicEvent {
+                    kind: PanicKind::HostCallback,
+                    module: String::new(),
+                    name: "on_reload".to_owned(),
+                    message: truncate(payload_message(&*payload), MAX_MESSAGE),
+                    file: String::new(),
+                    line: 0,
+                    column: 0,
+                };
+                panics.record(event, std::thread::current().id());
+            }
         }
         let mut slot = self.0.lock();
         host.append(&mut slot);

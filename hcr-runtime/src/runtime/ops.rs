@@ -231,7 +231,7 @@ impl Runtime {
         let before = state.handlers(Phase::BEFORE_RELOAD);
         drop(state);
         let t = Instant::now();
-        self.host_handlers.run(&before, ReloadStage::Before, generation);
+        self.host_handlers.run(&before, ReloadStage::Before, generation, &self.services.panics);
         timings.handlers = t.elapsed();
         let mut state = self.state()?;
 
@@ -326,7 +326,7 @@ impl Runtime {
                 self.publish(&state);
                 let after = state.handlers(Phase::AFTER_RELOAD);
                 drop(state);
-                self.host_handlers.run(&after, ReloadStage::RolledBack, generation);
+                self.host_handlers.run(&after, ReloadStage::RolledBack, generation, &self.services.panics);
                 let error = Error::rolled_back(refused.into_iter().map(|f| f.error).collect())
                     .expect("a failed reload has errors");
                 tracing::warn!(error = %error, "reload rolled back");
@@ -354,7 +354,7 @@ impl Runtime {
         timings.unload = t.elapsed();
         let t = Instant::now();
         self.host_handlers.run_first_load(&committed.first_load, new_generation);
-        self.host_handlers.run(&after, ReloadStage::Committed, new_generation);
+        self.host_handlers.run(&after, ReloadStage::Committed, new_generation, &self.services.panics);
         timings.handlers += t.elapsed();
         timings.total = started.elapsed();
         let refused: Vec<Refusal> = refused.into_iter().map(refusal).collect();

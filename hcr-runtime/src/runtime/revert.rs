@@ -33,7 +33,7 @@ impl Runtime {
         let before = state.handlers(Phase::BEFORE_RELOAD);
         drop(state);
         let t = Instant::now();
-        self.host_handlers.run(&before, ReloadStage::Before, generation);
+        self.host_handlers.run(&before, ReloadStage::Before, generation, &self.services.panics);
         timings.handlers = t.elapsed();
         let mut state = self.state()?;
 
@@ -47,7 +47,7 @@ impl Runtime {
                 self.publish(&state);
                 let after = state.handlers(Phase::AFTER_RELOAD);
                 drop(state);
-                self.host_handlers.run(&after, ReloadStage::RolledBack, generation);
+                self.host_handlers.run(&after, ReloadStage::RolledBack, generation, &self.services.panics);
                 drop(capture);
                 let error = Error::rolled_back(failures.into_iter().map(|f| f.error).collect())
                     .expect("a refused revert has errors");
@@ -66,7 +66,7 @@ impl Runtime {
         self.finish_retiring(retired);
         timings.unload = t.elapsed();
         let t = Instant::now();
-        self.host_handlers.run(&after, ReloadStage::Committed, new_generation);
+        self.host_handlers.run(&after, ReloadStage::Committed, new_generation, &self.services.panics);
         timings.handlers += t.elapsed();
         timings.total = started.elapsed();
         tracing::info!(module = name, generation = new_generation, "reverted to the previous build");
