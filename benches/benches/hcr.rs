@@ -5,9 +5,11 @@
 //! ```
 //!
 //! * `call_overhead`: the same trivial `u64 -> u64` function called directly,
-//!   through a plain pointer, through hcr's generated bindings (stubs), through
-//!   the static switch, through hot-lib-reloader's `hot_module` wrapper and
-//!   through subsecond's `HotFn` with a jump table installed;
+//!   through a plain pointer, through hcr's generated bindings (which read the
+//!   stub's slot and call its target), through the stub's address (what
+//!   callbacks hold), through the static switch, through hot-lib-reloader's
+//!   `hot_module` wrapper and through subsecond's `HotFn` with a jump table
+//!   installed;
 //! * `call_threads`: throughput of hcr and hot-lib-reloader calls from 1 and 2
 //!   threads;
 //! * `reload`: `perform_reload` for modules of 10, 1,000 and 10,000 procs
@@ -56,31 +58,88 @@ const INPUT: u64 = 41;
 struct Setup {
     module: PathBuf,
     patch: PathBuf,
-    million: PathBuf,
+    game_logic: PathBuf,
+    /// What only the `reload` group needs (built when it runs).
+    reload: Option<ReloadSetup>,
+}
+
+struct ReloadSetup {
     scaling: Vec<GeneratedModule>,
     tiny: Vec<GeneratedModule>,
     game: DebugHostGame,
 }
 
-fn setup() -> Setup {
+fn setup(filter: &Filter) -> Setup {
     eprintln!("building the benchmark modules (optimised) ...");
     let module = build_release(
-        &["hcr-bench-module", "hcr-bench-hlr", "hcr-bench-subsecond-patch", "hcr-bench-million"],
+        &["hcr-bench-module", "hcr-bench-hlr", "hcr-bench-subsecond-patch", "game-logic"],
         "bench_module",
     );
     let release = modules_target().join("release");
     let patch = release.join(hcr_benches::library_file("bench_subsecond_patch"));
-    let million = release.join(hcr_benches::library_file("bench_million"));
-    eprintln!("generating and building the reload modules (debug, as a development loop builds them) ...");
-    let mut specs: Vec<(String, usize, usize)> =
-        vec![("procs_10".into(), 10, 100), ("procs_1000".into(), 1000, 100), ("procs_10000".into(), 10_000, 100)];
-    specs.extend((0..50).map(|i| (format!("tiny_{i}"), 1, 1)));
-    let refs: Vec<(&str, usize, usize)> = specs.iter().map(|(n, p, g)| (n.as_str(), *p, *g)).collect();
-    let mut generated = generate_modules(&refs);
-    let tiny = generated.split_off(3);
-    eprintln!("building the game module (debug) and a debug host without opt-level overrides ...");
-    let game = hcr_benches::debug_host_game();
-    Setup { module, patch, million, scaling: generated, tiny, game }
+    let game_logic = release.join(hcr_benches::library_file("game_logic"));
+    let reload = filter.selects("reload").then(|| {
+        eprintln!("generating and building the reload modules (debug, as a development loop builds them) ...");
+        let mut specs: Vec<(String, usize, usize)> =
+            vec![("procs_10".into(), 10, 100), ("procs_1000".into(), 1000, 100), ("procs_10000".into(), 10_000, 100)];
+        specs.extend((0..50).map(|i| (format!("tiny_{i}"), 1, 1)));
+        let refs: Vec<(&str, usize, usize)> = specs.iter().map(|(n, p, g)| (n.as_str(), *p, *g)).collect();
+        let mut generated = generate_modules(&refs);
+        let tiny = generated.split_off(3);
+        eprintln!("building the game module (debug) and a debug host without opt-level overrides ...");
+        let game = hcr_benches::debug_host_game();
+        ReloadSetup { scaling: generated, tiny, game }
+    });
+    Setup { module, patch, game_logic, reload }
+}
+
+/// The benchmark filter given on the command line
+/// (`cargo bench -p hcr-benches -- call_overhead`), as criterion reads it.
+struct Filter(Option<String>);
+
+impl Filter {
+    fn from_args() -> Filter {
+        // Criterion's options that take a value: the value is not a filter.
+        const WITH_VALUE: [&str; 18] = [
+            "-c",
+            "--color",
+            "-s",
+            "--save-baseline",
+            "-b",
+            "--baseline",
+            "--baseline-lenient",
+            "--load-baseline",
+            "--sample-size",
+            "--warm-up-time",
+            "--measurement-time",
+            "--nresamples",
+            "--noise-threshold",
+            "--confidence-level",
+            "--significance-level",
+            "--profile-time",
+            "--plotting-backend",
+            "--output-format",
+        ];
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let filter = args
+            .iter()
+            .enumerate()
+            .find(|(i, a)| !a.starts_with('-') && (*i == 0 || !WITH_VALUE.contains(&args[i - 1].as_str())))
+            .map(|(_, a)| a.clone());
+        Filter(filter)
+    }
+
+    /// Whether benchmarks of `group` may run: no filter, or one whose first
+    /// part names the group (`call_overhead`, `reload/procs_1000`, `game`).
+    fn selects(&self, group: &str) -> bool {
+        match &self.0 {
+            None => true,
+            Some(f) => {
+                let first = f.split('/').next().unwrap_or("");
+                group.contains(first) || first.starts_with(group)
+            }
+        }
+    }
 }
 
 /// Installs a subsecond jump table, as a patch would: a thousand entries,
@@ -103,17 +162,109 @@ fn install_subsecond_table(patch: &Path) {
     assert!(unsafe { subsecond::get_jump_table() }.is_some());
 }
 
+/// `bench_module::trivial(x)` as a true direct call: `call rel32` (`bl` on
+/// AArch64) to the function's own address, written out so that the compiler
+/// cannot hoist the address into a register and call through it (which is
+/// what it does with a call by path in a loop: a call to another crate's
+/// function goes through its GOT entry, and the load of the entry is hoisted
+/// out of the loop).
+#[inline(always)]
+fn direct_call(x: u64) -> u64 {
+    imp::direct_call(x)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod imp {
+    /// See [`super::direct_call`].
+    #[inline(always)]
+    pub(super) fn direct_call(x: u64) -> u64 {
+        let out: u64;
+        // SAFETY: `trivial` is `extern "C" fn(u64) -> u64`: its argument in
+        // rdi, its result in rax; `clobber_abi("C")` declares every register
+        // a C call may change, and an `asm!` block starts with the stack
+        // aligned for a call (it may push below the stack pointer: no
+        // `nostack`).
+        unsafe {
+            core::arch::asm!(
+                "call {f}",
+                f = sym bench_module::trivial,
+                inout("rdi") x => _,
+                lateout("rax") out,
+                clobber_abi("C"),
+            );
+        }
+        out
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+mod imp {
+    /// See [`super::direct_call`].
+    #[inline(always)]
+    pub(super) fn direct_call(x: u64) -> u64 {
+        let out: u64;
+        // SAFETY: `trivial` is `extern "C" fn(u64) -> u64`: its argument and
+        // its result in x0; `clobber_abi("C")` declares every register a C
+        // call may change, the link register x30 included, and an `asm!`
+        // block starts with the stack aligned for a call.
+        unsafe {
+            core::arch::asm!(
+                "bl {f}",
+                f = sym bench_module::trivial,
+                inout("x0") x => out,
+                clobber_abi("C"),
+            );
+        }
+        out
+    }
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+mod imp {
+    /// See [`super::direct_call`]; elsewhere, a call by path (which the
+    /// compiler may make through a register).
+    #[inline(always)]
+    pub(super) fn direct_call(x: u64) -> u64 {
+        bench_module::trivial(x)
+    }
+}
+
+/// One call of `u64 -> u64`, made every way hcr and the crates compared with
+/// it make it. What each case executes per iteration, beyond criterion's
+/// loop (`objdump -d` of the optimised bench binary, x86-64; `INPUT` goes
+/// through `black_box`, one store and one load on the stack, in every case):
+///
+/// * `direct`: `call trivial` (rel32) into the linked-in module crate;
+/// * `fn_pointer`: `call *%reg`, the `dlsym` address held in a register, into
+///   the loaded library;
+/// * `hcr_binding`: the generated binding: load the cell's slot pointer,
+///   load the target from the stub's slot, `call *%reg` into the library;
+///   the stub's code is not executed;
+/// * `hcr_stub_pointer`: `call *%reg` to the stub (the address `_ptr()`,
+///   `Runtime::get_proc(..).cast()` and the C API hand out, held in a
+///   register), whose `jmp *slot(%rip)` goes on into the library;
+/// * `hcr_static`: the static switch: the binding is a call by path to the
+///   linked-in crate, which the compiler makes as it likes (here it hoists the
+///   address into a register: `call *%reg`);
+/// * `hot_lib_reloader`: its `hot_module` wrapper: a read lock, a symbol
+///   lookup, the call;
+/// * `subsecond`: `HotFn::call`: a look-up of the closure's address in the
+///   installed jump table, then the call.
 fn call_overhead(c: &mut Criterion, setup: &Setup) {
     // SAFETY: the benchmark module exports `trivial` as `extern "C" fn(u64) -> u64`.
     let library = unsafe { libloading::Library::new(&setup.module) }.expect("load the module with libloading");
     // SAFETY: as above.
     let pointer: extern "C" fn(u64) -> u64 = *unsafe { library.get(b"trivial\0") }.expect("find `trivial`");
+    let stub = hot::bench_module::trivial_ptr();
+    assert_eq!(stub(INPUT), INPUT + 1, "the stub reaches the module");
+    assert_eq!(direct_call(INPUT), INPUT + 1, "the direct call reaches the function");
     install_subsecond_table(&setup.patch);
 
     let mut g = c.benchmark_group("call_overhead");
-    g.bench_function("direct", |b| b.iter(|| bench_module::trivial(black_box(INPUT))));
+    g.bench_function("direct", |b| b.iter(|| direct_call(black_box(INPUT))));
     g.bench_function("fn_pointer", |b| b.iter(|| pointer(black_box(INPUT))));
-    g.bench_function("hcr_stub", |b| b.iter(|| hot::bench_module::trivial(black_box(INPUT))));
+    g.bench_function("hcr_binding", |b| b.iter(|| hot::bench_module::trivial(black_box(INPUT))));
+    g.bench_function("hcr_stub_pointer", |b| b.iter(|| stub(black_box(INPUT))));
     g.bench_function("hcr_static", |b| b.iter(|| stat::bench_module::trivial(black_box(INPUT))));
     g.bench_function("hot_lib_reloader", |b| b.iter(|| hlr::trivial(black_box(INPUT))));
     // A closure (subsecond's HotFn takes Rust callables), inlined into
@@ -186,7 +337,7 @@ impl Drop for Pool {
 fn call_threads(c: &mut Criterion) {
     let mut g = c.benchmark_group("call_threads");
     type Call = fn(u64) -> u64;
-    let cases: [(&str, Call); 2] = [("hcr_stub", hot::bench_module::trivial), ("hot_lib_reloader", hlr::trivial)];
+    let cases: [(&str, Call); 2] = [("hcr_binding", hot::bench_module::trivial), ("hot_lib_reloader", hlr::trivial)];
     for (name, call) in cases {
         for threads in [1usize, 2] {
             let pool = Pool::new(threads, call);
@@ -306,7 +457,7 @@ impl DebugHost {
     }
 }
 
-fn reload(c: &mut Criterion, setup: &Setup) -> (Vec<(usize, Phases)>, Phases) {
+fn reload(c: &mut Criterion, setup: &ReloadSetup) -> (Vec<(usize, Phases)>, Phases) {
     let mut phases = Vec::new();
     let mut g = c.benchmark_group("reload");
     g.sample_size(20).measurement_time(Duration::from_secs(8));
@@ -406,11 +557,12 @@ fn edit_to_live(edits: usize) -> Vec<[f64; 4]> {
 
 /// Memory per registered stub, measured in a child process that registers
 /// `stubs` procs: (total RSS, stub table, heap) per stub, in bytes.
-fn memory(setup: &Setup, stubs: usize) -> serde_json::Value {
+fn memory(stubs: usize) -> serde_json::Value {
+    let million = build_release(&["hcr-bench-million"], "bench_million");
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .env("HCR_BENCH_CHILD", "memory")
         .env("HCR_BENCH_PROCS", stubs.to_string())
-        .env("HCR_BENCH_MILLION", &setup.million)
+        .env("HCR_BENCH_MILLION", &million)
         .output()
         .expect("run the memory child");
     assert!(out.status.success(), "memory child failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -456,27 +608,48 @@ fn main() {
         memory_child();
         return;
     }
-    let setup = setup();
+    let filter = Filter::from_args();
+    let setup = setup(&filter);
     let mut c = Criterion::default().output_directory(&bench_dir().join("criterion")).configure_from_args();
     // The installed runtime the generated bindings use.
     let runtime = Runtime::with_config(Config::new()).expect("create the runtime");
-    hot::Hcr::start_with(runtime, &[("bench_module", setup.module.as_path())]).expect("load the benchmark module");
+    hot::Hcr::start_with(
+        runtime,
+        &[("bench_module", setup.module.as_path()), ("game_logic", setup.game_logic.as_path())],
+    )
+    .expect("load the benchmark modules");
 
-    call_overhead(&mut c, &setup);
-    call_threads(&mut c);
-    let (phases, game) = reload(&mut c, &setup);
+    if filter.selects("call_overhead") {
+        call_overhead(&mut c, &setup);
+    }
+    if filter.selects("call_threads") {
+        call_threads(&mut c);
+    }
+    if filter.selects("game") {
+        game::bench(&mut c);
+    }
+    let reloads = setup.reload.as_ref().map(|r| reload(&mut c, r));
     c.final_summary();
-    if std::env::var_os("HCR_BENCH_ONLY_CRITERION").is_some() {
-        // For iterating on one group (`cargo bench -p hcr-benches -- call_overhead`).
+    if filter.selects("call_overhead") {
+        report::print_calls();
+    }
+    if filter.selects("game") {
+        report::print_game();
+    }
+    let Some((phases, game)) = reloads else { return };
+    if filter.0.is_some() || std::env::var_os("HCR_BENCH_ONLY_CRITERION").is_some() {
+        // For iterating on one group (`cargo bench -p hcr-benches -- reload`).
         return;
     }
 
     eprintln!("edit-to-live: 10 edits of the hello module ...");
     let edits = edit_to_live(10);
     eprintln!("memory: 1,000,000 stubs ...");
-    let memory = memory(&setup, 1_000_000);
-    report::write(&phases, &game, setup.game.size, &edits, &memory);
+    let memory = memory(1_000_000);
+    report::write(&phases, &game, setup.reload.as_ref().map_or(0, |r| r.game.size), &edits, &memory);
 }
 
+#[path = "hcr/game.rs"]
+mod game;
 #[path = "hcr/report.rs"]
 mod report;
