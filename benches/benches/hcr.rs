@@ -32,8 +32,8 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput};
 use hcr_benches::{
-    DebugHostGame, GeneratedModule, bench_dir, build_release, generate_modules, heap_bytes, install, modules_target,
-    resident_in, rss_bytes, workspace_dir,
+    DebugHostGame, Filter, GeneratedModule, bench_dir, build_release, generate_modules, heap_bytes, install,
+    modules_target, resident_in, rss_bytes, workspace_dir,
 };
 use hcr_runtime::{Config, ReloadTimings, Runtime};
 
@@ -91,55 +91,6 @@ fn setup(filter: &Filter) -> Setup {
         ReloadSetup { scaling: generated, tiny, game }
     });
     Setup { module, patch, game_logic, reload }
-}
-
-/// The benchmark filter given on the command line
-/// (`cargo bench -p hcr-benches -- call_overhead`), as criterion reads it.
-struct Filter(Option<String>);
-
-impl Filter {
-    fn from_args() -> Filter {
-        // Criterion's options that take a value: the value is not a filter.
-        const WITH_VALUE: [&str; 18] = [
-            "-c",
-            "--color",
-            "-s",
-            "--save-baseline",
-            "-b",
-            "--baseline",
-            "--baseline-lenient",
-            "--load-baseline",
-            "--sample-size",
-            "--warm-up-time",
-            "--measurement-time",
-            "--nresamples",
-            "--noise-threshold",
-            "--confidence-level",
-            "--significance-level",
-            "--profile-time",
-            "--plotting-backend",
-            "--output-format",
-        ];
-        let args: Vec<String> = std::env::args().skip(1).collect();
-        let filter = args
-            .iter()
-            .enumerate()
-            .find(|(i, a)| !a.starts_with('-') && (*i == 0 || !WITH_VALUE.contains(&args[i - 1].as_str())))
-            .map(|(_, a)| a.clone());
-        Filter(filter)
-    }
-
-    /// Whether benchmarks of `group` may run: no filter, or one whose first
-    /// part names the group (`call_overhead`, `reload/procs_1000`, `game`).
-    fn selects(&self, group: &str) -> bool {
-        match &self.0 {
-            None => true,
-            Some(f) => {
-                let first = f.split('/').next().unwrap_or("");
-                group.contains(first) || first.starts_with(group)
-            }
-        }
-    }
 }
 
 /// Installs a subsecond jump table, as a patch would: a thousand entries,
@@ -608,7 +559,7 @@ fn main() {
         memory_child();
         return;
     }
-    let filter = Filter::from_args();
+    let filter = Filter::from_args(std::env::args().skip(1));
     let setup = setup(&filter);
     let mut c = Criterion::default().output_directory(&bench_dir().join("criterion")).configure_from_args();
     // The installed runtime the generated bindings use.
