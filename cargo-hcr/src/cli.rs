@@ -1,7 +1,7 @@
 //! The command line, parsed with `clap`:
 //!
 //! ```text
-//! cargo hcr run [-p <host>] [--module <pkg>]... [--bin <name>] [--release] [--no-restart] [-- <host args>...]
+//! cargo hcr run [-p <host>] [--module <pkg>]... [--bin <name>] [--release] [--no-restart] [--revert-on-panic] [-- <host args>...]
 //! cargo hcr new <path> [--name <name>] [--hcr-path <dir> | --hcr-git <url> | --hcr-version <req>]
 //! ```
 
@@ -55,6 +55,12 @@ pub struct RunArgs {
     /// state) instead of rebuilding and restarting it.
     #[arg(long)]
     pub no_restart: bool,
+    /// After a reloadable function of a module's new build panics, send the
+    /// module back to its previous build at the host's next update
+    /// (`HCR_REVERT_ON_PANIC=1`, which the generated `Hcr::update` honours;
+    /// the runtime then keeps each module's previous build loaded).
+    #[arg(long)]
+    pub revert_on_panic: bool,
     /// Arguments for the host (after `--`).
     #[arg(last = true, value_name = "HOST ARGS")]
     pub host_args: Vec<OsString>,
@@ -131,7 +137,7 @@ mod tests {
         assert_eq!(installed, direct);
         assert_eq!(direct.host.as_deref(), Some("game"));
         assert!(direct.modules.is_empty());
-        assert!(!direct.release && !direct.no_restart);
+        assert!(!direct.release && !direct.no_restart && !direct.revert_on_panic);
         assert!(direct.host_args.is_empty());
         assert_eq!(run(&["run"]).host, None, "the host can be found");
     }
@@ -157,6 +163,7 @@ mod tests {
             "--module=render",
             "--release",
             "--no-restart",
+            "--revert-on-panic",
             "--bin",
             "client",
             "--",
@@ -167,7 +174,7 @@ mod tests {
         ]);
         assert_eq!(parsed.host.as_deref(), Some("game"));
         assert_eq!(parsed.modules, ["physics", "render"]);
-        assert!(parsed.release && parsed.no_restart);
+        assert!(parsed.release && parsed.no_restart && parsed.revert_on_panic);
         assert_eq!(parsed.bin.as_deref(), Some("client"));
         assert_eq!(parsed.host_args, ["--frames", "10", "-p", "--"].map(OsString::from));
         assert!(run(&["run", "-r", "-p", "x"]).release);

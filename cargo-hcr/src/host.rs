@@ -18,6 +18,9 @@ pub const REPORT_VAR: &str = "HCR_REPORT_FILE";
 /// The environment variable that sets how long the runtime waits for a
 /// module file to stay unmodified before it loads it.
 pub const SETTLE_VAR: &str = "HCR_SETTLE_MS";
+/// The environment variable that makes the generated `Hcr::update` revert a
+/// module whose new build panicked (and the runtime keep previous builds).
+pub const REVERT_VAR: &str = "HCR_REVERT_ON_PANIC";
 
 /// The running host.
 #[derive(Debug)]
@@ -30,14 +33,24 @@ impl Host {
     /// Starts `executable` with `args`, its standard streams those of
     /// cargo-hcr, `HCR_WATCH=1`, `HCR_REPORT_FILE=report_file`, and
     /// `HCR_SETTLE_MS=0` if `atomic` (every new module file appears whole,
-    /// with one rename) and the variable is not set already.
+    /// with one rename) and the variable is not set already, and
+    /// `HCR_REVERT_ON_PANIC=1` if `revert_on_panic`.
     ///
     /// # Errors
     ///
     /// [`Error::Spawn`] if it cannot be started.
-    pub fn spawn(executable: &Path, args: &[OsString], report_file: &Path, atomic: bool) -> Result<Host> {
+    pub fn spawn(
+        executable: &Path,
+        args: &[OsString],
+        report_file: &Path,
+        atomic: bool,
+        revert_on_panic: bool,
+    ) -> Result<Host> {
         let mut command = Command::new(executable);
         command.args(args).env(WATCH_VAR, "1").env(REPORT_VAR, report_file);
+        if revert_on_panic {
+            command.env(REVERT_VAR, "1");
+        }
         if atomic && std::env::var_os(SETTLE_VAR).is_none() {
             command.env(SETTLE_VAR, "0");
         }

@@ -1,12 +1,19 @@
 //! The host's reload report file (`HCR_REPORT_FILE`): what its lines say,
 //! and reading the complete lines appended since the last look.
 //!
-//! The runtime appends one line per reload that did something, tab-separated:
+//! The runtime appends one line per reload that did something, and one per
+//! panic in module code, tab-separated:
 //!
 //! ```text
 //! reloaded<TAB><generation><TAB><milliseconds><TAB><module>,<module>...
+//! reverted<TAB><generation><TAB><milliseconds><TAB><module>
 //! failed<TAB><milliseconds><TAB><error, newlines replaced by " | ">
+//! panic<TAB><module><TAB><proc><TAB><file>:<line>:<column><TAB><message>
 //! ```
+//!
+//! A panic's proc is `<init>` for an init, `<migration NAME>` for a
+//! migration, the hook's name for a reload hook, and empty outside any
+//! reloadable function; its location is empty when unknown.
 
 use std::fmt;
 use std::fs::File;
@@ -25,12 +32,33 @@ pub enum Report {
         /// The modules it reloaded.
         modules: Vec<String>,
     },
+    /// A module was sent back to its previous build (after a panic).
+    Reverted {
+        /// The runtime's generation after it.
+        generation: u64,
+        /// How long it took, in milliseconds.
+        millis: f64,
+        /// The modules it reverted.
+        modules: Vec<String>,
+    },
     /// A reload was refused and rolled back: the host runs its old code.
     Failed {
         /// How long the attempt took, in milliseconds.
         millis: f64,
         /// The runtime's error.
         error: String,
+    },
+    /// Module code panicked; the host caught it and goes on.
+    Panic {
+        /// The module.
+        module: String,
+        /// The proc (or hook, `<init>`, `<migration NAME>`); empty outside
+        /// any reloadable function.
+        proc_name: String,
+        /// `file:line:column`; empty when unknown.
+        location: String,
+        /// The panic message.
+        message: String,
     },
 }
 
@@ -47,11 +75,26 @@ impl Report {
                 let modules = fields.next()?.split(',').filter(|m| !m.is_empty()).map(str::to_owned).collect();
                 Some(Report::Reloaded { generation, millis, modules })
             }
+            "reverted" => {
+                let generation = fields.next()?.parse().ok()?;
+                let millis = millis(fields.next()?)?;
+                let modules = fields.next()?.split(',').filter(|m| !m.is_empty()).map(str::to_owned).collect();
+                Some(Report::Reverted { generation, millis, modules })
+            }
             "failed" => {
                 let millis = millis(fields.next()?)?;
                 // The message is the rest of the line, tabs and all.
                 let error = line.splitn(3, '\t').nth(2)?.to_owned();
                 Some(Report::Failed { millis, error })
+            }
+            "panic" => {
+                let mut fields = line.splitn(5, '\t').skip(1);
+                let module = fields.next().filter(|m| !m.is_empty())?.to_owned();
+                let proc_name = fields.next()?.to_owned();
+                let location = fields.next()?.to_owned();
+                // The message is the rest of the line, tabs and all.
+                let message = fields.next()?.to_owned();
+                Some(Report::Panic { module, proc_name, location, message })
             }
             _ => None,
         }
@@ -73,7 +116,20 @@ impl fmt::Display for Report {
                 }
                 Ok(())
             }
+            Report::Reverted { millis, modules, .. } => {
+                write!(f, "reverted {} to the previous build in {millis:.1} ms", modules.join(", "))
+            }
             Report::Failed { error, .. } => write!(f, "reload refused: {error}"),
+            Report::Panic { module, proc_name, location, message } => {
+                write!(f, "panic in {module}")?;
+                if !proc_name.is_empty() {
+                    write!(f, "::{proc_name}")?;
+                }
+                if !location.is_empty() {
+                    write!(f, " at {location}")?;
+                }
+                write!(f, ": {message}")
+            }
         }
     }
 }
@@ -158,6 +214,37 @@ mod tests {
     }
 
     #[test]
+    fn a_panic_line_reads_like_the_panic() {
+        let line = "panic\tgame_logic\tupdate\tsrc/lib.rs:42:5\tindex out of bounds: the len is 3 but the index is 7";
+        let report = Report::parse(line).unwrap();
+        assert_eq!(
+            report,
+            Report::Panic {
+                module: "game_logic".into(),
+                proc_name: "update".into(),
+                location: "src/lib.rs:42:5".into(),
+                message: "index out of bounds: the len is 3 but the index is 7".into()
+            }
+        );
+        assert_eq!(
+            report.to_string(),
+            "panic in game_logic::update at src/lib.rs:42:5: index out of bounds: the len is 3 but the index is 7"
+        );
+        // Unknown location, outside any proc, a message with a tab.
+        let report = Report::parse("panic\tgame\t\t\tgave\tup").unwrap();
+        assert_eq!(report.to_string(), "panic in game: gave\tup");
+        let init = Report::parse("panic\tgame\t<init>\tsrc/lib.rs:3:9\tboom").unwrap();
+        assert_eq!(init.to_string(), "panic in game::<init> at src/lib.rs:3:9: boom");
+    }
+
+    #[test]
+    fn a_reverted_line() {
+        let report = Report::parse("reverted\t5\t0.31\tgame_logic").unwrap();
+        assert_eq!(report, Report::Reverted { generation: 5, millis: 0.31, modules: vec!["game_logic".into()] });
+        assert_eq!(report.to_string(), "reverted game_logic to the previous build in 0.3 ms");
+    }
+
+    #[test]
     fn lines_not_understood_are_none() {
         for line in [
             "",
@@ -169,6 +256,9 @@ mod tests {
             "reloaded\t1\t2.0",
             "failed\t1.0",
             "failed\tsoon\toops",
+            "panic\tgame\tupdate\tsrc/lib.rs:1:1",
+            "panic\t\tupdate\tsrc/lib.rs:1:1\tno module",
+            "reverted\tx\t1.0\tm",
             "unloaded\t1\t2",
             "RELOADED\t1\t1.0\tm",
         ] {

@@ -111,6 +111,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         bin,
         host_args: args.host_args,
         restart: !args.no_restart,
+        revert_on_panic: args.revert_on_panic,
         watcher,
         contents,
         follower: Follower::new(&report_path),
@@ -233,6 +234,8 @@ struct Session {
     host_args: Vec<OsString>,
     /// Whether a change of the host's sources rebuilds and restarts it.
     restart: bool,
+    /// `--revert-on-panic`: the host reverts a module whose new build panicked.
+    revert_on_panic: bool,
     watcher: Watcher,
     contents: Contents,
     follower: Follower,
@@ -263,7 +266,8 @@ impl Session {
             Initial::Built(executable) => executable,
             Initial::Stopped(code) => return Ok(code),
         };
-        let mut process = Host::spawn(&executable, &self.host_args, self.follower.path(), self.atomic)?;
+        let mut process =
+            Host::spawn(&executable, &self.host_args, self.follower.path(), self.atomic, self.revert_on_panic)?;
         let names: Vec<&str> = self.modules.iter().map(|m| m.name.as_str()).collect();
         status!("running {}, watching {}", shown(&executable).display(), names.join(", "));
         let result = self.event_loop(&mut process, executable);
@@ -619,7 +623,7 @@ impl Session {
         let rx = &self.rx;
         host.stop(libc::SIGTERM, HOST_GRACE, || rx.try_iter().any(|e| matches!(e, Event::Signal(_))))?;
         self.show_reports();
-        *host = Host::spawn(executable, &self.host_args, self.follower.path(), self.atomic)?;
+        *host = Host::spawn(executable, &self.host_args, self.follower.path(), self.atomic, self.revert_on_panic)?;
         status!("running {}", shown(executable).display());
         Ok(())
     }
@@ -646,8 +650,12 @@ impl Session {
                         self.trace.event("reloaded", &report.to_string());
                     }
                     status!("{report}");
-                    if let Report::Failed { .. } = report {
-                        status!("the host keeps running its old code, with its state: fix the module and save again");
+                    match report {
+                        Report::Failed { .. } => status!(
+                            "the host keeps running its old code, with its state: fix the module and save again"
+                        ),
+                        Report::Panic { .. } => self.trace.event("panic", &report.to_string()),
+                        _ => {}
                     }
                 }
             }

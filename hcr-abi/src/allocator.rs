@@ -45,11 +45,28 @@ use crate::{Services, Status};
 /// is exact when no other thread of the module allocates during the install,
 /// which holds for the generated init (it runs before any of the module's
 /// code).
-#[derive(Debug)]
 pub struct HostAllocator<F> {
     fallback: F,
     services: AtomicPtr<Services>,
+    /// The host's own allocator, chosen with [`global_allocator!`]
+    /// (a pointer to a `'static` reference to it).
+    ///
+    /// [`global_allocator!`]: crate::global_allocator
+    target: AtomicPtr<HostTarget>,
     fallback_used: AtomicBool,
+}
+
+/// The allocator a host chose with [`global_allocator!`](crate::global_allocator).
+pub type HostTarget = &'static (dyn GlobalAlloc + Sync);
+
+impl<F: core::fmt::Debug> core::fmt::Debug for HostAllocator<F> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("HostAllocator")
+            .field("fallback", &self.fallback)
+            .field("forwarding", &self.is_forwarding())
+            .field("host_target", &!self.target.load(Ordering::Relaxed).is_null())
+            .finish()
+    }
 }
 
 impl<F> HostAllocator<F> {
@@ -58,8 +75,45 @@ impl<F> HostAllocator<F> {
         HostAllocator {
             fallback,
             services: AtomicPtr::new(core::ptr::null_mut()),
+            target: AtomicPtr::new(core::ptr::null_mut()),
             fallback_used: AtomicBool::new(false),
         }
+    }
+
+    /// Makes `target` the allocator of every later allocation, in a host:
+    /// what [`global_allocator!`](crate::global_allocator) does from a
+    /// constructor that runs before `main`.
+    ///
+    /// # Errors
+    ///
+    /// [`Status::FAILED`] when something was allocated before (from the
+    /// fallback: such a block could later reach `target`), when a target is
+    /// set already, or when a [`Services`] table is installed (a module
+    /// allocates through its host and must not choose an allocator).
+    pub fn set_target(&self, target: &'static HostTarget) -> Result<(), Status> {
+        // Relaxed: a monotonic flag; a constructor runs before any other
+        // thread of the program exists.
+        if self.fallback_used.load(Ordering::Relaxed) || !self.services.load(Ordering::Relaxed).is_null() {
+            return Err(Status::FAILED);
+        }
+        // Release: publishes the target (a static) to the acquire loads of
+        // later allocations. Relaxed on failure: nothing is read through it.
+        self.target
+            .compare_exchange(
+                core::ptr::null_mut(),
+                core::ptr::from_ref(target).cast_mut(),
+                Ordering::Release,
+                Ordering::Relaxed,
+            )
+            .map(|_| ())
+            .map_err(|_| Status::FAILED)
+    }
+
+    /// The host's target, or null.
+    #[inline(always)]
+    fn target(&self) -> *const HostTarget {
+        // Acquire: pairs with the release in `set_target`.
+        self.target.load(Ordering::Acquire)
     }
 
     /// Forwards every later allocation to `services`.
@@ -77,11 +131,16 @@ impl<F> HostAllocator<F> {
     /// * [`Status::INVALID_ARGUMENT`]: `services` is null.
     /// * [`Status::UNSUPPORTED`]: the table has no allocator entries.
     /// * [`Status::FAILED`]: the fallback allocated before (its blocks could
-    ///   later be freed by the host's allocator), or another table is
-    ///   installed.
+    ///   later be freed by the host's allocator), another table is
+    ///   installed, or a host target was set
+    ///   ([`global_allocator!`](crate::global_allocator), which modules must
+    ///   not use).
     pub unsafe fn install(&self, services: *const Services) -> Result<(), Status> {
         if services.is_null() {
             return Err(Status::INVALID_ARGUMENT);
+        }
+        if !self.target().is_null() {
+            return Err(Status::FAILED);
         }
         // SAFETY: the caller guarantees a valid table; `has_allocator` reads
         // its `size`, which every version of the table has.
@@ -132,17 +191,25 @@ impl<F> HostAllocator<F> {
     }
 }
 
-// SAFETY: every method either delegates to `F` (a `GlobalAlloc`, with the
-// same arguments) or to the installed table's entries, which implement the
-// host's `GlobalAlloc` with the same contract. Once a table is installed,
-// `F` never allocated (checked by `install`), so every block passed to
-// `dealloc`/`realloc` came from the table's allocator; before, every block
-// came from `F`.
+// SAFETY: every method delegates to exactly one of: the installed table's
+// entries (which implement the host's `GlobalAlloc` with the same
+// contract), the host's target (a `GlobalAlloc`), or `F`, with the same
+// arguments. Which one is fixed for every block: a table is only installed
+// while neither `F` nor a target was used (`install`), and a target only
+// set while neither `F` nor a table was (`set_target`); both are never
+// removed. So every block passed to `dealloc`/`realloc` came from the
+// allocator it is given back to.
 unsafe impl<F: GlobalAlloc> GlobalAlloc for HostAllocator<F> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let services = self.services();
         if services.is_null() {
+            let target = self.target();
+            if !target.is_null() {
+                // SAFETY: a set target is a `'static` allocator (see
+                // `set_target`); forwarded from the caller.
+                return unsafe { (*target).alloc(layout) };
+            }
             self.note_fallback();
             // SAFETY: forwarded from the caller.
             return unsafe { self.fallback.alloc(layout) };
@@ -156,6 +223,12 @@ unsafe impl<F: GlobalAlloc> GlobalAlloc for HostAllocator<F> {
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         let services = self.services();
         if services.is_null() {
+            let target = self.target();
+            if !target.is_null() {
+                // SAFETY: a set target is a `'static` allocator (see
+                // `set_target`); forwarded from the caller.
+                return unsafe { (*target).alloc_zeroed(layout) };
+            }
             self.note_fallback();
             // SAFETY: forwarded from the caller.
             return unsafe { self.fallback.alloc_zeroed(layout) };
@@ -168,6 +241,13 @@ unsafe impl<F: GlobalAlloc> GlobalAlloc for HostAllocator<F> {
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         let services = self.services();
         if services.is_null() {
+            let target = self.target();
+            if !target.is_null() {
+                // SAFETY: as in `alloc`; once a target is set, the fallback
+                // never allocated (checked by `set_target`), so the block
+                // came from the target.
+                return unsafe { (*target).dealloc(ptr, layout) };
+            }
             // SAFETY: forwarded from the caller; the block came from `F`.
             return unsafe { self.fallback.dealloc(ptr, layout) };
         }
@@ -179,6 +259,11 @@ unsafe impl<F: GlobalAlloc> GlobalAlloc for HostAllocator<F> {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let services = self.services();
         if services.is_null() {
+            let target = self.target();
+            if !target.is_null() {
+                // SAFETY: as in `dealloc`.
+                return unsafe { (*target).realloc(ptr, layout, new_size) };
+            }
             // SAFETY: forwarded from the caller; the block came from `F`.
             return unsafe { self.fallback.realloc(ptr, layout, new_size) };
         }
@@ -189,10 +274,141 @@ unsafe impl<F: GlobalAlloc> GlobalAlloc for HostAllocator<F> {
 
 /// The global allocator of every binary this crate is linked into, with the
 /// feature `global-allocator`; modules' generated inits install the
-/// runtime's table in it.
+/// runtime's table in it, and hosts choose its target with
+/// [`global_allocator!`](crate::global_allocator).
 #[cfg(feature = "global-allocator")]
 #[global_allocator]
 pub(crate) static GLOBAL: HostAllocator<std::alloc::System> = HostAllocator::new(std::alloc::System);
+
+/// Makes the host's allocator the target of this crate's global allocator;
+/// stops the process with a message if it cannot. What
+/// [`global_allocator!`](crate::global_allocator) runs before `main`.
+#[cfg(feature = "global-allocator")]
+#[doc(hidden)]
+pub fn register_host_allocator(target: &'static HostTarget, name: &str) {
+    if GLOBAL.set_target(target).is_ok() {
+        return;
+    }
+    let mut stderr = std::io::stderr();
+    for part in [
+        "hcr: global_allocator!(",
+        name,
+        ") cannot take over the process's allocations: something was allocated before it ran (another constructor?), it is used more than once, or it is used in a module (modules allocate through their host). Stopping rather than let two allocators free each other's memory.\n",
+    ] {
+        let _ = std::io::Write::write_all(&mut stderr, part.as_bytes());
+    }
+    std::process::abort();
+}
+
+/// A global allocator that forwards to the host's choice: what
+/// [`global_allocator!`](crate::global_allocator) declares when this crate
+/// does not declare [`HostAllocator`] (no feature `global-allocator`).
+#[derive(Clone, Copy)]
+pub struct Forward(pub HostTarget);
+
+impl core::fmt::Debug for Forward {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Forward")
+    }
+}
+
+// SAFETY: every method forwards to the wrapped `GlobalAlloc` with the same
+// arguments, so every block goes back to the allocator it came from.
+unsafe impl GlobalAlloc for Forward {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.0.alloc(layout) }
+    }
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.0.alloc_zeroed(layout) }
+    }
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.0.dealloc(ptr, layout) }
+    }
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.0.realloc(ptr, layout, new_size) }
+    }
+}
+
+/// Chooses the process's global allocator in a host program: every
+/// allocation of the host, of the runtime, and of every module it loads
+/// (through the runtime's services) goes to `$alloc`, a `static` whose type
+/// implements [`GlobalAlloc`] (and `Sync`).
+///
+/// ```ignore
+/// static COUNTING: Counting = Counting::new();
+/// hcr_runtime::abi::global_allocator!(COUNTING);
+/// ```
+///
+/// A host that links module crates (to name their types) gets this crate's
+/// [`HostAllocator`] as its `#[global_allocator]` (feature
+/// `global-allocator`, which module crates enable), so a
+/// `#[global_allocator]` of its own is refused by rustc ("the
+/// `#[global_allocator]` in this crate conflicts with global allocator
+/// in: hcr_abi"). Write this macro instead, in the binary crate (not in a
+/// library it links: the linker may leave a library's constructor out):
+///
+/// * with the feature, it registers `$alloc` as the target of
+///   [`HostAllocator`] from a constructor that runs before `main`
+///   (`.init_array` on Linux and the other ELF systems,
+///   `__DATA,__mod_init_func` on macOS, `.CRT$XCU` on Windows; only Linux
+///   is tested). If anything was allocated before it ran (another
+///   constructor), if it is used twice, or if it ends up in a module, the
+///   process stops with a message: allocators never mix silently;
+/// * without the feature, it declares a `#[global_allocator]` that forwards
+///   to `$alloc`.
+///
+/// # Platform-specific behaviour
+///
+/// The constructor is tested on Linux (x86-64 and AArch64); the macOS and
+/// Windows sections are written as the `ctor` crate writes them, untested.
+#[cfg(feature = "global-allocator")]
+#[macro_export]
+macro_rules! global_allocator {
+    ($alloc:path) => {
+        const _: () = {
+            static __HCR_TARGET: $crate::HostTarget = &$alloc;
+            extern "C" fn __hcr_register_allocator() {
+                $crate::__private::register_host_allocator(&__HCR_TARGET, ::core::stringify!($alloc));
+            }
+            #[used]
+            #[cfg_attr(
+                any(
+                    target_os = "linux",
+                    target_os = "android",
+                    target_os = "freebsd",
+                    target_os = "netbsd",
+                    target_os = "openbsd",
+                    target_os = "dragonfly",
+                    target_os = "illumos",
+                    target_os = "solaris"
+                ),
+                unsafe(link_section = ".init_array")
+            )]
+            #[cfg_attr(target_vendor = "apple", unsafe(link_section = "__DATA,__mod_init_func"))]
+            #[cfg_attr(windows, unsafe(link_section = ".CRT$XCU"))]
+            static __HCR_REGISTER_ALLOCATOR: extern "C" fn() = __hcr_register_allocator;
+        };
+    };
+}
+
+/// See the other definition: without the feature `global-allocator`, a
+/// `#[global_allocator]` forwarding to `$alloc`.
+#[cfg(not(feature = "global-allocator"))]
+#[macro_export]
+macro_rules! global_allocator {
+    ($alloc:path) => {
+        #[global_allocator]
+        static __HCR_GLOBAL_ALLOCATOR: $crate::__private::Forward = $crate::__private::Forward(&$alloc);
+    };
+}
 
 #[cfg(test)]
 mod tests {
@@ -307,6 +523,47 @@ mod tests {
         // SAFETY: as above.
         assert_eq!(unsafe { used.install(&TABLE) }, Err(Status::FAILED));
         assert!(!used.is_forwarding());
+    }
+
+    #[test]
+    fn a_host_target_takes_every_allocation_and_excludes_the_rest() {
+        static TARGET_ARENA: Arena = Arena { next: AtomicUsize::new(0), frees: AtomicUsize::new(0) };
+        static TARGET: HostTarget = &TARGET_ARENA;
+        static TABLE: Services = Services {
+            size: size_of::<Services>() as u32,
+            reserved: 0,
+            ctx: 0x5eed as *mut c_void,
+            alloc: host_alloc,
+            dealloc: host_dealloc,
+            realloc: host_realloc,
+            alloc_zeroed: host_alloc,
+            report_panic: report,
+        };
+        let host = HostAllocator::new(Arena { next: AtomicUsize::new(0), frees: AtomicUsize::new(0) });
+        host.set_target(&TARGET).unwrap();
+        assert_eq!(host.set_target(&TARGET), Err(Status::FAILED), "a second target");
+        let layout = Layout::from_size_align(16, 8).unwrap();
+        // SAFETY: blocks of the target's static arena, freed to it.
+        unsafe {
+            let p = host.alloc(layout);
+            assert!(!p.is_null());
+            host.dealloc(p, layout);
+        }
+        assert_eq!(TARGET_ARENA.frees.load(Ordering::Relaxed), 1);
+        assert_eq!(host.fallback.next.load(Ordering::Relaxed), 0, "the fallback was never used");
+        // SAFETY: the table is refused before it is used.
+        assert_eq!(unsafe { host.install(&TABLE) }, Err(Status::FAILED), "a host does not forward");
+
+        // Too late: the fallback allocated first.
+        let late = HostAllocator::new(Arena { next: AtomicUsize::new(0), frees: AtomicUsize::new(0) });
+        // SAFETY: a block of the static arena, freed to the same allocator.
+        unsafe { late.dealloc(late.alloc(layout), layout) };
+        assert_eq!(late.set_target(&TARGET), Err(Status::FAILED));
+        // A module that installed services cannot choose a target either.
+        let module = HostAllocator::new(Arena { next: AtomicUsize::new(0), frees: AtomicUsize::new(0) });
+        // SAFETY: a static table of test entries.
+        unsafe { module.install(&TABLE) }.unwrap();
+        assert_eq!(module.set_target(&TARGET), Err(Status::FAILED));
     }
 
     #[test]

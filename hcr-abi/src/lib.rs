@@ -90,7 +90,7 @@ mod panic;
 #[cfg(feature = "toolchain")]
 pub mod toolchain;
 
-pub use allocator::HostAllocator;
+pub use allocator::{HostAllocator, HostTarget};
 pub use helpers::{Global, Migration, ProcCell};
 pub use panic::ProcPanic;
 
@@ -414,6 +414,9 @@ impl PanicOrigin {
     pub const UNCAUGHT: PanicOrigin = PanicOrigin(2);
     /// By the guard of a global's migration; the reload rolls back.
     pub const MIGRATION: PanicOrigin = PanicOrigin(3);
+    /// By the module's init (a global's initial value, for example); the
+    /// load or reload rolls back. `proc_` is `"init"`.
+    pub const INIT: PanicOrigin = PanicOrigin(4);
 }
 
 /// A panic in module code, as a module reports it to the runtime

@@ -51,6 +51,11 @@ impl Cfg {
         self
     }
 
+    /// Whether feature `feature` is enabled.
+    pub(crate) fn has_feature(&self, feature: &str) -> bool {
+        self.values.get("feature").is_some_and(|f| f.contains(&normalize_feature(feature)))
+    }
+
     /// The same configuration without any feature.
     pub(crate) fn without_features(&self) -> Cfg {
         let mut cfg = self.clone();

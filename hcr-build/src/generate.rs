@@ -49,20 +49,13 @@ impl ModuleSource {
         format!("__hcr_{}__{}__{}", self.name(), h.name, h.kind.attribute())
     }
 
-    /// The symbol the module's descriptor is exported under.
-    ///
-    /// A module with reloadable Rust functions or hooks exports it as
+    /// The symbol the module's descriptor is exported under:
     /// `HCR_MODULE_DESCRIPTOR_<name>`, so that hosts can link several module
-    /// crates (to name their types) without duplicate symbols; the runtime
-    /// finds it by the rule in `docs/design.md`. A module with only C procs
-    /// keeps `HCR_MODULE_DESCRIPTOR` until the runtime looks for both names,
-    /// since such modules are what runtimes of ABI 1.1 load.
+    /// crates (to name their types) without duplicate symbols. The runtime
+    /// finds it by the rule in `docs/design.md` ("Finding the descriptor");
+    /// modules written in C keep `HCR_MODULE_DESCRIPTOR`.
     fn descriptor_symbol(&self) -> String {
-        if self.has_rust_abi() || !self.scanned.hooks.is_empty() {
-            format!("{}{}", hcr_abi::DESCRIPTOR_SYMBOL_PREFIX, self.name())
-        } else {
-            hcr_abi::DESCRIPTOR_SYMBOL.to_owned()
-        }
+        format!("{}{}", hcr_abi::DESCRIPTOR_SYMBOL_PREFIX, self.name())
     }
 }
 
@@ -1138,6 +1131,19 @@ pub(crate) fn host_file(
                 }
             }
 
+            /// A panic in module code: never reported in a static build, where
+            /// panics are the program's own.
+            #static_cfg
+            #[derive(Debug)]
+            pub enum Panic {}
+
+            #static_cfg
+            impl ::core::fmt::Display for Panic {
+                fn fmt(&self, _: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                    match *self {}
+                }
+            }
+
             /// Static build: the modules are linked in and never reload.
             #static_cfg
             #[derive(Debug)]
@@ -1154,6 +1160,16 @@ pub(crate) fn host_file(
                 /// Never reloads.
                 pub fn update(&self) -> ::core::option::Option<::core::result::Result<Reload, HcrError>> {
                     None
+                }
+
+                /// Nothing to revert to: `None`.
+                pub fn revert(&self, _module: &str) -> ::core::option::Option<::core::result::Result<Reload, HcrError>> {
+                    None
+                }
+
+                /// None: panics in a static build are the program's own.
+                pub fn panics(&self) -> ::std::vec::Vec<Panic> {
+                    ::std::vec::Vec::new()
                 }
 
                 /// `false`: a static build.
@@ -1189,6 +1205,11 @@ pub(crate) fn host_file(
         #[allow(dead_code)]
         pub type Reload = ::hcr_runtime::ReloadReport;
 
+        /// A panic in module code, as the runtime recorded it.
+        #hot_cfg
+        #[allow(dead_code)]
+        pub type Panic = ::hcr_runtime::PanicEvent;
+
         /// The host's handle on hot reloading: starts the runtime, loads the
         /// modules, binds the bindings, and reloads on request.
         #hot_cfg
@@ -1196,6 +1217,7 @@ pub(crate) fn host_file(
         #[allow(dead_code)]
         pub struct Hcr {
             runtime: &'static ::hcr_runtime::Runtime,
+            revert_on_panic: bool,
         }
 
         #hot_cfg
@@ -1205,7 +1227,10 @@ pub(crate) fn host_file(
             /// it for the process, loads every module and binds every binding.
             ///
             /// Modules load from where cargo builds them, unless
-            /// `HCR_MODULE_DIR` names another directory.
+            /// `HCR_MODULE_DIR` names another directory. With
+            /// `HCR_REVERT_ON_PANIC=1` (`cargo hcr run --revert-on-panic`),
+            /// the runtime keeps each module's previous build and
+            /// [`Hcr::update`] reverts a module whose new code panicked.
             ///
             /// # Errors
             ///
@@ -1225,17 +1250,42 @@ pub(crate) fn host_file(
             ) -> ::core::result::Result<Hcr, HcrError> {
                 let runtime = runtime.install()?;
                 runtime.load_bindings(&__HCR_MODULES, paths)?;
-                Ok(Hcr { runtime })
+                let revert_on_panic = ::std::env::var("HCR_REVERT_ON_PANIC")
+                    .is_ok_and(|v| ::core::matches!(v.trim(), "1" | "true" | "on" | "yes"));
+                Ok(Hcr { runtime, revert_on_panic })
             }
 
             /// Reloads if a module changed: `None` when nothing changed,
             /// otherwise what the reload did or why it was rolled back.
+            ///
+            /// With `HCR_REVERT_ON_PANIC=1`, when no file changed but a
+            /// module's current build panicked in a reloadable function, it
+            /// sends that module back to its previous build instead (the
+            /// report lists it in `reverted`), and does not load the build
+            /// that panicked again until its file changes.
             pub fn update(&self) -> ::core::option::Option<::core::result::Result<Reload, HcrError>> {
                 if self.runtime.reload_needed() {
                     Some(self.runtime.perform_reload())
+                } else if self.revert_on_panic {
+                    self.runtime.revert_panicked()
                 } else {
                     None
                 }
+            }
+
+            /// Sends `module` back to its previous build (see
+            /// `Runtime::revert`); always `Some` in a hot build. The runtime
+            /// keeps previous builds with `HCR_KEEP_PREVIOUS=1` or
+            /// `HCR_REVERT_ON_PANIC=1`.
+            pub fn revert(&self, module: &str) -> ::core::option::Option<::core::result::Result<Reload, HcrError>> {
+                Some(self.runtime.revert(module))
+            }
+
+            /// The panics in module code since the last call, oldest first
+            /// (see `Runtime::take_panics`): each says where it happened,
+            /// e.g. `panic in game::update at src/lib.rs:42:5: ...`.
+            pub fn panics(&self) -> ::std::vec::Vec<Panic> {
+                self.runtime.take_panics()
             }
 
             /// `true`: modules are loaded and reloaded by the runtime.

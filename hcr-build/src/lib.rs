@@ -140,12 +140,46 @@ fn load_module(dir: &Path, cfg: &Cfg, use_default_features: bool, dependency_cfg
     }
     let scanned = scan::scan(&info.dir, &info.root, &cfg)?;
     let mut universe = Universe::single(CrateTypes::of(&info.lib_name, &scanned));
-    let mut loader = DependencyLoader { cfg: dependency_cfg, seen: HashMap::new(), files: Vec::new() };
+    let mut loader = DependencyLoader {
+        cfg: dependency_cfg,
+        seen: HashMap::new(),
+        files: Vec::new(),
+        enabled: enabled_dependency_features(&info, &cfg),
+    };
     if let Ok(dir) = info.dir.canonicalize() {
         loader.seen.insert(dir, 0);
     }
     loader.load(&info, 0, &mut universe)?;
     Ok(ModuleSource { info, scanned, universe, dependency_files: loader.files })
+}
+
+/// The features of its dependencies that the module's enabled features
+/// turn on (`"dep/feature"` and `"dep?/feature"` in its `[features]`), by
+/// dependency name (`-` as `_`).
+fn enabled_dependency_features(info: &manifest::CrateInfo, cfg: &Cfg) -> HashMap<String, Vec<String>> {
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut work: Vec<&String> = info.features.iter().filter(|f| cfg.has_feature(f)).collect();
+    while let Some(feature) = work.pop() {
+        if !seen.insert(feature) {
+            continue;
+        }
+        for enabled in info.feature_map.get(feature).into_iter().flatten() {
+            match enabled.split_once('/') {
+                Some((dep, dep_feature)) => {
+                    let dep = dep.trim_end_matches('?').strip_prefix("dep:").unwrap_or(dep.trim_end_matches('?'));
+                    out.entry(dep.replace('-', "_")).or_default().push(dep_feature.to_owned());
+                }
+                None if !enabled.starts_with("dep:") => {
+                    if let Some((name, _)) = info.feature_map.get_key_value(enabled) {
+                        work.push(name);
+                    }
+                }
+                None => {}
+            }
+        }
+    }
+    out
 }
 
 /// Loads the types of a crate's local dependencies, recursively, into a
@@ -155,6 +189,9 @@ struct DependencyLoader<'a> {
     /// Crates loaded, by directory.
     seen: HashMap<PathBuf, usize>,
     files: Vec<PathBuf>,
+    /// Features of the module's direct dependencies that its own enabled
+    /// features turn on.
+    enabled: HashMap<String, Vec<String>>,
 }
 
 impl DependencyLoader<'_> {
@@ -175,6 +212,11 @@ impl DependencyLoader<'_> {
             }
             for feature in &dep.features {
                 cfg = cfg.with_feature(feature);
+            }
+            if index == 0 {
+                for feature in self.enabled.get(&dep.name).into_iter().flatten() {
+                    cfg = cfg.with_feature(feature);
+                }
             }
             let scanned = scan::scan_types(&dep_info.dir, &dep_info.root, &cfg)?;
             self.files.push(dep_info.manifest.clone());

@@ -745,8 +745,41 @@ impl Walker<'_> {
         self.out.external_uses.push(ExternalUse { tokens, name: name.map(ToString::to_string), path: segments });
     }
 
+    /// `item` without the fields and variants whose `#[cfg]` does not hold:
+    /// they are not part of the type rustc compiles. A `#[cfg]` that cannot
+    /// be evaluated keeps its field (the item's own cfg already reported it
+    /// if it is wrong).
+    fn configured(&self, item: &Item) -> Item {
+        let keep = |attrs: &[Attribute]| self.cfg.enabled(attrs).unwrap_or(true);
+        let fields = |fields: &mut syn::Fields| match fields {
+            syn::Fields::Named(named) => {
+                named.named = std::mem::take(&mut named.named).into_iter().filter(|f| keep(&f.attrs)).collect();
+            }
+            syn::Fields::Unnamed(unnamed) => {
+                unnamed.unnamed = std::mem::take(&mut unnamed.unnamed).into_iter().filter(|f| keep(&f.attrs)).collect();
+            }
+            syn::Fields::Unit => {}
+        };
+        let mut item = item.clone();
+        match &mut item {
+            Item::Struct(s) => fields(&mut s.fields),
+            Item::Enum(e) => {
+                e.variants = std::mem::take(&mut e.variants).into_iter().filter(|v| keep(&v.attrs)).collect();
+                for variant in &mut e.variants {
+                    fields(&mut variant.fields);
+                }
+            }
+            Item::Union(u) => {
+                u.fields.named = std::mem::take(&mut u.fields.named).into_iter().filter(|f| keep(&f.attrs)).collect();
+            }
+            _ => {}
+        }
+        item
+    }
+
     fn type_def(&mut self, item: &Item, module: &[String], reach: Reach) {
-        let Some((name, text)) = type_definition(item) else { return };
+        let configured = self.configured(item);
+        let Some((name, text)) = type_definition(&configured) else { return };
         let public = reach.public
             && matches!(
                 item,

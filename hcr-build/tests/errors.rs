@@ -348,3 +348,33 @@ fn a_static_build_without_the_module_crate_stops_with_the_dependency_to_add() {
     let source = host_render(&h, &module).unwrap().source;
     assert!(!source.contains("compile_error") && source.contains("::broken::f()"), "{source}");
 }
+
+#[test]
+fn fields_behind_a_disabled_cfg_and_features_a_module_enables_in_its_dependencies_are_seen() {
+    let manifest = "[package]\nname = \"m\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[lib]\ncrate-type = [\"cdylib\", \"rlib\"]\n\n[dependencies]\nshared = { path = \"shared\" }\n\n[features]\nbig = [\"wide\"]\nwide = [\"shared/big\"]\n";
+    let c = TempCrate::with_manifest(
+        manifest,
+        &[
+            (
+                "shared/Cargo.toml",
+                "[package]\nname = \"shared\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[features]\nbig = []\n",
+            ),
+            (
+                "shared/src/lib.rs",
+                "pub struct W {\n    pub a: u64,\n    #[cfg(feature = \"big\")]\n    pub b: u64,\n}\n",
+            ),
+            (
+                "src/lib.rs",
+                "use hcr_abi::reload;\nuse shared::W;\npub enum Local {\n    X(u8, #[cfg(feature = \"big\")] u8),\n    #[cfg(feature = \"big\")]\n    Y,\n}\n#[reload]\npub fn f(w: &W, l: &Local) -> u64 {\n    0\n}\n",
+            ),
+        ],
+    );
+    let small = Module::new().crate_dir(&c.0).cfg(Cfg::empty()).render().unwrap().source;
+    assert!(small.contains("fn(&W, &Local) -> u64; enum Local { X(u8) }; shared: struct W { a: u64 }\""), "{small}");
+    // `big` turns on `wide`, which turns on `shared/big`.
+    let big = Module::new().crate_dir(&c.0).cfg(Cfg::empty().with_feature("big")).render().unwrap().source;
+    assert!(
+        big.contains("fn(&W, &Local) -> u64; enum Local { X(u8, u8), Y }; shared: struct W { a: u64, b: u64 }\""),
+        "{big}"
+    );
+}

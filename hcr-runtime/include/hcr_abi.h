@@ -245,6 +245,9 @@ typedef uint32_t HcrPanicOrigin;
 #define HcrPanicOrigin_UNCAUGHT 2
 // By the guard of a global's migration; the reload rolls back.
 #define HcrPanicOrigin_MIGRATION 3
+// By the module's init (a global's initial value, for example); the
+// load or reload rolls back. `proc_` is `"init"`.
+#define HcrPanicOrigin_INIT 4
 
 // A panic in module code, as a module reports it to the runtime
 // ([`Services::report_panic`]). All strings are valid for the call only.

@@ -115,7 +115,10 @@ static inline HcrStatus hcr_api_get_global(const HcrHostApi *api, const char *mo
 }
 
 /* Registers HANDLER to run with USER before (HcrPhase_BEFORE_RELOAD) or
- * after (HcrPhase_AFTER_RELOAD) every reload while this build is current. */
+ * after (HcrPhase_AFTER_RELOAD) every reload while this build is current,
+ * or once, after the load that brought this module in committed
+ * (HcrPhase_FIRST_LOAD, ABI 1.2; an older runtime returns
+ * HcrStatus_INVALID_ARGUMENT). */
 static inline HcrStatus hcr_api_add_handler(const HcrHostApi *api, HcrPhase phase, HcrHandlerFn handler, void *user) {
     return api->add_handler(api->ctx, phase, handler, user);
 }

@@ -35,6 +35,8 @@ pub(crate) trait InitContext {
     fn add_handler(&mut self, phase: Phase, f: HandlerFn, user: *mut c_void) -> Result<(), Error>;
     /// Adds a message explaining a failure.
     fn report(&mut self, message: Str);
+    /// The runtime's services table, which lives as long as the runtime.
+    fn services(&self) -> *const Services;
 }
 
 /// Builds the table for one init call. The table (and `context`) must
@@ -52,7 +54,7 @@ pub(crate) fn host_api<C: InitContext>(context: &mut C) -> HostApi {
         add_handler: add_handler::<C>,
         report_error: report_error::<C>,
         register_global_migrating: register_global_migrating::<C>,
-        get_services,
+        get_services: get_services::<C>,
     }
 }
 
@@ -218,8 +220,12 @@ unsafe extern "C" fn report_error<C: InitContext>(ctx: *mut c_void, message: Str
     };
 }
 
-/// The runtime has no [`Services`] table yet: modules that need one (those
-/// with reloadable Rust functions) refuse to initialise with a message.
-unsafe extern "C" fn get_services(_ctx: *mut c_void) -> *const Services {
-    std::ptr::null()
+/// The runtime's [`Services`] table; null only if looking it up panicked.
+unsafe extern "C" fn get_services<C: InitContext>(ctx: *mut c_void) -> *const Services {
+    let services = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: as for `with_session`: `ctx` is a live `C` for this call.
+        let session = unsafe { &*ctx.cast::<C>() };
+        session.services()
+    }));
+    services.unwrap_or(std::ptr::null())
 }

@@ -440,7 +440,10 @@ unsafe impl Send for UserData {}
 /// Registers `handler`, called with `user` before every reload attempt
 /// (phase `HcrPhase_BEFORE_RELOAD`) and after it committed or rolled back
 /// (`HcrPhase_AFTER_RELOAD`, with the outcome), on the thread that calls
-/// `hcr_perform_reload`, after the modules' own handlers.
+/// `hcr_perform_reload`, after the modules' own handlers. Host handlers are
+/// not called for first loads: `HcrPhase_FIRST_LOAD` is for modules'
+/// handlers (`hcr_api_add_handler`), which run once after the load that
+/// brought their module in.
 ///
 /// # Safety
 ///

@@ -65,8 +65,9 @@ pub enum UnloadPolicy {
 ///
 /// Start from [`Config::new`] (built-in defaults) or [`Config::from_env`]
 /// (defaults overridden by `HCR_STUB_BASE`, `HCR_STUB_CAPACITY`, `HCR_WATCH`,
-/// `HCR_SETTLE_MS`, `HCR_REPORT_FILE`, `HCR_MAX_MODULE_SIZE` and
-/// `HCR_ALLOW_WRITABLE_CODE`), then adjust with the `with_*` methods, which
+/// `HCR_SETTLE_MS`, `HCR_REPORT_FILE`, `HCR_MAX_MODULE_SIZE`,
+/// `HCR_ALLOW_WRITABLE_CODE`, `HCR_KEEP_PREVIOUS` and `HCR_REVERT_ON_PANIC`),
+/// then adjust with the `with_*` methods, which
 /// override both.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -108,6 +109,14 @@ pub struct Config {
     /// blocking, and a FIFO, socket or device there is skipped with a
     /// `tracing` warning.
     pub report_file: Option<PathBuf>,
+    /// Keep each module's previous build loaded after a reload replaced it
+    /// (one per module), so that [`Runtime::revert`](crate::Runtime::revert)
+    /// can make it current again. Costs one more mapped library per
+    /// reloaded module (its code and data, e.g. a few MB for a debug build;
+    /// the pages of code are shared with the file cache) and a few bytes per
+    /// proc and global for the record of what each build registered. Off
+    /// unless configured.
+    pub keep_previous_builds: bool,
     /// The largest module file, in bytes, that is copied and loaded
     /// ([`DEFAULT_MAX_MODULE_SIZE`] unless configured). Checked before the
     /// copy, and enforced while copying: a file that grows past it is
@@ -144,6 +153,7 @@ impl Config {
             watch_files: false,
             settle_time: DEFAULT_SETTLE_TIME,
             report_file: None,
+            keep_previous_builds: false,
             max_module_size: DEFAULT_MAX_MODULE_SIZE,
             allow_writable_code: false,
         }
@@ -156,8 +166,11 @@ impl Config {
     /// number of milliseconds: [`Config::settle_time`]), `HCR_REPORT_FILE`
     /// (a path: [`Config::report_file`]), `HCR_MAX_MODULE_SIZE` (bytes, or
     /// with a `K`, `M` or `G` suffix for KiB, MiB, GiB:
-    /// [`Config::max_module_size`]) and `HCR_ALLOW_WRITABLE_CODE` (a switch
-    /// like `HCR_WATCH`: [`Config::allow_writable_code`]).
+    /// [`Config::max_module_size`]), `HCR_ALLOW_WRITABLE_CODE` (a switch
+    /// like `HCR_WATCH`: [`Config::allow_writable_code`]) and
+    /// `HCR_KEEP_PREVIOUS` (a switch: [`Config::keep_previous_builds`]),
+    /// which `HCR_REVERT_ON_PANIC=1` (set by `cargo hcr run
+    /// --revert-on-panic` for the generated `Hcr`) turns on too.
     ///
     /// # Errors
     ///
@@ -197,6 +210,16 @@ impl Config {
         }
         if let Some(value) = std::env::var_os("HCR_REPORT_FILE").filter(|v| !v.is_empty()) {
             config.report_file = Some(PathBuf::from(value));
+        }
+        for name in ["HCR_KEEP_PREVIOUS", "HCR_REVERT_ON_PANIC"] {
+            if let Some(value) = env(name) {
+                let on = parse_switch(&value).ok_or_else(|| Error::InvalidConfig {
+                    name,
+                    value: value.clone(),
+                    reason: "expected 1, true, on, 0, false or off",
+                })?;
+                config.keep_previous_builds |= on;
+            }
         }
         if let Some(value) = env("HCR_MAX_MODULE_SIZE") {
             config.max_module_size = parse_size(&value).ok_or_else(|| Error::InvalidConfig {
@@ -261,6 +284,12 @@ impl Config {
     /// Sets [`Config::report_file`].
     pub fn with_report_file(mut self, path: impl Into<PathBuf>) -> Config {
         self.report_file = Some(path.into());
+        self
+    }
+
+    /// Sets [`Config::keep_previous_builds`].
+    pub fn with_keep_previous_builds(mut self, keep: bool) -> Config {
+        self.keep_previous_builds = keep;
         self
     }
 

@@ -140,6 +140,24 @@ pub enum Error {
         found_minor: u16,
     },
 
+    /// The module has reloadable Rust functions but was built by another
+    /// toolchain (compiler, target, panic strategy, target features, layout
+    /// flags or `hcr-abi` version) than the host: Rust types and calls
+    /// would not agree. Refused before any of its code runs.
+    #[error(
+        "{} was built with `{found}`, but this host was built with `{expected}`; reloadable Rust functions need both built alike: rebuild the module with the host's toolchain and settings, or restart to rebuild the host with the module's",
+        path.display()
+    )]
+    ToolchainMismatch {
+        /// The module file.
+        path: PathBuf,
+        /// The module's toolchain fingerprint (`<no fingerprint>` or
+        /// `<a corrupt fingerprint ...>` when it has none that can be read).
+        found: String,
+        /// The runtime's.
+        expected: String,
+    },
+
     /// The module's init entry reported failure (or panicked and caught it).
     #[error("init of module `{module}` ({}) failed: {message}; fix the module and rebuild it", path.display())]
     InitFailed {
@@ -208,7 +226,7 @@ pub enum Error {
 
     /// A module's migration of a global from an older layout failed.
     #[error(
-        "migration of global `{module}::{name}` from layout {from} failed (it panicked or reported failure); fix the migration, or restart"
+        "migration of global `{module}::{name}` from layout {from} failed: {reason}; fix the migration, or restart"
     )]
     MigrationFailed {
         /// The module that owns the global.
@@ -217,6 +235,9 @@ pub enum Error {
         name: String,
         /// The layout migrated from.
         from: Box<GlobalLayout>,
+        /// How it failed: where it panicked and with which message, or the
+        /// status it returned.
+        reason: String,
     },
 
     /// A reload or unload was asked for while the calling thread is running
@@ -313,6 +334,50 @@ pub enum Error {
         name: String,
         /// Who is bound to it: `the host` or `module `m``.
         binder: String,
+    },
+
+    /// [`Runtime::revert`](crate::Runtime::revert) was asked for a module
+    /// whose previous build is not kept.
+    #[error(
+        "module `{module}` has no previous build to revert to: {}",
+        if *keeping {
+            "it was not reloaded since it was loaded or last reverted; rebuild it instead"
+        } else {
+            "previous builds are not kept; set Config::keep_previous_builds (or HCR_KEEP_PREVIOUS=1) before loading"
+        }
+    )]
+    NoPreviousBuild {
+        /// The module.
+        module: String,
+        /// Whether [`Config::keep_previous_builds`](crate::Config::keep_previous_builds) is on.
+        keeping: bool,
+    },
+
+    /// A revert was refused: a global of the previous build is not as that
+    /// build left it, so its code would read it wrongly.
+    #[error(
+        "cannot revert module `{module}` to its previous build: its global `{name}` {change} since; fix the code and rebuild instead (or restart)"
+    )]
+    RevertGlobalChanged {
+        /// The module.
+        module: String,
+        /// The global.
+        name: String,
+        /// What happened to it: `changed layout from .. to ..`, `went away`,
+        /// `moved to new storage`.
+        change: String,
+    },
+
+    /// A revert was refused: the previous build imports a module that is no
+    /// longer loaded.
+    #[error(
+        "cannot revert module `{module}` to its previous build: it imports `{import}`, which is no longer loaded; fix the code and rebuild instead"
+    )]
+    RevertImportGone {
+        /// The module.
+        module: String,
+        /// The import.
+        import: String,
     },
 
     /// A reload failed and was rolled back: the code and globals that were

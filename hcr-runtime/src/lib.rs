@@ -62,9 +62,11 @@ mod loader;
 mod mapped_vec;
 mod names;
 mod os;
+mod panics;
 mod reclaim;
 mod registry;
 mod runtime;
+mod services;
 mod table;
 mod watch;
 
@@ -74,6 +76,7 @@ pub use config::{
 };
 pub use error::{Error, GlobalLayout, Result};
 pub use host::ModuleBindings;
+pub use panics::{PanicEvent, PanicKind};
 pub use reclaim::ThreadGuard;
 pub use runtime::{
     GlobalRef, Inspection, ModuleInfo, Proc, Refusal, ReloadEvent, ReloadReport, ReloadStage, ReloadTimings, Runtime,

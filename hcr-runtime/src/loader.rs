@@ -4,10 +4,14 @@
 
 use std::fs::File;
 use std::io::{self, Write};
+use std::mem::offset_of;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use hcr_abi::{ABI_MAJOR, DESCRIPTOR_SYMBOL, DESCRIPTOR_SYMBOL_NUL, InitFn, MAGIC, ModuleDescriptor, Str};
+use hcr_abi::{
+    ABI_MAJOR, DESCRIPTOR_SYMBOL, DESCRIPTOR_SYMBOL_PREFIX, FINGERPRINT_CAPACITY, Fingerprint, InitFn, MAGIC,
+    ModuleDescriptor, ModuleFlags, Str,
+};
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::error::{Error, Result};
@@ -296,8 +300,20 @@ pub(crate) fn append_report(path: &Path, line: &str) {
     }
 }
 
-/// What the system loader will map, as validated (ELF systems only).
-type Layout = Option<elf::Image>;
+/// What the system loader will map, as validated (ELF systems only), with
+/// the chosen descriptor's address in it.
+type Layout = Option<(elf::Image, u64)>;
+
+/// What [`inspect`] found in the file.
+#[derive(Debug)]
+struct Inspected {
+    /// The descriptor's exported name (see [`choose_descriptor`]).
+    symbol: String,
+    /// The bytes of the descriptor's header `size` (checked to cover at
+    /// least the fields every ABI version has).
+    size: usize,
+    layout: Layout,
+}
 
 /// The memory a loaded library occupies, from its validated layout: the
 /// pointers in its descriptor must point there (a damaged file could
@@ -310,10 +326,7 @@ struct Bounds {
 impl Bounds {
     /// `descriptor` is where the loader put the descriptor symbol.
     fn new(layout: Layout, descriptor: *const ModuleDescriptor) -> Bounds {
-        let image = layout.and_then(|image| {
-            let base = (descriptor as u64).wrapping_sub(image.descriptor?.vaddr);
-            Some((image, base))
-        });
+        let image = layout.map(|(image, vaddr)| (image, (descriptor as u64).wrapping_sub(vaddr)));
         Bounds { image }
     }
 
@@ -337,15 +350,22 @@ impl Bounds {
 /// Checks a private copy before anything in it runs, as the system loader
 /// will read it (see [`crate::elf`]): an ELF shared library for this
 /// machine whose every structure the loader trusts is sound, that creates
-/// no writable and executable memory, and that exports a descriptor whose
-/// pointer-free header, read from the file, carries the magic and this
-/// runtime's major ABI version.
+/// no writable and executable memory, and that exports a descriptor (chosen
+/// by [`choose_descriptor`]) that passes [`check_descriptor_bytes`] as read
+/// from the file.
 #[cfg(all(unix, not(target_vendor = "apple")))]
-fn inspect(copy: &PrivateCopy, source: &Path) -> Result<Layout> {
+fn inspect(copy: &PrivateCopy, source: &Path) -> Result<Inspected> {
     let data = map_copy(copy, source)?;
     let policy =
         elf::Policy { allow_writable_code: copy.limits.allow_writable_code, page_size: os::page_size() as u64 };
-    let image = elf::validate(&data, arch::ELF_MACHINE, policy, DESCRIPTOR_SYMBOL).map_err(|problem| match problem {
+    let image = elf::validate(
+        &data,
+        arch::ELF_MACHINE,
+        policy,
+        DESCRIPTOR_SYMBOL,
+        size_of::<ModuleDescriptor>() as u64,
+    )
+    .map_err(|problem| match problem {
         elf::Problem::NotElf(reason) => Error::NotLoadable { path: source.to_owned(), reason, source: None },
         elf::Problem::WrongMachine(found) => Error::WrongArchitecture {
             path: source.to_owned(),
@@ -366,20 +386,14 @@ fn inspect(copy: &PrivateCopy, source: &Path) -> Result<Layout> {
             source: None,
         },
     })?;
-    let Some(site) = image.descriptor else {
-        return Err(Error::NotAModule {
-            path: source.to_owned(),
-            reason: format!("it does not export `{DESCRIPTOR_SYMBOL}`"),
-        });
-    };
-    if site.size != 0 && site.size < size_of::<ModuleDescriptor>() as u64 {
-        return Err(Error::NotAModule {
-            path: source.to_owned(),
-            reason: format!("its `{DESCRIPTOR_SYMBOL}` is {} bytes, too small", site.size),
-        });
-    }
-    check_header(&site.header, source)?;
-    Ok(Some(image))
+    let names: Vec<&str> = image.descriptors.iter().map(|d| d.symbol.as_str()).collect();
+    let symbol = choose_descriptor(&names, &file_stem(source))
+        .map_err(|reason| Error::NotAModule { path: source.to_owned(), reason })?
+        .to_owned();
+    let site = image.descriptors.iter().find(|d| d.symbol == symbol).expect("a chosen export");
+    let size = check_descriptor_bytes(&symbol, &site.bytes, site.size, source)?;
+    let vaddr = site.vaddr;
+    Ok(Inspected { symbol, size, layout: Some((image, vaddr)) })
 }
 
 /// Maps a private copy for reading.
@@ -401,7 +415,7 @@ fn map_copy(copy: &PrivateCopy, source: &Path) -> Result<memmap2::Mmap> {
 /// architecture that exports a descriptor whose header carries the magic and
 /// this runtime's major ABI version.
 #[cfg(not(all(unix, not(target_vendor = "apple"))))]
-fn inspect(copy: &PrivateCopy, source: &Path) -> Result<Layout> {
+fn inspect(copy: &PrivateCopy, source: &Path) -> Result<Inspected> {
     use object::{Object, ObjectSection};
     let data = map_copy(copy, source)?;
     let not_loadable = |reason: String, err: Option<crate::error::BoxError>| Error::NotLoadable {
@@ -422,42 +436,157 @@ fn inspect(copy: &PrivateCopy, source: &Path) -> Result<Layout> {
         return Err(not_loadable(format!("it is a {:?} file, not a dynamic library", obj.kind()), None));
     }
     let corrupt = |e: object::Error| not_loadable("its export table is corrupt".into(), Some(Box::new(e)));
-    let wanted = DESCRIPTOR_SYMBOL.as_bytes();
-    let mut address = None;
+    let mut exports: Vec<(String, u64)> = Vec::new();
     for item in obj.exports().map_err(corrupt)? {
         let item = item.map_err(corrupt)?;
         let object::NameOrOrdinal::Name(name) = item.name() else { continue };
         // Mach-O prefixes C symbol names with an underscore.
-        if name == wanted || name.strip_prefix(b"_") == Some(wanted) {
-            if let object::ExportTarget::Address { address: a } = item.target() {
-                address = Some(a);
-            }
-            break;
+        let name = name.strip_prefix(b"_").filter(|n| n.starts_with(DESCRIPTOR_SYMBOL.as_bytes())).unwrap_or(name);
+        if !name.starts_with(DESCRIPTOR_SYMBOL.as_bytes()) {
+            continue;
+        }
+        if let (Ok(name), object::ExportTarget::Address { address }) = (std::str::from_utf8(name), item.target()) {
+            exports.push((name.to_owned(), address));
         }
     }
-    let Some(address) = address else {
-        return Err(Error::NotAModule {
-            path: source.to_owned(),
-            reason: format!("it does not export `{DESCRIPTOR_SYMBOL}`"),
-        });
+    let names: Vec<&str> = exports.iter().map(|(n, _)| n.as_str()).collect();
+    let symbol = choose_descriptor(&names, &file_stem(source))
+        .map_err(|reason| Error::NotAModule { path: source.to_owned(), reason })?
+        .to_owned();
+    let address = exports.iter().find(|(n, _)| *n == symbol).map(|(_, a)| *a).expect("a chosen export");
+    let read = |len: u64| obj.sections().find_map(|s| s.data_range(address, len).ok().flatten());
+    let bytes = match read(16) {
+        None => &[][..],
+        Some(header) => {
+            let declared = u64::from(header_size(header.try_into().expect("16 bytes")));
+            read(declared.clamp(16, size_of::<ModuleDescriptor>() as u64)).unwrap_or(header)
+        }
     };
-    let header = obj.sections().find_map(|s| s.data_range(address, 16).ok().flatten());
-    let Some(header) = header else {
-        return Err(Error::NotAModule {
-            path: source.to_owned(),
-            reason: format!("`{DESCRIPTOR_SYMBOL}` does not point at data in the file"),
-        });
+    let size = check_descriptor_bytes(&symbol, bytes, 0, source)?;
+    Ok(Inspected { symbol, size, layout: None })
+}
+
+/// Checks a descriptor as read from the file: `bytes` are its header and as
+/// many of the bytes it declares as the runtime knows, `symbol_size` the
+/// size of its symbol (`0` if unknown). The header must carry the magic and
+/// this runtime's major ABI version and declare at least the fields every
+/// ABI version has (1.0 and 1.1 end before `flags`); the file must hold
+/// them; a module with Rust-ABI procs must carry the runtime's toolchain
+/// fingerprint ([`check_toolchain`]). Returns the declared size.
+fn check_descriptor_bytes(symbol: &str, bytes: &[u8], symbol_size: u64, source: &Path) -> Result<usize> {
+    let not_a_module = |reason: String| Error::NotAModule { path: source.to_owned(), reason };
+    let Some(header) = bytes.get(..16) else {
+        return Err(not_a_module(format!("`{symbol}` does not point at data in the file")));
     };
-    check_header(header, source)?;
-    Ok(None)
+    let header: &[u8; 16] = header.try_into().expect("16 bytes");
+    check_header(header, symbol, source)?;
+    let declared = header_size(header) as usize;
+    if declared < MIN_DESCRIPTOR_SIZE {
+        return Err(not_a_module(format!("`{symbol}` is {declared} bytes, too small for a descriptor")));
+    }
+    if symbol_size != 0 && symbol_size < declared as u64 {
+        return Err(not_a_module(format!(
+            "`{symbol}` is {symbol_size} bytes, but its header declares {declared}: the file is damaged, rebuild it"
+        )));
+    }
+    let known = declared.min(size_of::<ModuleDescriptor>());
+    let Some(descriptor) = bytes.get(..known) else {
+        return Err(not_a_module(format!("`{symbol}` ({declared} bytes) runs past the data in the file")));
+    };
+    check_toolchain(descriptor, source)?;
+    Ok(declared)
+}
+
+/// The stem of a module file's name: `game` for `libgame.so`, `game.dll`
+/// or `libgame.dylib`.
+fn file_stem(path: &Path) -> String {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = name.strip_prefix(std::env::consts::DLL_PREFIX).unwrap_or(&name);
+    name.strip_suffix(std::env::consts::DLL_SUFFIX).unwrap_or(name).to_owned()
+}
+
+/// Which of a library's exports named `HCR_MODULE_DESCRIPTOR*` is the
+/// descriptor of the module in file `lib<stem>.so`:
+///
+/// 1. `HCR_MODULE_DESCRIPTOR_<stem>`;
+/// 2. else the only `HCR_MODULE_DESCRIPTOR_*`, if there is exactly one (a
+///    renamed file);
+/// 3. else `HCR_MODULE_DESCRIPTOR` (modules written in C);
+/// 4. else none: the file is not a module (the candidates are listed).
+///
+/// A library built from a module crate that links other module crates
+/// exports their descriptors too; rule 1 picks its own.
+pub(crate) fn choose_descriptor<'a>(exports: &[&'a str], stem: &str) -> std::result::Result<&'a str, String> {
+    let own = format!("{DESCRIPTOR_SYMBOL_PREFIX}{stem}");
+    if let Some(found) = exports.iter().find(|e| **e == own) {
+        return Ok(found);
+    }
+    let mut suffixed: Vec<&'a str> = exports
+        .iter()
+        .copied()
+        .filter(|e| e.strip_prefix(DESCRIPTOR_SYMBOL_PREFIX).is_some_and(|s| !s.is_empty()))
+        .collect();
+    suffixed.sort_unstable();
+    suffixed.dedup();
+    if let [only] = suffixed[..] {
+        return Ok(only);
+    }
+    if let Some(found) = exports.iter().find(|e| **e == DESCRIPTOR_SYMBOL) {
+        return Ok(found);
+    }
+    if suffixed.is_empty() {
+        Err(format!("it exports neither `{own}` nor `{DESCRIPTOR_SYMBOL}`"))
+    } else {
+        Err(format!(
+            "it exports several module descriptors ({}) and none named after the file (`{own}`); load the file under its module's name",
+            suffixed.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+        ))
+    }
+}
+
+/// The fingerprint of the toolchain this runtime (and its host) was built
+/// with, as modules store theirs.
+const RUNTIME_FINGERPRINT: Fingerprint = Fingerprint::new(env!("HCR_TOOLCHAIN_FINGERPRINT"));
+
+/// Refuses a module with Rust-ABI procs whose toolchain fingerprint (read
+/// from the descriptor's bytes in the file: `flags` and the fingerprint are
+/// pointer-free) is missing, corrupt, or not the runtime's own.
+fn check_toolchain(descriptor: &[u8], source: &Path) -> Result<()> {
+    let field = |offset: usize| -> Option<u32> {
+        descriptor.get(offset..offset + 4).map(|b| u32::from_ne_bytes(b.try_into().expect("4 bytes")))
+    };
+    let Some(flags) = field(offset_of!(ModuleDescriptor, flags)) else {
+        // An ABI 1.0 or 1.1 descriptor: no Rust-ABI procs.
+        return Ok(());
+    };
+    if !ModuleFlags(flags).contains(ModuleFlags::RUST_ABI) {
+        return Ok(());
+    }
+    let expected = RUNTIME_FINGERPRINT.as_str().to_owned();
+    let start = offset_of!(ModuleDescriptor, fingerprint);
+    let len = field(offset_of!(ModuleDescriptor, fingerprint_len)).unwrap_or(0) as usize;
+    let found = match descriptor.get(start..start + len) {
+        _ if len == 0 => Err("no fingerprint".to_owned()),
+        Some(bytes) if len <= FINGERPRINT_CAPACITY => Ok(bytes),
+        _ => Err(format!("a corrupt fingerprint ({len} bytes, at most {FINGERPRINT_CAPACITY})")),
+    };
+    match found {
+        Ok(bytes) if bytes == RUNTIME_FINGERPRINT.as_bytes() => Ok(()),
+        Ok(bytes) => Err(Error::ToolchainMismatch {
+            path: source.to_owned(),
+            found: String::from_utf8_lossy(bytes).into_owned(),
+            expected,
+        }),
+        Err(found) => Err(Error::ToolchainMismatch { path: source.to_owned(), found: format!("<{found}>"), expected }),
+    }
 }
 
 /// Checks the first 16 bytes of a descriptor: magic, major version.
-fn check_header(header: &[u8], source: &Path) -> Result<()> {
+fn check_header(header: &[u8; 16], symbol: &str, source: &Path) -> Result<()> {
     if header[..8] != MAGIC {
         return Err(Error::NotAModule {
             path: source.to_owned(),
-            reason: format!("`{DESCRIPTOR_SYMBOL}` does not start with the hcr magic"),
+            reason: format!("`{symbol}` does not start with the hcr magic"),
         });
     }
     let major = u16::from_ne_bytes([header[8], header[9]]);
@@ -500,45 +629,57 @@ impl ModuleLibrary {
     /// Checks the copy, opens it and reads its descriptor. `source` is the
     /// file the user knows, used in errors.
     pub(crate) fn open(copy: PrivateCopy, source: &Path) -> Result<(ModuleLibrary, Descriptor)> {
-        let layout = inspect(&copy, source)?;
+        let inspected = inspect(&copy, source)?;
         let library = os::open_library(&copy.path).map_err(|e| Error::NotLoadable {
             path: source.to_owned(),
             reason: "the system loader refused it".into(),
             source: Some(Box::new(e)),
         })?;
         let module = ModuleLibrary { library: Some(library), _copy: copy };
-        let descriptor = module.read_descriptor(source, layout)?;
+        let descriptor = module.read_descriptor(inspected, source)?;
         Ok((module, descriptor))
     }
 
-    fn read_descriptor(&self, source: &Path, layout: Layout) -> Result<Descriptor> {
+    /// Reads the descriptor `inspect` chose in the file.
+    fn read_descriptor(&self, inspected: Inspected, source: &Path) -> Result<Descriptor> {
+        let Inspected { symbol, size, layout } = inspected;
         let library = self.library.as_ref().expect("open library");
         let not_a_module = |reason: String| Error::NotAModule { path: source.to_owned(), reason };
+        let mut symbol_nul = symbol.as_bytes().to_vec();
+        symbol_nul.push(0);
         // SAFETY: we only take the symbol's address; nothing is called.
-        let symbol = unsafe { library.get::<*const ModuleDescriptor>(DESCRIPTOR_SYMBOL_NUL) }
-            .map_err(|e| not_a_module(format!("`{DESCRIPTOR_SYMBOL}` cannot be resolved: {e}")))?;
-        let ptr: *const ModuleDescriptor = *symbol;
+        let found = unsafe { library.get::<*const ModuleDescriptor>(symbol_nul.as_slice()) }
+            .map_err(|e| not_a_module(format!("`{symbol}` cannot be resolved: {e}")))?;
+        let ptr: *const ModuleDescriptor = *found;
         if ptr.is_null() || !ptr.cast::<u64>().is_aligned() {
-            return Err(not_a_module(format!("`{DESCRIPTOR_SYMBOL}` is null or misaligned")));
+            return Err(not_a_module(format!("`{symbol}` is null or misaligned")));
         }
         let bounds = Bounds::new(layout, ptr);
-        if !bounds.holds(ptr.cast(), size_of::<ModuleDescriptor>(), elf::PF_R) {
-            return Err(not_a_module(format!("`{DESCRIPTOR_SYMBOL}` does not lie inside the library")));
+        if !bounds.holds(ptr.cast(), size.min(size_of::<ModuleDescriptor>()), elf::PF_R) {
+            return Err(not_a_module(format!("`{symbol}` does not lie inside the library")));
         }
         // SAFETY: the file exports this symbol with the hcr magic and our
-        // major ABI version in its header (checked by `inspect`), which means
-        // the module defines it as a `ModuleDescriptor` of this layout; it
-        // lies in the library's readable memory (checked just above).
-        let d = unsafe { &*ptr };
-        let mut header = [0u8; 16];
-        header[..8].copy_from_slice(&d.magic);
-        header[8..10].copy_from_slice(&d.abi_major.to_ne_bytes());
-        header[10..12].copy_from_slice(&d.abi_minor.to_ne_bytes());
-        check_header(&header, source)?;
-        if (d.size as usize) < size_of::<ModuleDescriptor>() {
-            return Err(not_a_module(format!("its descriptor is {} bytes, too small", d.size)));
+        // major ABI version in its 16-byte header (checked by `inspect`),
+        // which the module defines as the start of a `ModuleDescriptor`; the
+        // `size` bytes it declares lie in the library's readable memory
+        // (checked just above).
+        let header = unsafe { ptr.cast::<[u8; 16]>().read() };
+        check_header(&header, &symbol, source)?;
+        if header_size(&header) as usize != size {
+            return Err(not_a_module(format!("`{symbol}` changed between the file and memory")));
         }
+        // SAFETY: as above: the declared `size` bytes are readable, and the
+        // descriptor contract makes its fields up to `size` valid.
+        let d = unsafe { copy_descriptor(ptr) }
+            .ok_or_else(|| not_a_module(format!("its descriptor is {size} bytes, too small")))?;
         let name = module_name(&bounds, d.name, "module name").map_err(&not_a_module)?;
+        if let Some(suffix) = symbol.strip_prefix(DESCRIPTOR_SYMBOL_PREFIX)
+            && suffix != name
+        {
+            return Err(not_a_module(format!(
+                "it exports its descriptor as `{symbol}`, but the descriptor names module `{name}`: rebuild it"
+            )));
+        }
         let build_id = bounds.string(d.build_id, 4096, "build id").map_err(&not_a_module)?;
         let imports_len = d.import_count.saturating_mul(size_of::<Str>());
         let imports_ok =
@@ -571,6 +712,46 @@ impl ModuleLibrary {
             tracing::warn!(error = %e, "closing a module library failed");
         }
     }
+}
+
+/// The `size` field of a descriptor's header.
+fn header_size(header: &[u8; 16]) -> u32 {
+    u32::from_ne_bytes([header[12], header[13], header[14], header[15]])
+}
+
+/// The smallest descriptor accepted: ABI 1.0 and 1.1 end before `flags`.
+const MIN_DESCRIPTOR_SIZE: usize = offset_of!(ModuleDescriptor, flags);
+
+/// Copies a module's descriptor, reading only the `size` bytes the module
+/// declares (a module built for ABI 1.0 or 1.1 has no `flags` and no
+/// fingerprint: those read as zero). `None` when `size` is too small to
+/// hold the fields every version has.
+///
+/// # Safety
+///
+/// `ptr` must point at a descriptor whose first `size` bytes (as its header
+/// says) are readable, and whose fields up to `flags` are valid.
+unsafe fn copy_descriptor(ptr: *const ModuleDescriptor) -> Option<ModuleDescriptor> {
+    // SAFETY: the 16-byte header is readable (caller).
+    let size = header_size(&unsafe { ptr.cast::<[u8; 16]>().read() }) as usize;
+    if size < MIN_DESCRIPTOR_SIZE {
+        return None;
+    }
+    // SAFETY: every field of a descriptor is valid when all zero (null
+    // pointers, `None`, empty strings, zero counts).
+    let mut d: ModuleDescriptor = unsafe { std::mem::zeroed() };
+    // SAFETY: the module's first `size` bytes are readable (caller), at
+    // most `size_of::<ModuleDescriptor>()` of them are copied into `d`, and
+    // they include every pointer field whole (`size` reaches `flags`), each
+    // a valid value by the descriptor contract.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            ptr.cast::<u8>(),
+            std::ptr::from_mut(&mut d).cast::<u8>(),
+            size.min(size_of::<ModuleDescriptor>()),
+        )
+    };
+    Some(d)
 }
 
 /// Copies a string out of module memory, validating it.
@@ -809,6 +990,62 @@ mod tests {
         assert_eq!(&buf, b"middle");
         copied.read_exact_at(&mut buf[..4], 0).unwrap();
         assert_eq!(&buf[..4], b"head");
+    }
+
+    #[test]
+    fn the_descriptor_is_the_one_named_after_the_file_then_the_only_one_then_the_c_one() {
+        let c = DESCRIPTOR_SYMBOL;
+        let game = "HCR_MODULE_DESCRIPTOR_game";
+        let physics = "HCR_MODULE_DESCRIPTOR_physics";
+        // A module library that links another module crate exports both.
+        assert_eq!(choose_descriptor(&[physics, game], "game"), Ok(game));
+        assert_eq!(choose_descriptor(&[physics, game, c], "physics"), Ok(physics));
+        // A renamed file with one descriptor.
+        assert_eq!(choose_descriptor(&[game], "game-copy"), Ok(game));
+        assert_eq!(choose_descriptor(&[game, c], "other"), Ok(game));
+        // A module written in C.
+        assert_eq!(choose_descriptor(&[c], "counter"), Ok(c));
+        assert_eq!(choose_descriptor(&[physics, game, c], "other"), Ok(c));
+        // Several and none named after the file: they are listed.
+        let err = choose_descriptor(&[physics, game], "other").unwrap_err();
+        assert!(err.contains("`HCR_MODULE_DESCRIPTOR_game`, `HCR_MODULE_DESCRIPTOR_physics`"), "{err}");
+        assert!(err.contains("`HCR_MODULE_DESCRIPTOR_other`"), "{err}");
+        let err = choose_descriptor(&[], "m").unwrap_err();
+        assert_eq!(err, "it exports neither `HCR_MODULE_DESCRIPTOR_m` nor `HCR_MODULE_DESCRIPTOR`");
+        // An empty suffix is not a module's name.
+        assert_eq!(choose_descriptor(&["HCR_MODULE_DESCRIPTOR_"], "m").unwrap_err(), err);
+        assert_eq!(file_stem(Path::new(&format!("/x/{}", library_file_name("a.b")))), "a.b");
+    }
+
+    fn descriptor_bytes(flags: ModuleFlags, fingerprint: &[u8], len: u32) -> Vec<u8> {
+        let mut bytes = vec![0u8; size_of::<ModuleDescriptor>()];
+        let flags_at = offset_of!(ModuleDescriptor, flags);
+        bytes[flags_at..flags_at + 4].copy_from_slice(&flags.0.to_ne_bytes());
+        let len_at = offset_of!(ModuleDescriptor, fingerprint_len);
+        bytes[len_at..len_at + 4].copy_from_slice(&len.to_ne_bytes());
+        let at = offset_of!(ModuleDescriptor, fingerprint);
+        bytes[at..at + fingerprint.len()].copy_from_slice(fingerprint);
+        bytes
+    }
+
+    #[test]
+    fn rust_modules_need_the_runtimes_toolchain() {
+        let path = Path::new("libm.so");
+        let ours = RUNTIME_FINGERPRINT.as_bytes();
+        assert!(ours.starts_with(b"rustc ") && ours.ends_with(hcr_abi::VERSION.as_bytes()));
+        let same = descriptor_bytes(ModuleFlags::RUST_ABI, ours, ours.len() as u32);
+        check_toolchain(&same, path).unwrap();
+        let other = b"rustc 1.0.0 (0000); x86_64-unknown-linux-gnu; panic=abort";
+        let refused = check_toolchain(&descriptor_bytes(ModuleFlags::RUST_ABI, other, other.len() as u32), path);
+        let Err(Error::ToolchainMismatch { found, expected, .. }) = refused else { panic!("{refused:?}") };
+        assert_eq!((found.as_bytes(), expected.as_bytes()), (&other[..], ours));
+        for (len, what) in [(0, "<no fingerprint>"), (300, "<a corrupt fingerprint (300 bytes, at most 256)>")] {
+            let refused = check_toolchain(&descriptor_bytes(ModuleFlags::RUST_ABI, b"", len), path);
+            assert!(matches!(&refused, Err(Error::ToolchainMismatch { found, .. }) if found == what), "{refused:?}");
+        }
+        // Without the flag (a C module), or an ABI 1.1 descriptor: nothing to compare.
+        check_toolchain(&descriptor_bytes(ModuleFlags::NONE, b"", 0), path).unwrap();
+        check_toolchain(&descriptor_bytes(ModuleFlags::RUST_ABI, other, 10)[..MIN_DESCRIPTOR_SIZE], path).unwrap();
     }
 
     #[test]

@@ -315,3 +315,41 @@ fn loading_the_same_path_twice_is_idempotent_and_a_second_copy_of_a_name_is_refu
     assert!(matches!(err.failures()[0], hcr_runtime::Error::DuplicateModule { .. }), "{err}");
     assert_eq!(rt.stats().modules, 1);
 }
+
+/// A build of `counter` whose descriptor says it was built against ABI 1.1
+/// (or 1.0): as short as descriptors were then, without flags or
+/// fingerprint.
+fn as_older_abi(variant: &[&str], minor: u16, size: usize) -> Vec<u8> {
+    let mut bytes = std::fs::read(fixture("counter", variant)).unwrap();
+    let at = support::descriptor_offset(&bytes, hcr_runtime::abi::DESCRIPTOR_SYMBOL);
+    assert_eq!(&bytes[at..at + 8], &hcr_runtime::abi::MAGIC);
+    bytes[at + 10..at + 12].copy_from_slice(&minor.to_ne_bytes());
+    bytes[at + 12..at + 16].copy_from_slice(&(size as u32).to_ne_bytes());
+    bytes
+}
+
+#[test]
+fn modules_built_for_older_minor_versions_load_and_reload() {
+    use hcr_runtime::abi::ModuleDescriptor;
+    let short = std::mem::offset_of!(ModuleDescriptor, flags);
+    let s = Scratch::new("older-abi");
+    let path = s.install_bytes(&as_older_abi(&[], 1, short), "counter");
+    let rt = runtime();
+    let info = rt.load(&path).unwrap();
+    assert_eq!(info.abi_minor, 1);
+    assert_eq!(fn1(&rt, "counter", "answer")(1), 2);
+    s.install_bytes(&as_older_abi(&["v2"], 0, short), "counter");
+    assert!(wait_for_reload_needed(&rt));
+    rt.perform_reload().unwrap();
+    assert_eq!(fn1(&rt, "counter", "answer")(1), 3);
+    assert_eq!(rt.modules()[0].abi_minor, 0);
+
+    // Shorter than any version's descriptor: refused before it runs.
+    let s = Scratch::new("older-abi-short");
+    let path = s.install_bytes(&as_older_abi(&[], 1, short - 8), "counter");
+    let err = runtime().load(&path).unwrap_err();
+    assert!(
+        matches!(err.failures()[0], hcr_runtime::Error::NotAModule { reason, .. } if reason.contains("too small")),
+        "{err}"
+    );
+}

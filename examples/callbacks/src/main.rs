@@ -37,7 +37,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         round += 1;
         let results: Vec<String> = run_table(&table, 3).into_iter().map(|(n, v)| format!("{n}(3) = {v}")).collect();
-        println!("round {round}: {}  [ops called {} times]", results.join(", "), ops::calls());
+        println!("round {round}: {}  [ops called {} times]", results.join(", "), ops::ops_calls());
         std::thread::sleep(Duration::from_millis(if frames.is_some() { 10 } else { 1000 }));
     }
     Ok(())

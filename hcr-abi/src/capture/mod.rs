@@ -63,6 +63,10 @@ pub struct ModuleInfo {
 /// The runtime's table, once the module's init installed it.
 static SERVICES: AtomicPtr<Services> = AtomicPtr::new(core::ptr::null_mut());
 
+/// What the module's generated code said about the module, once its init
+/// started: the name that reports of init panics carry.
+static MODULE: AtomicPtr<ModuleInfo> = AtomicPtr::new(core::ptr::null_mut());
+
 /// Where the last panic of this thread in this module happened: a pointer
 /// into the module's static data (a `&'static str` that the compiler
 /// emitted), line and column. Plain `Copy` data, so no destructor is
@@ -168,6 +172,16 @@ fn print_line(line: &str) {
     let _ = std::io::stderr().write_all(text.as_bytes());
 }
 
+/// The module's panic hook, as installed: the module comes from `MODULE`.
+fn hook(info: &PanicHookInfo<'_>) {
+    // Acquire: pairs with the release in `init_module`, which stores it
+    // before it installs this hook.
+    // SAFETY: a non-null pointer is the `&'static ModuleInfo` stored there.
+    if let Some(module) = unsafe { MODULE.load(Ordering::Acquire).as_ref() } {
+        on_panic(info, module);
+    }
+}
+
 /// The module's panic hook.
 fn on_panic(info: &PanicHookInfo<'_>, module: &'static ModuleInfo) {
     let location = info.location();
@@ -206,6 +220,9 @@ fn on_panic(info: &PanicHookInfo<'_>, module: &'static ModuleInfo) {
 ///
 /// A failure status after telling the runtime why (`report_error`).
 pub(crate) unsafe fn init_module(api: &HostApi, module: &'static ModuleInfo) -> Result<(), Status> {
+    // Release: publishes the (static, immutable) description to the acquire
+    // load in `init_panic_message`.
+    MODULE.store(core::ptr::from_ref(module).cast_mut(), Ordering::Release);
     // SAFETY: forwarded from the caller.
     let services = unsafe { api.services() };
     let refuse = |status: Status, message: &str| {
@@ -255,7 +272,10 @@ pub(crate) unsafe fn init_module(api: &HostApi, module: &'static ModuleInfo) -> 
             );
         }
     }
-    std::panic::set_hook(Box::new(move |info| on_panic(info, module)));
+    // A hook that captures nothing is a zero-sized box: installing it
+    // allocates nothing, so the box the library's `std` keeps (and never
+    // frees: it goes away with the library) costs nothing per load.
+    std::panic::set_hook(Box::new(hook));
     Ok(())
 }
 
@@ -326,11 +346,21 @@ pub fn migration_guard(module: &'static str, name: &'static str, f: impl FnOnce(
 }
 
 /// The message an init reports for a panic it caught: with the location
-/// the hook recorded, if any.
+/// the hook recorded, if any. The panic is also reported to the runtime
+/// ([`PanicOrigin::INIT`]) once the init has installed its services.
 pub fn init_panic_message(payload: Box<dyn Any + Send>) -> String {
     let site = take_site();
     let message = payload_message(&*payload);
     dispose(payload);
+    // Acquire: pairs with the release in `init_module`.
+    // SAFETY: a non-null pointer is the `&'static ModuleInfo` stored there.
+    if let Some(module) = unsafe { MODULE.load(Ordering::Acquire).as_ref() } {
+        let mut panic = ProcPanic::new(module.name, "init", &message);
+        if let Some((file, line, column)) = &site {
+            panic = panic.with_location(file, *line, *column);
+        }
+        report(PanicOrigin::INIT, &panic);
+    }
     match site {
         Some((file, line, column)) => std::format!("init panicked at {file}:{line}:{column}: {message}"),
         None => std::format!("init panicked: {message}"),

@@ -11,7 +11,7 @@ pub mod __hcr_module {
     static IMPORTS: [abi::Str; 1] = [abi::Str::new("physics")];
     /// How the hcr runtime finds and initialises this module.
     #[unsafe(no_mangle)]
-    pub static HCR_MODULE_DESCRIPTOR: abi::ModuleDescriptor = abi::ModuleDescriptor::new(
+    pub static HCR_MODULE_DESCRIPTOR_game: abi::ModuleDescriptor = abi::ModuleDescriptor::new(
             NAME,
             "game-59847d9d1d94baf9",
             &IMPORTS,

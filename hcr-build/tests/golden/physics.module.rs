@@ -17,7 +17,7 @@ pub mod __hcr_module {
     static IMPORTS: [abi::Str; 0] = [];
     /// How the hcr runtime finds and initialises this module.
     #[unsafe(no_mangle)]
-    pub static HCR_MODULE_DESCRIPTOR: abi::ModuleDescriptor = abi::ModuleDescriptor::new(
+    pub static HCR_MODULE_DESCRIPTOR_physics: abi::ModuleDescriptor = abi::ModuleDescriptor::new(
             NAME,
             "physics-1684c405996d7cf5",
             &IMPORTS,

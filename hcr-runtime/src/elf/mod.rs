@@ -118,16 +118,21 @@ impl Segment {
     }
 }
 
-/// Where the module descriptor is, as the loader would find it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Where a module descriptor is, as the loader would find it.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct DescriptorSite {
+    /// The exported name.
+    pub(crate) symbol: String,
     /// Its virtual address (relative to the load base).
     pub(crate) vaddr: u64,
     /// The symbol's size (`0` when the object did not record it).
     pub(crate) size: u64,
-    /// Its first 16 bytes as they are in the file (magic and version; never
-    /// relocated).
-    pub(crate) header: [u8; 16],
+    /// Its bytes as they are in the file (never relocated: only the
+    /// pointer-free fields mean anything): the 16-byte header (magic,
+    /// versions, size), then as many of the bytes the header's `size`
+    /// declares as the caller asked for and the file holds. Empty when not
+    /// even the header is data in the file.
+    pub(crate) bytes: Vec<u8>,
 }
 
 /// A library that passed every check.
@@ -135,8 +140,9 @@ pub(crate) struct DescriptorSite {
 pub(crate) struct Image {
     /// The loadable segments, in address order.
     pub(crate) segments: Vec<Segment>,
-    /// The descriptor symbol, if the library exports it.
-    pub(crate) descriptor: Option<DescriptorSite>,
+    /// Every exported symbol whose name starts with the descriptor prefix
+    /// and that `dlsym` would find, sorted by name.
+    pub(crate) descriptors: Vec<DescriptorSite>,
 }
 
 impl Image {
@@ -148,8 +154,15 @@ impl Image {
 }
 
 /// Validates `data`, the complete library file, for `machine`, and finds the
-/// export named `descriptor`.
-pub(crate) fn validate(data: &[u8], machine: &Machine, policy: Policy, descriptor: &str) -> Result<Image, Problem> {
+/// exports whose names start with `prefix` (the module descriptors), reading
+/// at most `max_len` bytes of each.
+pub(crate) fn validate(
+    data: &[u8],
+    machine: &Machine,
+    policy: Policy,
+    prefix: &str,
+    max_len: u64,
+) -> Result<Image, Problem> {
     let headers = headers::read(data, machine, policy)?;
     let file = File { data, loads: &headers.loads };
     let dynamic = dynamic::read(&file, &headers)?;
@@ -163,21 +176,27 @@ pub(crate) fn validate(data: &[u8], machine: &Machine, policy: Policy, descripto
     let symbols = symbols::Symbols::read(&file, &dynamic, headers.tls)?;
     let versions = versions::read(&file, &dynamic, &symbols)?;
     relocs::check(&file, &headers, &dynamic, &symbols, machine, policy)?;
-    let descriptor = symbols.lookup(descriptor.as_bytes(), versions.versym).map(|sym| {
-        let header = file.bytes(sym.value, 16).map(|b| b.try_into().expect("16 bytes"));
-        (sym, header)
-    });
-    let descriptor = match descriptor {
-        None => None,
-        Some((sym, Some(header))) => Some(DescriptorSite { vaddr: sym.value, size: sym.size, header }),
-        Some((sym, None)) => {
-            return Err(Problem::Malformed(format!(
-                "its descriptor symbol points at {:#x}, which is not data in the file",
-                sym.value
-            )));
+    let mut descriptors: Vec<DescriptorSite> = Vec::new();
+    for index in 1..symbols.count {
+        let name = symbols.string(u64::from(symbols.get(index).name));
+        if !name.starts_with(prefix.as_bytes()) || descriptors.iter().any(|d| d.symbol.as_bytes() == name) {
+            continue;
         }
-    };
-    Ok(Image { segments: headers.loads, descriptor })
+        // Only what `dlsym` finds through the hash table counts.
+        let (Ok(symbol), Some(sym)) = (std::str::from_utf8(name), symbols.lookup(name, versions.versym)) else {
+            continue;
+        };
+        let bytes = match file.bytes(sym.value, 16) {
+            None => Vec::new(),
+            Some(header) => {
+                let declared = u64::from(u32_at(header, 12).expect("16 bytes"));
+                file.bytes(sym.value, declared.clamp(16, max_len.max(16))).unwrap_or(header).to_vec()
+            }
+        };
+        descriptors.push(DescriptorSite { symbol: symbol.to_owned(), vaddr: sym.value, size: sym.size, bytes });
+    }
+    descriptors.sort_by(|a, b| a.symbol.cmp(&b.symbol));
+    Ok(Image { segments: headers.loads, descriptors })
 }
 
 /// The file and its loadable segments: translates virtual addresses into

@@ -37,20 +37,7 @@ impl HostHandlers {
             ReloadStage::Committed => (Phase::AFTER_RELOAD, hcr_abi::Outcome::COMMITTED),
             ReloadStage::RolledBack => (Phase::AFTER_RELOAD, hcr_abi::Outcome::ROLLED_BACK),
         };
-        let event = hcr_abi::ReloadEvent {
-            size: size_of::<hcr_abi::ReloadEvent>() as u32,
-            phase,
-            outcome,
-            reserved: 0,
-            generation,
-        };
-        for handler in handlers {
-            // SAFETY: the handler was registered by a module that is still
-            // loaded (loads and reloads are excluded while handlers run), and
-            // the module contract makes it callable with its `user` pointer
-            // from any thread, without unwinding.
-            unsafe { (handler.f)(handler.user as *mut c_void, &event) };
-        }
+        run_modules(handlers, phase, outcome, generation);
         let mut host = std::mem::take(&mut *self.0.lock());
         let event = ReloadEvent { stage, generation };
         for handler in &mut host {
@@ -59,6 +46,31 @@ impl HostHandlers {
         let mut slot = self.0.lock();
         host.append(&mut slot);
         *slot = host;
+    }
+
+    /// Runs the first-load handlers of the modules a load or reload brought
+    /// in (imports first), once, after it committed. Host callbacks are not
+    /// told: the host knows what it loaded.
+    pub(super) fn run_first_load(&self, handlers: &[Handler], generation: u64) {
+        run_modules(handlers, Phase::FIRST_LOAD, hcr_abi::Outcome::COMMITTED, generation);
+    }
+}
+
+/// Runs module handlers with one event.
+fn run_modules(handlers: &[Handler], phase: Phase, outcome: hcr_abi::Outcome, generation: u64) {
+    let event = hcr_abi::ReloadEvent {
+        size: size_of::<hcr_abi::ReloadEvent>() as u32,
+        phase,
+        outcome,
+        reserved: 0,
+        generation,
+    };
+    for handler in handlers {
+        // SAFETY: the handler was registered by a module that is still
+        // loaded (loads and reloads are excluded while handlers run), and
+        // the module contract makes it callable with its `user` pointer
+        // from any thread, without unwinding.
+        unsafe { (handler.f)(handler.user as *mut c_void, &event) };
     }
 }
 

@@ -25,6 +25,7 @@ mod lock;
 mod ops;
 mod reads;
 mod report;
+mod revert;
 mod session;
 mod snapshot;
 mod state;
@@ -43,6 +44,7 @@ use parking_lot::{Mutex, RwLock};
 use self::handlers::HostHandlers;
 pub use self::handles::{GlobalRef, Proc, Stub};
 use self::lock::{Held, hold};
+pub(crate) use self::ops::append_line;
 pub use self::report::{
     Inspection, ModuleInfo, Refusal, ReloadEvent, ReloadReport, ReloadStage, ReloadTimings, Stats, StubInfo, StubState,
 };
@@ -52,7 +54,9 @@ use self::stubs::Stubs;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::loader::{self, PrivateDir};
+use crate::panics::PanicEvent;
 use crate::reclaim::{Reclaimer, ThreadGuard};
+use crate::services::HostServices;
 use crate::table::StubTable;
 use crate::watch::{FileWatcher, WatchSignal};
 
@@ -119,6 +123,8 @@ pub struct Runtime {
     report_file: Option<PathBuf>,
     /// [`Config::settle_time`].
     settle: Duration,
+    /// The services table modules receive, and the panics they report.
+    services: Arc<HostServices>,
     /// [`Config::max_module_size`].
     max_module_size: u64,
 }
@@ -188,10 +194,11 @@ impl Runtime {
         let watch = watcher.as_ref().map(FileWatcher::signal);
         let report_file = config.report_file.clone();
         let settle = config.settle_time;
+        let services = HostServices::new(report_file.clone());
         Ok(Runtime {
             exclusive: Mutex::new(()),
             exclusive_holder: AtomicU64::new(0),
-            state: Mutex::new(State::new(config, stubs.clone(), private, watcher)),
+            state: Mutex::new(State::new(config, stubs.clone(), private, watcher, services.clone())),
             state_holder: AtomicU64::new(0),
             stubs,
             committed: ArcSwap::from_pointee(Snapshot::default()),
@@ -204,6 +211,7 @@ impl Runtime {
             watch_checked: AtomicU64::new(0),
             report_file,
             settle,
+            services,
             max_module_size,
         })
     }
@@ -370,36 +378,181 @@ impl Runtime {
     ///
     /// With [`Config::report_file`] set, every reload that did something
     /// appends lines to that file, tab-separated: one for what committed,
-    /// one for what was refused:
+    /// one for what was refused ([`Runtime::revert`] writes a `reverted`
+    /// line instead of `reloaded`); and every panic in module code, when it
+    /// is reported (a reload's or not), appends a `panic` line:
     ///
     /// ```text
     /// reloaded<TAB><generation><TAB><milliseconds><TAB><module>,<module>...
+    /// reverted<TAB><generation><TAB><milliseconds><TAB><module>
     /// failed<TAB><milliseconds><TAB><error, newlines replaced by " | ">
+    /// panic<TAB><module><TAB><proc><TAB><file>:<line>:<column><TAB><message>
     /// ```
+    ///
+    /// A panic's proc is the proc or hook, `<init>`, `<migration NAME>`, or
+    /// empty outside any reloadable function; its location is empty when
+    /// unknown; in every field tabs become spaces and newlines ` | `.
+    ///
+    /// # Panics in module code
+    ///
+    /// A panic in a new build's init or migration fails that build (rolled
+    /// back like any refusal); a panic in a reload hook is reported and the
+    /// reload goes on (after-reload hooks run after the commit, which
+    /// stands). Those reported on the reloading thread are in
+    /// [`ReloadReport::panics`]; all are in [`Runtime::take_panics`].
     pub fn perform_reload(&self) -> Result<ReloadReport> {
         let started = Instant::now();
         let result = self.reload();
-        if let Some(path) = &self.report_file {
-            let ms = started.elapsed().as_secs_f64() * 1e3;
-            let mut lines = Vec::new();
-            match &result {
-                Ok(report) => {
-                    if !report.is_empty() {
-                        lines.push(format!("reloaded\t{}\t{ms:.1}\t{}", report.generation, report.reloaded.join(",")));
-                    }
-                    if !report.refused.is_empty() {
-                        let refused: Vec<String> = report.refused.iter().map(|r| r.error.to_string()).collect();
-                        lines.push(format!("failed\t{ms:.1}\t{}", refused.join("; ")));
-                    }
-                }
-                Err(Error::Reentrant) => {}
-                Err(e) => lines.push(format!("failed\t{ms:.1}\t{e}")),
-            }
-            for line in lines {
-                ops::append_line(path, &line.replace('\n', " | "));
-            }
-        }
+        self.report(&result, started);
         result
+    }
+
+    /// Appends the report file's lines for a reload or revert.
+    fn report(&self, result: &Result<ReloadReport>, started: Instant) {
+        let Some(path) = &self.report_file else { return };
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        let mut lines = Vec::new();
+        match result {
+            Ok(report) => {
+                if !report.reloaded.is_empty() || !report.loaded.is_empty() || !report.unloaded.is_empty() {
+                    lines.push(format!("reloaded\t{}\t{ms:.1}\t{}", report.generation, report.reloaded.join(",")));
+                }
+                if !report.reverted.is_empty() {
+                    lines.push(format!("reverted\t{}\t{ms:.1}\t{}", report.generation, report.reverted.join(",")));
+                }
+                if !report.refused.is_empty() {
+                    let refused: Vec<String> = report.refused.iter().map(|r| r.error.to_string()).collect();
+                    lines.push(format!("failed\t{ms:.1}\t{}", refused.join("; ")));
+                }
+            }
+            Err(Error::Reentrant) => {}
+            Err(e) => lines.push(format!("failed\t{ms:.1}\t{e}")),
+        }
+        for line in lines {
+            ops::append_line(path, &line.replace('\n', " | "));
+        }
+    }
+
+    /// The panics modules reported since the last call, oldest first: in
+    /// reloadable functions (whose callers received them as `ProcPanic`s),
+    /// in reload hooks, inits and migrations, and on threads the modules
+    /// started. The runtime keeps the last 256 until they are taken.
+    ///
+    /// Each is also logged (`tracing`), and written to [`Config::report_file`]
+    /// as a line `panic<TAB>module<TAB>proc<TAB>file:line:col<TAB>message`;
+    /// those during a reload are also in its [`ReloadReport::panics`].
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hcr_runtime::Error> {
+    /// # let runtime = hcr_runtime::Runtime::new()?;
+    /// for panic in runtime.take_panics() {
+    ///     eprintln!("{panic}"); // panic in game::update at src/lib.rs:42:5: ...
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Thread-safety
+    ///
+    /// Never waits for a running reload.
+    pub fn take_panics(&self) -> Vec<PanicEvent> {
+        let (panics, dropped) = self.services.panics.take();
+        if dropped > 0 {
+            tracing::warn!(dropped, "older panics were dropped: take them more often");
+        }
+        panics
+    }
+
+    /// Sends module `name` back to its previous build, which the runtime
+    /// kept loaded ([`Config::keep_previous_builds`]), as one transaction
+    /// with the checks of a reload: its procs' stubs point at the previous
+    /// code again, procs only the newer build had are unbound, globals only
+    /// the newer build had are freed, and the before- and after-reload
+    /// handlers run as for a reload. The previous build's init does not run
+    /// again: its globals are exactly those it had, which is why every one
+    /// of them must still exist with the same storage and layout.
+    ///
+    /// The newer build's file is then treated as refused: it is not loaded
+    /// again until it changes. The report lists the module in
+    /// [`ReloadReport::reverted`]. Only one build back: there is no previous
+    /// build after a revert, until the next reload.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hcr_runtime::Error> {
+    /// let config = hcr_runtime::Config::from_env()?.with_keep_previous_builds(true);
+    /// let runtime = hcr_runtime::Runtime::with_config(config)?;
+    /// runtime.load("target/debug/libgame.so")?;
+    /// // ... a reload, then the new code panics:
+    /// if runtime.take_panics().iter().any(|p| p.module == "game") {
+    ///     println!("{}", runtime.revert("game")?);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownModule`]; [`Error::NoPreviousBuild`] when none is
+    /// kept (the module was not reloaded since it was loaded or reverted, or
+    /// [`Config::keep_previous_builds`] is off); [`Error::ReloadFailed`]
+    /// when the revert is refused, listing why: a global of the previous
+    /// build that changed layout or storage since, or went away
+    /// ([`Error::RevertGlobalChanged`]), an import it needs that is no
+    /// longer loaded ([`Error::RevertImportGone`]), a signature a caller is
+    /// bound with ([`Error::SignatureMismatch`]), a proc a caller is bound
+    /// to that the previous build lacks ([`Error::BoundProcRemoved`]).
+    /// Nothing changed then, and the previous build stays available.
+    /// [`Error::CalledFromModule`] when the calling thread runs the
+    /// module's current code; [`Error::Reentrant`] from a handler or init.
+    ///
+    /// # Thread-safety
+    ///
+    /// Waits for a running load, unload or reload.
+    pub fn revert(&self, name: &str) -> Result<ReloadReport> {
+        let started = Instant::now();
+        let result = self.revert_module(name);
+        self.report(&result, started);
+        result
+    }
+
+    /// The modules whose current build had a panic in a reloadable function
+    /// since it was loaded (or reloaded, or reverted), in name order.
+    ///
+    /// # Thread-safety
+    ///
+    /// Never waits for a running reload.
+    pub fn panicked_modules(&self) -> Vec<String> {
+        self.services.panics.panicked_modules()
+    }
+
+    /// Reverts the first module (imports first) whose current build had a
+    /// panic in a reloadable function and whose previous build is kept:
+    /// what a development loop does after a panic, so that the next call
+    /// runs the code that worked. `None` when there is no such module.
+    ///
+    /// A module whose revert is refused is not tried again until its build
+    /// changes (its panics are forgotten); the error says why.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Runtime::revert`].
+    pub fn revert_panicked(&self) -> Option<Result<ReloadReport>> {
+        let panicked = self.services.panics.panicked_modules();
+        if panicked.is_empty() {
+            return None;
+        }
+        let snapshot = self.committed.load();
+        let candidate = snapshot.modules.iter().find(|m| panicked.contains(&m.name) && m.previous_build.is_some());
+        let Some(module) = candidate.map(|m| m.name.clone()) else {
+            // Nothing to go back to: forget them, until their next build.
+            self.services.panics.forget(&panicked);
+            return None;
+        };
+        let result = self.revert(&module);
+        if result.is_err() {
+            self.services.panics.forget([&module]);
+        }
+        Some(result)
     }
 
     /// Registers a host callback run before every reload attempt and after it

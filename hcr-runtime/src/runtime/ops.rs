@@ -58,6 +58,7 @@ impl Runtime {
                 self.publish(&state);
                 drop(state);
                 self.finish_retiring(retired);
+                self.host_handlers.run_first_load(&committed.first_load, self.generation());
                 Ok(info)
             }
             Err(failures) => {
@@ -91,7 +92,7 @@ impl Runtime {
     /// Sorts replaced libraries by policy: kept for good under
     /// [`UnloadPolicy::Never`], otherwise returned with the policy for
     /// [`Runtime::finish_retiring`] (once the state lock is released).
-    fn retire(&self, state: &mut State, retired: Vec<ModuleLibrary>) -> (UnloadPolicy, Vec<ModuleLibrary>) {
+    pub(super) fn retire(&self, state: &mut State, retired: Vec<ModuleLibrary>) -> (UnloadPolicy, Vec<ModuleLibrary>) {
         let policy = state.config.unload_policy;
         if policy == UnloadPolicy::Never {
             state.kept.extend(retired);
@@ -100,7 +101,7 @@ impl Runtime {
         (policy, retired)
     }
 
-    fn finish_retiring(&self, (policy, retired): (UnloadPolicy, Vec<ModuleLibrary>)) {
+    pub(super) fn finish_retiring(&self, (policy, retired): (UnloadPolicy, Vec<ModuleLibrary>)) {
         match policy {
             UnloadPolicy::Immediate => self.reclaim.close_now(retired),
             _ => self.reclaim.retire(retired),
@@ -187,6 +188,7 @@ impl Runtime {
         let generation = self.generation();
         let mut timings = ReloadTimings::default();
         let state = self.state()?;
+        let capture = self.services.panics.capture();
 
         let t = Instant::now();
         let (mut state, changed) = self.changed_modules(state)?;
@@ -338,6 +340,7 @@ impl Runtime {
         self.finish_retiring(retired);
         timings.unload = t.elapsed();
         let t = Instant::now();
+        self.host_handlers.run_first_load(&committed.first_load, new_generation);
         self.host_handlers.run(&after, ReloadStage::Committed, new_generation);
         timings.handlers += t.elapsed();
         timings.total = started.elapsed();
@@ -356,7 +359,9 @@ impl Runtime {
             reloaded: committed.reloaded,
             loaded: committed.loaded,
             unloaded: committed.unloaded,
+            reverted: Vec::new(),
             refused,
+            panics: capture.finish(),
             timings,
         })
     }
@@ -370,6 +375,6 @@ fn refusal(failure: Failure) -> Refusal {
 
 /// Appends `line` to the report file at `path` (a regular file, opened so
 /// that it cannot block); a failure is only logged.
-pub(super) fn append_line(path: &Path, line: &str) {
+pub(crate) fn append_line(path: &Path, line: &str) {
     crate::loader::append_report(path, line);
 }

@@ -10,8 +10,9 @@ use crate::error::Error;
 
 #[cfg(doc)]
 use super::Runtime;
+use crate::PanicEvent;
 #[cfg(doc)]
-use crate::config::UnloadPolicy;
+use crate::config::{Config, UnloadPolicy};
 
 /// A loaded module.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,6 +36,9 @@ pub struct ModuleInfo {
     pub globals: usize,
     /// The generation its current code was loaded in.
     pub generation: u64,
+    /// The build id of its previous build, when that is kept for
+    /// [`Runtime::revert`] ([`Config::keep_previous_builds`]).
+    pub previous_build: Option<String>,
 }
 
 /// Where a reload is, as told to host callbacks ([`Runtime::on_reload`]).
@@ -109,10 +113,17 @@ pub struct ReloadReport {
     pub loaded: Vec<String>,
     /// Modules unloaded because nothing imports them any more.
     pub unloaded: Vec<String>,
+    /// Modules sent back to their previous build ([`Runtime::revert`]).
+    pub reverted: Vec<String>,
     /// Changed modules whose new builds were refused while the others
     /// committed: their old code keeps running, and their files are not
     /// tried again until they change.
     pub refused: Vec<Refusal>,
+    /// Panics in module code during the reload, on the thread that ran it:
+    /// in inits and migrations of builds that were refused, in reload
+    /// hooks (which do not stop a reload), and in procs those hooks called.
+    /// [`Runtime::take_panics`] returns them too.
+    pub panics: Vec<PanicEvent>,
     /// Time per phase.
     pub timings: ReloadTimings,
 }
@@ -141,7 +152,14 @@ impl fmt::Display for ReloadReport {
         if self.is_empty() {
             return write!(f, "nothing changed");
         }
-        write!(f, "generation {}: reloaded [{}]", self.generation, self.reloaded.join(", "))?;
+        if self.reverted.is_empty() || !self.reloaded.is_empty() {
+            write!(f, "generation {}: reloaded [{}]", self.generation, self.reloaded.join(", "))?;
+            if !self.reverted.is_empty() {
+                write!(f, ", reverted [{}]", self.reverted.join(", "))?;
+            }
+        } else {
+            write!(f, "generation {}: reverted [{}] to the previous build", self.generation, self.reverted.join(", "))?;
+        }
         if !self.loaded.is_empty() {
             write!(f, ", loaded [{}]", self.loaded.join(", "))?;
         }
@@ -152,6 +170,9 @@ impl fmt::Display for ReloadReport {
             let refused: Vec<&str> = self.refused.iter().map(|r| r.module.as_str()).collect();
             write!(f, ", refused [{}]", refused.join(", "))?;
         }
+        if !self.panics.is_empty() {
+            write!(f, ", {} panic(s)", self.panics.len())?;
+        }
         write!(f, " in {}", self.timings)
     }
 }
@@ -161,9 +182,9 @@ impl ReloadReport {
         ReloadReport { generation, timings, ..ReloadReport::default() }
     }
 
-    /// Whether nothing was reloaded, loaded or unloaded.
+    /// Whether nothing was reloaded, loaded, unloaded or reverted.
     pub fn is_empty(&self) -> bool {
-        self.reloaded.is_empty() && self.loaded.is_empty() && self.unloaded.is_empty()
+        self.reloaded.is_empty() && self.loaded.is_empty() && self.unloaded.is_empty() && self.reverted.is_empty()
     }
 }
 

@@ -5,7 +5,9 @@
 use std::ffi::c_void;
 use std::sync::Arc;
 
-use hcr_abi::{GlobalDesc, GlobalImport, GlobalMigration, GlobalSlot, HandlerFn, Phase, ProcDesc, ProcImport, Str};
+use hcr_abi::{
+    GlobalDesc, GlobalImport, GlobalMigration, GlobalSlot, HandlerFn, Phase, ProcDesc, ProcImport, Services, Str,
+};
 
 use super::handlers::Handler;
 use super::state::State;
@@ -109,14 +111,18 @@ impl InitContext for Session<'_> {
         let Some(existing) = self.state.globals.get(&module, &name) else {
             let slot = GlobalRegistry::new_slot(&module, &name, &requested)?;
             let ptr = slot.as_ptr();
+            let layout = requested.clone();
             self.state.globals.insert(module.clone(), &name, GlobalEntry { slot, layout: requested });
             self.txn.created_globals.push((module, name.as_str().into()));
-            self.txn.staged[self.index].record.globals.push(name.into());
+            let staged = &mut self.txn.staged[self.index];
+            staged.record.globals.push(name.as_str().into());
+            staged.global_slots.push((name.into(), ptr as usize, layout));
             return Ok(GlobalSlot { ptr: ptr.cast(), initialize: 1 });
         };
         if layout_fits(&existing.layout, &requested) {
             let ptr = existing.slot.as_ptr();
-            globals.push(name.into());
+            globals.push(name.as_str().into());
+            self.txn.staged[self.index].global_slots.push((name.into(), ptr as usize, requested));
             return Ok(GlobalSlot { ptr: ptr.cast(), initialize: 0 });
         }
         let from = &existing.layout;
@@ -136,21 +142,41 @@ impl InitContext for Session<'_> {
         // the new value into new storage.
         let slot = GlobalRegistry::new_slot(&module, &name, &requested)?;
         let old = existing.slot.as_ptr();
+        let panics_before = self.state.services.panics.captured();
         // SAFETY: `old` holds the global's value in the layout this migration
         // declares it reads (hash, size and alignment matched), and `slot` is
         // fresh storage of the new layout. Migrations are module code that
         // must not unwind; generated ones catch panics.
         let status = unsafe { (migration.migrate)(old.cast(), slot.as_ptr().cast()) };
         if !status.is_ok() {
+            // A generated migration reports its panic before it returns.
+            let panic = self
+                .state
+                .services
+                .panics
+                .captured_since(panics_before)
+                .into_iter()
+                .rfind(|p| p.kind == crate::PanicKind::Migration && *p.module == *module);
+            let reason = match panic {
+                Some(p) => match p.location() {
+                    Some(at) => format!("it panicked at {at}: {}", p.message),
+                    None => format!("it panicked: {}", p.message),
+                },
+                None => format!("it returned status {}", status.0),
+            };
             return Err(Error::MigrationFailed {
                 module: module.to_string(),
                 name,
                 from: Box::new(existing.layout.clone()),
+                reason,
             });
         }
         let ptr = slot.as_ptr();
+        let layout = requested.clone();
         self.txn.migrated.push((module, name.as_str().into(), GlobalEntry { slot, layout: requested }));
-        self.txn.staged[self.index].record.globals.push(name.into());
+        let staged = &mut self.txn.staged[self.index];
+        staged.record.globals.push(name.as_str().into());
+        staged.global_slots.push((name.into(), ptr as usize, layout));
         Ok(GlobalSlot { ptr: ptr.cast(), initialize: 0 })
     }
 
@@ -177,8 +203,12 @@ impl InitContext for Session<'_> {
         Ok(existing.slot.as_ptr().cast())
     }
 
+    fn services(&self) -> *const Services {
+        self.state.services.table()
+    }
+
     fn add_handler(&mut self, phase: Phase, f: HandlerFn, user: *mut c_void) -> Result<()> {
-        if phase != Phase::BEFORE_RELOAD && phase != Phase::AFTER_RELOAD {
+        if phase != Phase::BEFORE_RELOAD && phase != Phase::AFTER_RELOAD && phase != Phase::FIRST_LOAD {
             return Err(self.invalid(format!("handler phase {} is unknown", phase.0)));
         }
         self.txn.staged[self.index].record.handlers.push(Handler { phase, f, user: user as usize });

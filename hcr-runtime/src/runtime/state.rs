@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use hcr_abi::InitFn;
 use parking_lot::RwLock;
 
 use super::detect::{self, FileStatus};
@@ -12,11 +13,27 @@ use super::graph::Graph;
 use super::handlers::Handler;
 use super::report::ModuleInfo;
 use super::stubs::Stubs;
+use super::txn::StagedProc;
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{Error, GlobalLayout, Result};
 use crate::loader::{self, ModuleLibrary, PrivateDir, Quick, Stamp};
-use crate::registry::GlobalRegistry;
+use crate::registry::{Binder, GlobalRegistry};
+use crate::services::HostServices;
 use crate::watch::FileWatcher;
+
+/// What a build registered in its init, kept (with
+/// [`Config::keep_previous_builds`]) so that the build can become current
+/// again, after a newer one, without its init running again.
+#[derive(Default)]
+pub(super) struct Registration {
+    /// Its procs: stub, address, signature.
+    pub(super) procs: Vec<StagedProc>,
+    /// Its bindings to other modules' procs.
+    pub(super) binds: Vec<(u32, Binder)>,
+    /// Its globals, the storage each was given (the build keeps that
+    /// pointer) and the layout it asked for.
+    pub(super) globals: Vec<(Box<str>, usize, GlobalLayout)>,
+}
 
 /// A module: loaded, or staged by a transaction (then
 /// [`Staged`](super::txn::Staged) adds what only the transaction needs).
@@ -31,6 +48,8 @@ pub(super) struct ModuleRecord {
     /// make the same file load.
     pub(super) failed_with: Vec<Arc<str>>,
     pub(super) library: ModuleLibrary,
+    /// The init entry of its library.
+    pub(super) init: InitFn,
     pub(super) build_id: String,
     pub(super) abi_minor: u16,
     pub(super) imports: Vec<Arc<str>>,
@@ -40,6 +59,12 @@ pub(super) struct ModuleRecord {
     pub(super) handlers: Vec<Handler>,
     /// The generation its code was loaded in (set at commit).
     pub(super) generation: u64,
+    /// What its init registered; kept only with
+    /// [`Config::keep_previous_builds`].
+    pub(super) registration: Option<Registration>,
+    /// The build it replaced, still loaded, with
+    /// [`Config::keep_previous_builds`] (never more than one).
+    pub(super) previous: Option<Box<ModuleRecord>>,
 }
 
 impl ModuleRecord {
@@ -60,6 +85,7 @@ impl ModuleRecord {
             procs: bound,
             globals: self.globals.iter().filter(|g| globals.get(&self.name, g).is_some()).count(),
             generation: self.generation,
+            previous_build: self.previous.as_ref().map(|p| p.build_id.clone()),
         }
     }
 }
@@ -78,6 +104,8 @@ pub(super) struct State {
     pub(super) private: PrivateDir,
     /// Watches the loaded modules' files, if configured.
     pub(super) watcher: Option<FileWatcher>,
+    /// The services table modules receive, and the panics they report.
+    pub(super) services: Arc<HostServices>,
 }
 
 impl State {
@@ -86,6 +114,7 @@ impl State {
         stubs: Arc<RwLock<Stubs>>,
         private: PrivateDir,
         watcher: Option<FileWatcher>,
+        services: Arc<HostServices>,
     ) -> State {
         State {
             config,
@@ -95,6 +124,7 @@ impl State {
             kept: Vec::new(),
             private,
             watcher,
+            services,
         }
     }
 
@@ -144,7 +174,10 @@ impl Drop for State {
         let order = self.topo_order();
         let mut records: Vec<Option<ModuleRecord>> = self.modules.drain(..).map(Some).collect();
         for i in order.into_iter().rev() {
-            if let Some(record) = records[i].take() {
+            if let Some(mut record) = records[i].take() {
+                if let Some(previous) = record.previous.take() {
+                    previous.library.close();
+                }
                 record.library.close();
             }
         }

@@ -1,24 +1,25 @@
 //! The transaction shared by loads and reloads: stage (open every new
 //! library, then run the inits), check, then commit or roll back.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hcr_abi::InitFn;
+use hcr_abi::Phase;
 
 use super::checks::{self, Failure, check_stack};
+use super::handlers::Handler;
 use super::session::Session;
-use super::state::{ModuleRecord, State};
-use crate::error::Error;
+use super::state::{ModuleRecord, Registration, State};
+use crate::error::{Error, GlobalLayout};
 use crate::loader::{ModuleLibrary, PrivateCopy};
 use crate::mapped_vec::MappedVec;
-use crate::registry::{Binder, GlobalEntry, ProcState};
+use crate::registry::{Binder, Caller, GlobalEntry, ProcState};
 use crate::{api, arch, os};
 
 /// A proc registered by a module in an uncommitted transaction.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub(super) struct StagedProc {
     pub(super) stub: u32,
     pub(super) addr: usize,
@@ -54,10 +55,12 @@ pub(super) struct Staged {
     /// The input it came with: itself, or the module that imported it
     /// (`None` for a load, whose module is not known before it is opened).
     pub(super) owner: Option<Arc<str>>,
-    init: InitFn,
     /// Opening it (or an import it needed) failed: its init does not run.
-    broken: bool,
+    pub(super) broken: bool,
     pub(super) procs: MappedVec<StagedProc>,
+    /// The globals it registered, the storage each was given and the
+    /// layout it asked for.
+    pub(super) global_slots: Vec<(Box<str>, usize, GlobalLayout)>,
     pub(super) messages: Vec<String>,
     pub(super) errors: Vec<Error>,
 }
@@ -72,7 +75,20 @@ pub(super) struct Txn {
     pub(super) binds: Vec<(u32, Binder)>,
     /// Globals migrated to a new layout: new storage, installed at commit.
     pub(super) migrated: Vec<(Arc<str>, Box<str>, GlobalEntry)>,
-    times: TxnTimes,
+    pub(super) times: TxnTimes,
+}
+
+impl Txn {
+    pub(super) fn new() -> Txn {
+        Txn {
+            staged: Vec::new(),
+            registered: StubSet::default(),
+            created_globals: Vec::new(),
+            binds: Vec::new(),
+            migrated: Vec::new(),
+            times: TxnTimes::default(),
+        }
+    }
 }
 
 /// Time a transaction spent, by phase.
@@ -123,7 +139,21 @@ pub(super) struct Committed {
     pub(super) reloaded: Vec<String>,
     pub(super) loaded: Vec<String>,
     pub(super) unloaded: Vec<String>,
+    pub(super) reverted: Vec<String>,
     pub(super) retired: Vec<ModuleLibrary>,
+    /// The first-load handlers of the modules loaded, imports first.
+    pub(super) first_load: Vec<Handler>,
+}
+
+/// What a commit does with the builds it replaces.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Replace {
+    /// A reload: the replaced build is retired, or kept as the previous one
+    /// with [`Config::keep_previous_builds`](crate::Config::keep_previous_builds).
+    Reload,
+    /// A revert: the staged record is the previous build; the replaced one
+    /// is retired.
+    Revert,
 }
 
 impl State {
@@ -137,14 +167,7 @@ impl State {
         inputs: Vec<Input>,
         generation: u64,
     ) -> (std::result::Result<Committed, Vec<Failure>>, TxnTimes) {
-        let mut txn = Txn {
-            staged: Vec::new(),
-            registered: StubSet::default(),
-            created_globals: Vec::new(),
-            binds: Vec::new(),
-            migrated: Vec::new(),
-            times: TxnTimes::default(),
-        };
+        let mut txn = Txn::new();
         let mut failures = Vec::new();
         for input in inputs {
             let owner = input.owner();
@@ -177,7 +200,7 @@ impl State {
         let mut times = txn.times;
         if failures.is_empty() {
             let started = Instant::now();
-            let committed = self.commit(txn, generation);
+            let committed = self.commit(txn, generation, Replace::Reload);
             times.commit = started.elapsed();
             (Ok(committed), times)
         } else {
@@ -234,6 +257,7 @@ impl State {
                 failed: None,
                 failed_with: Vec::new(),
                 library,
+                init: descriptor.init,
                 build_id: descriptor.build_id,
                 abi_minor: descriptor.abi_minor,
                 imports: imports.clone(),
@@ -245,10 +269,12 @@ impl State {
                 globals: Vec::new(),
                 handlers: Vec::new(),
                 generation: 0,
+                registration: None,
+                previous: None,
             },
-            init: descriptor.init,
             broken: false,
             procs: MappedVec::new(),
+            global_slots: Vec::new(),
             messages: Vec::new(),
             errors: Vec::new(),
         });
@@ -306,7 +332,7 @@ impl State {
     }
 
     fn run_init(&mut self, txn: &mut Txn, index: usize) -> std::result::Result<(), Vec<Error>> {
-        let init = txn.staged[index].init;
+        let init = txn.staged[index].record.init;
         let status = {
             let mut session = Session { state: self, txn, index };
             let api = api::host_api(&mut session);
@@ -337,20 +363,29 @@ impl State {
     }
 
     /// Makes `txn` current: patch stubs, swap module records, retire old
-    /// libraries, unload modules nothing needs any more. Cannot fail.
-    fn commit(&mut self, txn: Txn, generation: u64) -> Committed {
+    /// libraries (or keep each replaced one as its module's previous build),
+    /// unload modules nothing needs any more. Cannot fail.
+    pub(super) fn commit(&mut self, txn: Txn, generation: u64, replace: Replace) -> Committed {
         let mut out = Committed::default();
         if arch::WEAKLY_ORDERED {
             // Everything the inits wrote (globals above all) must be visible
             // to any thread that reaches new code through a patched stub.
             os::process_barrier();
         }
+        let keep = self.config.keep_previous_builds;
         let Txn { staged, binds, migrated, registered, .. } = txn;
         let replaced: HashSet<Arc<str>> = staged.iter().map(|s| s.record.name.clone()).collect();
         let stubs = self.stubs.clone();
         let mut stubs = stubs.write();
         stubs.procs.forget_binders_of(&replaced);
+        let mut binds_of: HashMap<Arc<str>, Vec<(u32, Binder)>> = HashMap::new();
         for (stub, binder) in binds {
+            if keep
+                && replace == Replace::Reload
+                && let Caller::Module(module) = &binder.caller
+            {
+                binds_of.entry(module.clone()).or_default().push((stub, binder.clone()));
+            }
             stubs.procs.add_binder(stub, binder);
         }
         for (module, name, entry) in migrated {
@@ -364,25 +399,44 @@ impl State {
             }
             let mut record = staged.record;
             record.generation = generation;
+            if keep && replace == Replace::Reload {
+                record.registration = Some(Registration {
+                    procs: staged.procs.iter().copied().collect(),
+                    binds: binds_of.remove(&record.name).unwrap_or_default(),
+                    globals: staged.global_slots,
+                });
+            }
             match self.module_index(&record.name) {
                 Some(index) => {
-                    let old = std::mem::replace(&mut self.modules[index], record);
+                    let mut old = std::mem::replace(&mut self.modules[index], record);
                     stubs.remove_procs_of(&old.name, |stub| registered.contains(stub));
                     let kept: HashSet<&str> = self.modules[index].globals.iter().map(|g| &**g).collect();
                     for global in old.globals.iter().filter(|g| !kept.contains(&***g)) {
                         self.globals.remove(&old.name, global);
                     }
-                    out.reloaded.push(old.name.to_string());
-                    out.retired.push(old.library);
+                    if let Some(older) = old.previous.take() {
+                        out.retired.push(older.library);
+                    }
+                    match replace {
+                        Replace::Reload => out.reloaded.push(old.name.to_string()),
+                        Replace::Revert => out.reverted.push(old.name.to_string()),
+                    }
+                    if keep && replace == Replace::Reload {
+                        self.modules[index].previous = Some(Box::new(old));
+                    } else {
+                        out.retired.push(old.library);
+                    }
                 }
                 None => {
                     out.loaded.push(record.name.to_string());
+                    out.first_load.extend(record.handlers.iter().copied().filter(|h| h.phase == Phase::FIRST_LOAD));
                     self.modules.push(record);
                 }
             }
         }
         stubs.procs.merge();
         drop(stubs);
+        self.services.panics.forget(out.reloaded.iter().chain(&out.reverted));
         self.collect_unreachable(&mut out);
         self.sync_watch();
         out
@@ -411,6 +465,10 @@ impl State {
                 self.globals.remove(&record.name, global);
             }
             out.unloaded.push(record.name.to_string());
+            let mut record = record;
+            if let Some(previous) = record.previous.take() {
+                out.retired.push(previous.library);
+            }
             out.retired.push(record.library);
         }
     }

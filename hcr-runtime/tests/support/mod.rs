@@ -174,21 +174,64 @@ pub fn is_child() -> bool {
     std::env::var_os("HCR_TEST_CHILD").is_some()
 }
 
+/// The target's cargo runner (e.g. `qemu-aarch64`), if one is configured:
+/// programs built for [`TARGET`] run under it.
+pub fn runner() -> Option<String> {
+    let runner_var = format!("CARGO_TARGET_{}_RUNNER", TARGET.to_uppercase().replace(['-', '.'], "_"));
+    std::env::var(runner_var).ok().filter(|r| !r.trim().is_empty())
+}
+
+/// A command that runs `exe`, built for [`TARGET`], through the target's
+/// cargo runner if one is configured.
+pub fn target_command(exe: &Path) -> Command {
+    let runner = runner().unwrap_or_default();
+    let mut parts = runner.split_whitespace();
+    match parts.next() {
+        Some(program) => {
+            let mut cmd = Command::new(program);
+            cmd.args(parts).arg(exe);
+            cmd
+        }
+        None => Command::new(exe),
+    }
+}
+
+/// Runs `cmd` with its output in files of `dir`, killing it if it has not
+/// finished after `limit` (the output says so).
+pub fn output_within(mut cmd: Command, dir: &Path, limit: Duration) -> Output {
+    use std::process::Stdio;
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let (out_path, err_path) = (dir.join(format!("stdout-{n}")), dir.join(format!("stderr-{n}")));
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .expect("spawn the program");
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let status = child.wait().unwrap();
+            let mut stderr = std::fs::read(&err_path).unwrap_or_default();
+            stderr.extend_from_slice(format!("\n(killed after {limit:?})\n").as_bytes());
+            std::fs::write(&err_path, stderr).unwrap();
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output { status, stdout: std::fs::read(&out_path).unwrap(), stderr: std::fs::read(&err_path).unwrap() }
+}
+
 /// Runs the ignored test `name` of this test binary in a child process,
 /// through the target's cargo runner if one is configured (e.g. qemu).
 pub fn run_child(name: &str, envs: &[(&str, &str)]) -> Output {
     let exe = std::env::current_exe().unwrap();
-    let runner_var = format!("CARGO_TARGET_{}_RUNNER", TARGET.to_uppercase().replace(['-', '.'], "_"));
-    let runner = std::env::var(runner_var).unwrap_or_default();
-    let mut parts = runner.split_whitespace();
-    let mut cmd = match parts.next() {
-        Some(program) => {
-            let mut cmd = Command::new(program);
-            cmd.args(parts).arg(&exe);
-            cmd
-        }
-        None => Command::new(&exe),
-    };
+    let mut cmd = target_command(&exe);
     cmd.args(["--exact", name, "--ignored", "--nocapture", "--test-threads=1"])
         .env("HCR_TEST_CHILD", "1")
         .env_remove("HCR_STUB_BASE")
@@ -330,4 +373,20 @@ pub fn sole_failure(err: Error) -> Error {
     let mut failures = err.into_failures();
     assert_eq!(failures.len(), 1, "one failure: {failures:?}");
     failures.remove(0)
+}
+
+/// Where the descriptor exported as `symbol` starts in a library file's
+/// bytes: its pointer-free fields (magic, versions, size, flags, the
+/// fingerprint) can be patched there.
+pub fn descriptor_offset(bytes: &[u8], symbol: &str) -> usize {
+    use object::{Object, ObjectSection, ObjectSymbol};
+    let file = object::File::parse(bytes).expect("a library");
+    let found = file.dynamic_symbols().find(|s| s.name() == Ok(symbol)).unwrap_or_else(|| panic!("no {symbol}"));
+    let address = found.address();
+    let section = file
+        .sections()
+        .find(|s| s.address() <= address && address < s.address() + s.size())
+        .expect("the descriptor's section");
+    let (start, _) = section.file_range().expect("data in the file");
+    (start + (address - section.address())) as usize
 }

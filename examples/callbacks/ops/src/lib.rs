@@ -26,7 +26,12 @@ pub extern "C" fn quadruple(x: u64) -> u64 {
 }
 
 /// How many times `ops` was called.
+///
+/// A C proc is a `#[no_mangle]` symbol of its own name, and hosts link the
+/// module crates they depend on: its name must not be one that another
+/// module linked into the same program uses (the demo module has a
+/// `calls`), hence the prefix.
 #[unsafe(no_mangle)]
-pub extern "C" fn calls() -> u64 {
+pub extern "C" fn ops_calls() -> u64 {
     CALLS.load(Ordering::Relaxed)
 }

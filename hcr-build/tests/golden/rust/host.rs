@@ -2080,6 +2080,10 @@ pub type HcrError = ::hcr_runtime::Error;
 #[cfg(not(feature = "static"))]
 #[allow(dead_code)]
 pub type Reload = ::hcr_runtime::ReloadReport;
+/// A panic in module code, as the runtime recorded it.
+#[cfg(not(feature = "static"))]
+#[allow(dead_code)]
+pub type Panic = ::hcr_runtime::PanicEvent;
 /// The host's handle on hot reloading: starts the runtime, loads the
 /// modules, binds the bindings, and reloads on request.
 #[cfg(not(feature = "static"))]
@@ -2087,6 +2091,7 @@ pub type Reload = ::hcr_runtime::ReloadReport;
 #[allow(dead_code)]
 pub struct Hcr {
     runtime: &'static ::hcr_runtime::Runtime,
+    revert_on_panic: bool,
 }
 #[cfg(not(feature = "static"))]
 #[allow(dead_code)]
@@ -2095,7 +2100,10 @@ impl Hcr {
     /// it for the process, loads every module and binds every binding.
     ///
     /// Modules load from where cargo builds them, unless
-    /// `HCR_MODULE_DIR` names another directory.
+    /// `HCR_MODULE_DIR` names another directory. With
+    /// `HCR_REVERT_ON_PANIC=1` (`cargo hcr run --revert-on-panic`),
+    /// the runtime keeps each module's previous build and
+    /// [`Hcr::update`] reverts a module whose new code panicked.
     ///
     /// # Errors
     ///
@@ -2114,18 +2122,44 @@ impl Hcr {
     ) -> ::core::result::Result<Hcr, HcrError> {
         let runtime = runtime.install()?;
         runtime.load_bindings(&__HCR_MODULES, paths)?;
-        Ok(Hcr { runtime })
+        let revert_on_panic = ::std::env::var("HCR_REVERT_ON_PANIC")
+            .is_ok_and(|v| ::core::matches!(v.trim(), "1" | "true" | "on" | "yes"));
+        Ok(Hcr { runtime, revert_on_panic })
     }
     /// Reloads if a module changed: `None` when nothing changed,
     /// otherwise what the reload did or why it was rolled back.
+    ///
+    /// With `HCR_REVERT_ON_PANIC=1`, when no file changed but a
+    /// module's current build panicked in a reloadable function, it
+    /// sends that module back to its previous build instead (the
+    /// report lists it in `reverted`), and does not load the build
+    /// that panicked again until its file changes.
     pub fn update(
         &self,
     ) -> ::core::option::Option<::core::result::Result<Reload, HcrError>> {
         if self.runtime.reload_needed() {
             Some(self.runtime.perform_reload())
+        } else if self.revert_on_panic {
+            self.runtime.revert_panicked()
         } else {
             None
         }
+    }
+    /// Sends `module` back to its previous build (see
+    /// `Runtime::revert`); always `Some` in a hot build. The runtime
+    /// keeps previous builds with `HCR_KEEP_PREVIOUS=1` or
+    /// `HCR_REVERT_ON_PANIC=1`.
+    pub fn revert(
+        &self,
+        module: &str,
+    ) -> ::core::option::Option<::core::result::Result<Reload, HcrError>> {
+        Some(self.runtime.revert(module))
+    }
+    /// The panics in module code since the last call, oldest first
+    /// (see `Runtime::take_panics`): each says where it happened,
+    /// e.g. `panic in game::update at src/lib.rs:42:5: ...`.
+    pub fn panics(&self) -> ::std::vec::Vec<Panic> {
+        self.runtime.take_panics()
     }
     /// `true`: modules are loaded and reloaded by the runtime.
     pub fn is_hot(&self) -> bool {
@@ -2153,6 +2187,17 @@ impl ::core::fmt::Display for Reload {
         match *self {}
     }
 }
+/// A panic in module code: never reported in a static build, where
+/// panics are the program's own.
+#[cfg(feature = "static")]
+#[derive(Debug)]
+pub enum Panic {}
+#[cfg(feature = "static")]
+impl ::core::fmt::Display for Panic {
+    fn fmt(&self, _: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+        match *self {}
+    }
+}
 /// Static build: the modules are linked in and never reload.
 #[cfg(feature = "static")]
 #[derive(Debug)]
@@ -2169,6 +2214,17 @@ impl Hcr {
         &self,
     ) -> ::core::option::Option<::core::result::Result<Reload, HcrError>> {
         None
+    }
+    /// Nothing to revert to: `None`.
+    pub fn revert(
+        &self,
+        _module: &str,
+    ) -> ::core::option::Option<::core::result::Result<Reload, HcrError>> {
+        None
+    }
+    /// None: panics in a static build are the program's own.
+    pub fn panics(&self) -> ::std::vec::Vec<Panic> {
+        ::std::vec::Vec::new()
     }
     /// `false`: a static build.
     pub fn is_hot(&self) -> bool {

@@ -1,0 +1,3 @@
+fn main() {
+    hcr_build::Module::new().import("../alpha").build();
+}

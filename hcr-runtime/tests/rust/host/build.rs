@@ -1,0 +1,3 @@
+fn main() {
+    hcr_build::Host::new().module("../alpha").module("../beta").build();
+}
