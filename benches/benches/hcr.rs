@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use std::hint::black_box;
 
+use bench_module::Counter;
 use criterion::{Criterion, Throughput};
 use hcr_benches::{
     DebugHostGame, Filter, GeneratedModule, bench_dir, build_release, generate_modules, heap_bytes, install,
@@ -201,6 +202,18 @@ mod imp {
 ///   lookup, the call;
 /// * `subsecond`: `HotFn::call`: a look-up of the closure's address in the
 ///   installed jump table, then the call.
+///
+/// And one call of `add(&Counter, u64) -> u64`, a `#[reload]` function:
+///
+/// * `fn_pointer_rust_abi`: `call *%reg`, a `fn(&Counter, u64) -> u64`
+///   pointer to `add` in the loaded library (read from the module's
+///   `BENCH_MODULE_ADD`);
+/// * `hcr_rust_abi`: the generated binding, panic check included: as
+///   `hcr_binding`, into the guard (which is `add` itself: `add` cannot
+///   panic), then a test of the returned `Result`'s tag;
+/// * `hcr_rust_abi_stub`: the stub's address as `add_ptr()` hands it out
+///   (a callback table holds it): `call *%reg` to the stub, its jump, the
+///   guard, the test of the tag.
 fn call_overhead(c: &mut Criterion, setup: &Setup) {
     // SAFETY: the benchmark module exports `trivial` as `extern "C" fn(u64) -> u64`.
     let library = unsafe { libloading::Library::new(&setup.module) }.expect("load the module with libloading");
@@ -222,6 +235,26 @@ fn call_overhead(c: &mut Criterion, setup: &Setup) {
     // subsecond's dispatch, around the same function.
     let trivial = |x: u64| bench_module::trivial(x);
     g.bench_function("subsecond", |b| b.iter(|| subsecond::HotFn::current(trivial).call((black_box(INPUT),))));
+
+    // The Rust ABI: `add(&Counter, u64) -> u64`, a `#[reload]` function.
+    // SAFETY: the module exports `BENCH_MODULE_ADD` as a
+    // `fn(&Counter, u64) -> u64` static, built by the same compiler as this
+    // benchmark (the runtime checked its toolchain fingerprint on load).
+    let add: fn(&Counter, u64) -> u64 = unsafe {
+        **library.get::<*const fn(&Counter, u64) -> u64>(b"BENCH_MODULE_ADD\0").expect("find `BENCH_MODULE_ADD`")
+    };
+    let add_stub = hot::bench_module::add_ptr();
+    let counter = Counter { base: 1 };
+    assert_eq!(add(&counter, INPUT), INPUT + 1, "the pointer reaches the module");
+    assert_eq!(add_stub(&counter, INPUT).ok(), Some(INPUT + 1), "the stub reaches the module");
+    g.bench_function("fn_pointer_rust_abi", |b| b.iter(|| add(black_box(&counter), black_box(INPUT))));
+    g.bench_function("hcr_rust_abi", |b| b.iter(|| hot::bench_module::add(black_box(&counter), black_box(INPUT))));
+    g.bench_function("hcr_rust_abi_stub", |b| {
+        b.iter(|| match add_stub(black_box(&counter), black_box(INPUT)) {
+            Ok(value) => value,
+            Err(panic) => panic!("{panic}"),
+        })
+    });
     g.finish();
     drop(library);
 }

@@ -10,8 +10,18 @@ use super::estimate;
 use hcr_benches::{machine, median, workspace_dir};
 
 /// The `call_overhead` cases, in the order of the table.
-pub const CALL_CASES: [&str; 7] =
-    ["direct", "fn_pointer", "hcr_binding", "hcr_stub_pointer", "hcr_static", "hot_lib_reloader", "subsecond"];
+pub const CALL_CASES: [&str; 10] = [
+    "direct",
+    "fn_pointer",
+    "hcr_binding",
+    "hcr_stub_pointer",
+    "hcr_static",
+    "hot_lib_reloader",
+    "subsecond",
+    "fn_pointer_rust_abi",
+    "hcr_rust_abi",
+    "hcr_rust_abi_stub",
+];
 
 const START: &str = "<!-- results:start -->";
 const END: &str = "<!-- results:end -->";
@@ -47,7 +57,10 @@ pub fn write(
     let _ = writeln!(out, "Date: {}\n", date());
 
     // Call overhead.
-    let _ = writeln!(out, "### `call_overhead`: one call of `u64 -> u64`\n");
+    let _ = writeln!(
+        out,
+        "### `call_overhead`: one call of `u64 -> u64` (`*_rust_abi*`: of `add(&Counter, u64) -> u64`)\n"
+    );
     let _ = writeln!(out, "| case | median | 95% interval |\n|---|---|---|");
     for id in CALL_CASES {
         if let Some((m, lo, hi)) = estimate("call_overhead", id) {
@@ -154,6 +167,7 @@ pub fn write(
     let call = |id| ns("call_overhead", id);
     let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a / b);
     let binding_vs_pointer = ratio(call("hcr_binding"), call("fn_pointer"));
+    let rust_vs_pointer = ratio(call("hcr_rust_abi"), call("fn_pointer_rust_abi"));
     let stub_vs_pointer = ratio(call("hcr_stub_pointer"), call("fn_pointer"));
     let hlr_vs_stub = ratio(call("hot_lib_reloader"), call("hcr_binding"));
     let scaling = ratio(throughput("hcr_binding_2t", 2.0), throughput("hcr_binding_1t", 1.0));
@@ -171,6 +185,12 @@ pub fn write(
             target: "≤ 1.35 × `fn_pointer`",
             result: fmt_ratio(stub_vs_pointer),
             ok: stub_vs_pointer.map(|r| r <= 1.35),
+        },
+        Check {
+            measure: "`hcr_rust_abi`",
+            target: "≤ 1.05 × `fn_pointer_rust_abi`",
+            result: fmt_ratio(rust_vs_pointer),
+            ok: rust_vs_pointer.map(|r| r <= 1.05),
         },
         Check {
             measure: "`hot_lib_reloader`",
@@ -270,14 +290,23 @@ pub fn write(
 pub fn print_calls() {
     let call = |id| ns("call_overhead", id);
     println!("\ncall_overhead (medians, 95% interval of the median):\n");
-    println!("| case | median | 95% interval | × `fn_pointer` |\n|---|---|---|---|");
+    println!("| case | median | 95% interval | against |\n|---|---|---|---|");
     for id in CALL_CASES {
         if let Some((m, lo, hi)) = estimate("call_overhead", id) {
-            let against = call("fn_pointer").map_or("-".into(), |p| format!("{:.2}×", m / p));
+            let base = if id.ends_with("rust_abi") || id.ends_with("rust_abi_stub") {
+                "fn_pointer_rust_abi"
+            } else {
+                "fn_pointer"
+            };
+            let against = call(base).map_or("-".into(), |p| format!("{:.2}× `{base}`", m / p));
             println!("| `{id}` | {m:.2} ns | {lo:.2} .. {hi:.2} ns | {against} |");
         }
     }
-    let targets = [("hcr_binding", "fn_pointer", 1.05), ("hcr_stub_pointer", "fn_pointer", 1.35)];
+    let targets = [
+        ("hcr_binding", "fn_pointer", 1.05),
+        ("hcr_stub_pointer", "fn_pointer", 1.35),
+        ("hcr_rust_abi", "fn_pointer_rust_abi", 1.05),
+    ];
     println!();
     for (case, base, limit) in targets {
         if let (Some(a), Some(b)) = (call(case), call(base)) {
