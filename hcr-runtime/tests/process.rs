@@ -104,7 +104,7 @@ fn child_reports_its_stub_base() {
     match Runtime::new() {
         Ok(rt) => {
             println!("STUB BASE {:#x}", rt.stub_region().start);
-            println!("LIBC {:#x}", libc::getpid as usize);
+            println!("LIBC {:#x}", libc::getpid as *const () as usize);
         }
         Err(e) => println!("RUNTIME ERROR {e}"),
     }
