@@ -9,9 +9,11 @@
 //!   stub's slot and call its target), through the stub's address (what
 //!   callbacks hold), through the static switch, through hot-lib-reloader's
 //!   `hot_module` wrapper and through subsecond's `HotFn` with a jump table
-//!   installed;
+//!   installed; and a reloadable Rust function, `add(&Counter, u64) -> u64`,
+//!   through a plain pointer, hcr's bindings and its stub;
 //! * `call_threads`: throughput of hcr and hot-lib-reloader calls from 1 and 2
 //!   threads;
+//! * `game`: one frame of the game example (`update`, then the field drawn);
 //! * `reload`: `perform_reload` for modules of 10, 1,000 and 10,000 procs
 //!   (each with 100 globals), `reload_needed` with 50 modules, registration
 //!   of 10,000 procs, and reloads of the game example's debug module in a
@@ -21,7 +23,10 @@
 //! * memory per stub with 1,000,000 stubs registered.
 //!
 //! At the end it prints the results against the project's targets and writes
-//! them, with a plot of reload latency, into `benches/README.md`.
+//! them, with a plot of reload latency, into `benches/README.md`. Given a
+//! filter (`cargo bench -p hcr-benches --bench hcr -- call_overhead`), it
+//! builds and runs only the groups the filter names and prints their medians
+//! against the targets instead.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
