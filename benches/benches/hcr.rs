@@ -200,6 +200,9 @@ mod imp {
 /// * `hcr_stub_pointer`: `call *%reg` to the stub (the address `_ptr()`,
 ///   `Runtime::get_proc(..).cast()` and the C API hand out, held in a
 ///   register), whose `jmp *slot(%rip)` goes on into the library;
+/// * `hcr_stub_pointer_far`: the same, with the stub in a second runtime's
+///   table reserved at `0x1000_0000`, far from the library: the call to the
+///   stub and its jump each cross some 128 TiB;
 /// * `hcr_static`: the static switch: the binding is a call by path to the
 ///   linked-in crate, which the compiler makes as it likes (here it hoists the
 ///   address into a register: `call *%reg`);
@@ -234,6 +237,16 @@ fn call_overhead(c: &mut Criterion, setup: &Setup) {
     g.bench_function("fn_pointer", |b| b.iter(|| pointer(black_box(INPUT))));
     g.bench_function("hcr_binding", |b| b.iter(|| hot::bench_module::trivial(black_box(INPUT))));
     g.bench_function("hcr_stub_pointer", |b| b.iter(|| stub(black_box(INPUT))));
+    // The same through a stub table reserved far from the libraries.
+    let far = Runtime::with_config(Config::new().with_stub_base(FAR_STUB_BASE)).expect("create a second runtime");
+    far.load(&setup.module).expect("load the benchmark module into the second runtime");
+    // SAFETY: `trivial` is `extern "C" fn(u64) -> u64`; the stub lives as
+    // long as `far`, which outlives the benchmark.
+    let far_stub: extern "C" fn(u64) -> u64 = unsafe { far.get_proc("bench_module", "trivial").unwrap().cast() };
+    let distance = (far_stub as *const () as usize).abs_diff(stub as *const () as usize);
+    assert!(distance > 1 << 40, "the second table is far from the libraries ({distance:#x} bytes)");
+    assert_eq!(far_stub(INPUT), INPUT + 1, "the far stub reaches the module");
+    g.bench_function("hcr_stub_pointer_far", |b| b.iter(|| far_stub(black_box(INPUT))));
     g.bench_function("hcr_static", |b| b.iter(|| stat::bench_module::trivial(black_box(INPUT))));
     g.bench_function("hot_lib_reloader", |b| b.iter(|| hlr::trivial(black_box(INPUT))));
     // A closure (subsecond's HotFn takes Rust callables), inlined into
@@ -261,8 +274,14 @@ fn call_overhead(c: &mut Criterion, setup: &Setup) {
         })
     });
     g.finish();
+    drop(far);
     drop(library);
 }
+
+/// Where `hcr_stub_pointer_far` reserves its stub table: low in the address
+/// space, some 128 TiB below where the system maps libraries on x86-64
+/// Linux.
+const FAR_STUB_BASE: usize = 0x1000_0000;
 
 /// Runs `calls` calls on each of `threads` threads, started together;
 /// returns the wall time until the last finished.

@@ -10,11 +10,12 @@ use super::estimate;
 use hcr_benches::{machine, median, workspace_dir};
 
 /// The `call_overhead` cases, in the order of the table.
-pub const CALL_CASES: [&str; 10] = [
+pub const CALL_CASES: [&str; 11] = [
     "direct",
     "fn_pointer",
     "hcr_binding",
     "hcr_stub_pointer",
+    "hcr_stub_pointer_far",
     "hcr_static",
     "hot_lib_reloader",
     "subsecond",
