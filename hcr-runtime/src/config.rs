@@ -11,10 +11,10 @@ use crate::error::{Error, Result};
 /// The system maps the table where it maps libraries, so the stubs lie
 /// within a few GiB of the modules they jump into. A jump to a target much
 /// further away costs more: measured on x86-64 (AMD Zen 4), a call through
-/// a stub took 1.49 times a call through a plain function pointer with the
-/// table at `0x1000_0000` (about 128 TiB below the libraries), and 1.1 times
-/// with the table next to them; the cost stays low up to 16 GiB away and is
-/// back at its worst 256 GiB away.
+/// a stub took 1.5 to 1.65 times a call through a plain function pointer
+/// with the table at `0x1000_0000` (about 128 TiB below the libraries), and
+/// 1.0 to 1.3 times with the table next to them (`benches/README.md`); the
+/// cost stays low up to 16 GiB away and is back at its worst 256 GiB away.
 pub const DEFAULT_STUB_BASE: usize = 0;
 
 /// How many stubs the table has room for unless configured otherwise. Only
