@@ -383,9 +383,11 @@ pub fn descriptor_offset(bytes: &[u8], symbol: &str) -> usize {
     let file = object::File::parse(bytes).expect("a library");
     let found = file.dynamic_symbols().find(|s| s.name() == Ok(symbol)).unwrap_or_else(|| panic!("no {symbol}"));
     let address = found.address();
+    // Sections without file bytes (`.tbss` on AArch64) can overlap others'
+    // addresses: only those with data in the file count.
     let section = file
         .sections()
-        .find(|s| s.address() <= address && address < s.address() + s.size())
+        .find(|s| s.address() <= address && address < s.address() + s.size() && s.file_range().is_some())
         .expect("the descriptor's section");
     let (start, _) = section.file_range().expect("data in the file");
     (start + (address - section.address())) as usize
