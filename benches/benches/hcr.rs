@@ -5,11 +5,15 @@
 //! ```
 //!
 //! * `call_overhead`: the same trivial `u64 -> u64` function called directly,
-//!   through a plain pointer, through hcr's generated bindings (stubs), through
-//!   the static switch, through hot-lib-reloader's `hot_module` wrapper and
-//!   through subsecond's `HotFn` with a jump table installed;
+//!   through a plain pointer, through hcr's generated bindings (which read the
+//!   stub's slot and call its target), through the stub's address (what
+//!   callbacks hold), through the static switch, through hot-lib-reloader's
+//!   `hot_module` wrapper and through subsecond's `HotFn` with a jump table
+//!   installed; and a reloadable Rust function, `add(&Counter, u64) -> u64`,
+//!   through a plain pointer, hcr's bindings and its stub;
 //! * `call_threads`: throughput of hcr and hot-lib-reloader calls from 1 and 2
 //!   threads;
+//! * `game`: one frame of the game example (`update`, then the field drawn);
 //! * `reload`: `perform_reload` for modules of 10, 1,000 and 10,000 procs
 //!   (each with 100 globals), `reload_needed` with 50 modules, registration
 //!   of 10,000 procs, and reloads of the game example's debug module in a
@@ -23,7 +27,10 @@
 //! * memory per stub with 1,000,000 stubs registered.
 //!
 //! At the end it prints the results against the project's targets and writes
-//! them, with a plot of reload latency, into `benches/README.md`.
+//! them, with a plot of reload latency, into `benches/README.md`. Given a
+//! filter (`cargo bench -p hcr-benches --bench hcr -- call_overhead`), it
+//! builds and runs only the groups the filter names and prints their medians
+//! against the targets instead.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -32,10 +39,11 @@ use std::time::{Duration, Instant};
 
 use std::hint::black_box;
 
+use bench_module::Counter;
 use criterion::{Criterion, Throughput};
 use hcr_benches::{
-    DebugHostGame, GeneratedModule, bench_dir, build_release, generate_modules, heap_bytes, install, modules_target,
-    resident_in, rss_bytes, workspace_dir,
+    DebugHostGame, Filter, GeneratedModule, bench_dir, build_release, generate_modules, heap_bytes, install,
+    modules_target, resident_in, rss_bytes, workspace_dir,
 };
 use hcr_runtime::{Config, ReloadTimings, Runtime};
 
@@ -60,31 +68,39 @@ const INPUT: u64 = 41;
 struct Setup {
     module: PathBuf,
     patch: PathBuf,
-    million: PathBuf,
+    game_logic: PathBuf,
+    /// What only the `reload` group needs (built when it runs).
+    reload: Option<ReloadSetup>,
+}
+
+struct ReloadSetup {
     scaling: Vec<GeneratedModule>,
     tiny: Vec<GeneratedModule>,
     game: DebugHostGame,
 }
 
-fn setup() -> Setup {
+fn setup(filter: &Filter) -> Setup {
     eprintln!("building the benchmark modules (optimised) ...");
     let module = build_release(
-        &["hcr-bench-module", "hcr-bench-hlr", "hcr-bench-subsecond-patch", "hcr-bench-million"],
+        &["hcr-bench-module", "hcr-bench-hlr", "hcr-bench-subsecond-patch", "game-logic"],
         "bench_module",
     );
     let release = modules_target().join("release");
     let patch = release.join(hcr_benches::library_file("bench_subsecond_patch"));
-    let million = release.join(hcr_benches::library_file("bench_million"));
-    eprintln!("generating and building the reload modules (debug, as a development loop builds them) ...");
-    let mut specs: Vec<(String, usize, usize)> =
-        vec![("procs_10".into(), 10, 100), ("procs_1000".into(), 1000, 100), ("procs_10000".into(), 10_000, 100)];
-    specs.extend((0..50).map(|i| (format!("tiny_{i}"), 1, 1)));
-    let refs: Vec<(&str, usize, usize)> = specs.iter().map(|(n, p, g)| (n.as_str(), *p, *g)).collect();
-    let mut generated = generate_modules(&refs);
-    let tiny = generated.split_off(3);
-    eprintln!("building the game module (debug) and a debug host without opt-level overrides ...");
-    let game = hcr_benches::debug_host_game();
-    Setup { module, patch, million, scaling: generated, tiny, game }
+    let game_logic = release.join(hcr_benches::library_file("game_logic"));
+    let reload = filter.selects("reload").then(|| {
+        eprintln!("generating and building the reload modules (debug, as a development loop builds them) ...");
+        let mut specs: Vec<(String, usize, usize)> =
+            vec![("procs_10".into(), 10, 100), ("procs_1000".into(), 1000, 100), ("procs_10000".into(), 10_000, 100)];
+        specs.extend((0..50).map(|i| (format!("tiny_{i}"), 1, 1)));
+        let refs: Vec<(&str, usize, usize)> = specs.iter().map(|(n, p, g)| (n.as_str(), *p, *g)).collect();
+        let mut generated = generate_modules(&refs);
+        let tiny = generated.split_off(3);
+        eprintln!("building the game module (debug) and a debug host without opt-level overrides ...");
+        let game = hcr_benches::debug_host_game();
+        ReloadSetup { scaling: generated, tiny, game }
+    });
+    Setup { module, patch, game_logic, reload }
 }
 
 /// Installs a subsecond jump table, as a patch would: a thousand entries,
@@ -107,26 +123,169 @@ fn install_subsecond_table(patch: &Path) {
     assert!(unsafe { subsecond::get_jump_table() }.is_some());
 }
 
+/// `bench_module::trivial(x)` as a true direct call: `call rel32` (`bl` on
+/// AArch64) to the function's own address, written out so that the compiler
+/// cannot hoist the address into a register and call through it (which is
+/// what it does with a call by path in a loop: a call to another crate's
+/// function goes through its GOT entry, and the load of the entry is hoisted
+/// out of the loop).
+#[inline(always)]
+fn direct_call(x: u64) -> u64 {
+    imp::direct_call(x)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod imp {
+    /// See [`super::direct_call`].
+    #[inline(always)]
+    pub(super) fn direct_call(x: u64) -> u64 {
+        let out: u64;
+        // SAFETY: `trivial` is `extern "C" fn(u64) -> u64`: its argument in
+        // rdi, its result in rax; `clobber_abi("C")` declares every register
+        // a C call may change, and an `asm!` block starts with the stack
+        // aligned for a call (it may push below the stack pointer: no
+        // `nostack`).
+        unsafe {
+            core::arch::asm!(
+                "call {f}",
+                f = sym bench_module::trivial,
+                inout("rdi") x => _,
+                lateout("rax") out,
+                clobber_abi("C"),
+            );
+        }
+        out
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+mod imp {
+    /// See [`super::direct_call`].
+    #[inline(always)]
+    pub(super) fn direct_call(x: u64) -> u64 {
+        let out: u64;
+        // SAFETY: `trivial` is `extern "C" fn(u64) -> u64`: its argument and
+        // its result in x0; `clobber_abi("C")` declares every register a C
+        // call may change, the link register x30 included, and an `asm!`
+        // block starts with the stack aligned for a call.
+        unsafe {
+            core::arch::asm!(
+                "bl {f}",
+                f = sym bench_module::trivial,
+                inout("x0") x => out,
+                clobber_abi("C"),
+            );
+        }
+        out
+    }
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+mod imp {
+    /// See [`super::direct_call`]; elsewhere, a call by path (which the
+    /// compiler may make through a register).
+    #[inline(always)]
+    pub(super) fn direct_call(x: u64) -> u64 {
+        bench_module::trivial(x)
+    }
+}
+
+/// One call of `u64 -> u64`, made every way hcr and the crates compared with
+/// it make it. What each case executes per iteration, beyond criterion's
+/// loop (`objdump -d` of the optimised bench binary, x86-64; `INPUT` goes
+/// through `black_box`, one store and one load on the stack, in every case):
+///
+/// * `direct`: `call trivial` (rel32) into the linked-in module crate;
+/// * `fn_pointer`: `call *%reg`, the `dlsym` address held in a register, into
+///   the loaded library;
+/// * `hcr_binding`: the generated binding: load the cell's slot pointer,
+///   load the target from the stub's slot, `call *%reg` into the library;
+///   the stub's code is not executed;
+/// * `hcr_stub_pointer`: `call *%reg` to the stub (the address `_ptr()`,
+///   `Runtime::get_proc(..).cast()` and the C API hand out, held in a
+///   register), whose `jmp *slot(%rip)` goes on into the library;
+/// * `hcr_stub_pointer_far`: the same, with the stub in a second runtime's
+///   table reserved at `0x1000_0000`, far from the library: the call to the
+///   stub and its jump each cross some 128 TiB;
+/// * `hcr_static`: the static switch: the binding is a call by path to the
+///   linked-in crate, which the compiler makes as it likes (here it hoists the
+///   address into a register: `call *%reg`);
+/// * `hot_lib_reloader`: its `hot_module` wrapper: a read lock, a symbol
+///   lookup, the call;
+/// * `subsecond`: `HotFn::call`: a look-up of the closure's address in the
+///   installed jump table, then the call.
+///
+/// And one call of `add(&Counter, u64) -> u64`, a `#[reload]` function:
+///
+/// * `fn_pointer_rust_abi`: `call *%reg`, a `fn(&Counter, u64) -> u64`
+///   pointer to `add` in the loaded library (read from the module's
+///   `BENCH_MODULE_ADD`);
+/// * `hcr_rust_abi`: the generated binding, panic check included: as
+///   `hcr_binding`, into the guard (which is `add` itself: `add` cannot
+///   panic), then a test of the returned `Result`'s tag;
+/// * `hcr_rust_abi_stub`: the stub's address as `add_ptr()` hands it out
+///   (a callback table holds it): `call *%reg` to the stub, its jump, the
+///   guard, the test of the tag.
 fn call_overhead(c: &mut Criterion, setup: &Setup) {
     // SAFETY: the benchmark module exports `trivial` as `extern "C" fn(u64) -> u64`.
     let library = unsafe { libloading::Library::new(&setup.module) }.expect("load the module with libloading");
     // SAFETY: as above.
     let pointer: extern "C" fn(u64) -> u64 = *unsafe { library.get(b"trivial\0") }.expect("find `trivial`");
+    let stub = hot::bench_module::trivial_ptr();
+    assert_eq!(stub(INPUT), INPUT + 1, "the stub reaches the module");
+    assert_eq!(direct_call(INPUT), INPUT + 1, "the direct call reaches the function");
     install_subsecond_table(&setup.patch);
 
     let mut g = c.benchmark_group("call_overhead");
-    g.bench_function("direct", |b| b.iter(|| bench_module::trivial(black_box(INPUT))));
+    g.bench_function("direct", |b| b.iter(|| direct_call(black_box(INPUT))));
     g.bench_function("fn_pointer", |b| b.iter(|| pointer(black_box(INPUT))));
-    g.bench_function("hcr_stub", |b| b.iter(|| hot::bench_module::trivial(black_box(INPUT))));
+    g.bench_function("hcr_binding", |b| b.iter(|| hot::bench_module::trivial(black_box(INPUT))));
+    g.bench_function("hcr_stub_pointer", |b| b.iter(|| stub(black_box(INPUT))));
+    // The same through a stub table reserved far from the libraries.
+    let far = Runtime::with_config(Config::new().with_stub_base(FAR_STUB_BASE)).expect("create a second runtime");
+    far.load(&setup.module).expect("load the benchmark module into the second runtime");
+    // SAFETY: `trivial` is `extern "C" fn(u64) -> u64`; the stub lives as
+    // long as `far`, which outlives the benchmark.
+    let far_stub: extern "C" fn(u64) -> u64 = unsafe { far.get_proc("bench_module", "trivial").unwrap().cast() };
+    let distance = (far_stub as *const () as usize).abs_diff(stub as *const () as usize);
+    assert!(distance > 1 << 40, "the second table is far from the libraries ({distance:#x} bytes)");
+    assert_eq!(far_stub(INPUT), INPUT + 1, "the far stub reaches the module");
+    g.bench_function("hcr_stub_pointer_far", |b| b.iter(|| far_stub(black_box(INPUT))));
     g.bench_function("hcr_static", |b| b.iter(|| stat::bench_module::trivial(black_box(INPUT))));
     g.bench_function("hot_lib_reloader", |b| b.iter(|| hlr::trivial(black_box(INPUT))));
     // A closure (subsecond's HotFn takes Rust callables), inlined into
     // subsecond's dispatch, around the same function.
     let trivial = |x: u64| bench_module::trivial(x);
     g.bench_function("subsecond", |b| b.iter(|| subsecond::HotFn::current(trivial).call((black_box(INPUT),))));
+
+    // The Rust ABI: `add(&Counter, u64) -> u64`, a `#[reload]` function.
+    // SAFETY: the module exports `BENCH_MODULE_ADD` as a
+    // `fn(&Counter, u64) -> u64` static, built by the same compiler as this
+    // benchmark (the runtime checked its toolchain fingerprint on load).
+    let add: fn(&Counter, u64) -> u64 = unsafe {
+        **library.get::<*const fn(&Counter, u64) -> u64>(b"BENCH_MODULE_ADD\0").expect("find `BENCH_MODULE_ADD`")
+    };
+    let add_stub = hot::bench_module::add_ptr();
+    let counter = Counter { base: 1 };
+    assert_eq!(add(&counter, INPUT), INPUT + 1, "the pointer reaches the module");
+    assert_eq!(add_stub(&counter, INPUT).ok(), Some(INPUT + 1), "the stub reaches the module");
+    g.bench_function("fn_pointer_rust_abi", |b| b.iter(|| add(black_box(&counter), black_box(INPUT))));
+    g.bench_function("hcr_rust_abi", |b| b.iter(|| hot::bench_module::add(black_box(&counter), black_box(INPUT))));
+    g.bench_function("hcr_rust_abi_stub", |b| {
+        b.iter(|| match add_stub(black_box(&counter), black_box(INPUT)) {
+            Ok(value) => value,
+            Err(panic) => panic!("{panic}"),
+        })
+    });
     g.finish();
+    drop(far);
     drop(library);
 }
+
+/// Where `hcr_stub_pointer_far` reserves its stub table: low in the address
+/// space, some 128 TiB below where the system maps libraries on x86-64
+/// Linux.
+const FAR_STUB_BASE: usize = 0x1000_0000;
 
 /// Runs `calls` calls on each of `threads` threads, started together;
 /// returns the wall time until the last finished.
@@ -190,7 +349,7 @@ impl Drop for Pool {
 fn call_threads(c: &mut Criterion) {
     let mut g = c.benchmark_group("call_threads");
     type Call = fn(u64) -> u64;
-    let cases: [(&str, Call); 2] = [("hcr_stub", hot::bench_module::trivial), ("hot_lib_reloader", hlr::trivial)];
+    let cases: [(&str, Call); 2] = [("hcr_binding", hot::bench_module::trivial), ("hot_lib_reloader", hlr::trivial)];
     for (name, call) in cases {
         for threads in [1usize, 2] {
             let pool = Pool::new(threads, call);
@@ -311,7 +470,7 @@ impl DebugHost {
     }
 }
 
-fn reload(c: &mut Criterion, setup: &Setup) -> (Vec<(usize, Phases)>, Phases) {
+fn reload(c: &mut Criterion, setup: &ReloadSetup) -> (Vec<(usize, Phases)>, Phases) {
     let mut phases = Vec::new();
     let mut g = c.benchmark_group("reload");
     g.sample_size(20).measurement_time(Duration::from_secs(8));
@@ -376,7 +535,7 @@ type Waits = (&'static str, f64, f64);
 /// `p0` in tight loops: unregistered (the runtime's collector thread
 /// observes them, off the reloading thread), registered (a quiescent point
 /// every 64 calls), or none. Returns each case's waits.
-fn reload_busy(c: &mut Criterion, setup: &Setup) -> Vec<Waits> {
+fn reload_busy(c: &mut Criterion, setup: &ReloadSetup) -> Vec<Waits> {
     let module = setup.scaling.iter().find(|m| m.procs == 10).expect("the 10-proc module");
     let mut waits = Vec::new();
     let mut g = c.benchmark_group("reload_busy");
@@ -467,11 +626,12 @@ fn edit_to_live(edits: usize) -> Vec<[f64; 4]> {
 
 /// Memory per registered stub, measured in a child process that registers
 /// `stubs` procs: (total RSS, stub table, heap) per stub, in bytes.
-fn memory(setup: &Setup, stubs: usize) -> serde_json::Value {
+fn memory(stubs: usize) -> serde_json::Value {
+    let million = build_release(&["hcr-bench-million"], "bench_million");
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .env("HCR_BENCH_CHILD", "memory")
         .env("HCR_BENCH_PROCS", stubs.to_string())
-        .env("HCR_BENCH_MILLION", &setup.million)
+        .env("HCR_BENCH_MILLION", &million)
         .output()
         .expect("run the memory child");
     assert!(out.status.success(), "memory child failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -517,28 +677,48 @@ fn main() {
         memory_child();
         return;
     }
-    let setup = setup();
+    let filter = Filter::from_args(std::env::args().skip(1));
+    let setup = setup(&filter);
     let mut c = Criterion::default().output_directory(&bench_dir().join("criterion")).configure_from_args();
     // The installed runtime the generated bindings use.
     let runtime = Runtime::with_config(Config::new()).expect("create the runtime");
-    hot::Hcr::start_with(runtime, &[("bench_module", setup.module.as_path())]).expect("load the benchmark module");
+    hot::Hcr::start_with(
+        runtime,
+        &[("bench_module", setup.module.as_path()), ("game_logic", setup.game_logic.as_path())],
+    )
+    .expect("load the benchmark modules");
 
-    call_overhead(&mut c, &setup);
-    call_threads(&mut c);
-    let (phases, game) = reload(&mut c, &setup);
-    let waits = reload_busy(&mut c, &setup);
+    if filter.selects("call_overhead") {
+        call_overhead(&mut c, &setup);
+    }
+    if filter.selects("call_threads") {
+        call_threads(&mut c);
+    }
+    if filter.selects("game") {
+        game::bench(&mut c);
+    }
+    let reloads = setup.reload.as_ref().map(|r| (reload(&mut c, r), reload_busy(&mut c, r)));
     c.final_summary();
-    if std::env::var_os("HCR_BENCH_ONLY_CRITERION").is_some() {
-        // For iterating on one group (`cargo bench -p hcr-benches -- call_overhead`).
+    if filter.selects("call_overhead") {
+        report::print_calls();
+    }
+    if filter.selects("game") {
+        report::print_game();
+    }
+    let Some(((phases, game), waits)) = reloads else { return };
+    if filter.0.is_some() || std::env::var_os("HCR_BENCH_ONLY_CRITERION").is_some() {
+        // For iterating on one group (`cargo bench -p hcr-benches -- reload`).
         return;
     }
 
     eprintln!("edit-to-live: 10 edits of the hello module ...");
     let edits = edit_to_live(10);
     eprintln!("memory: 1,000,000 stubs ...");
-    let memory = memory(&setup, 1_000_000);
-    report::write(&phases, &game, setup.game.size, &waits, &edits, &memory);
+    let memory = memory(1_000_000);
+    report::write(&phases, &game, setup.reload.as_ref().map_or(0, |r| r.game.size), &waits, &edits, &memory);
 }
 
+#[path = "hcr/game.rs"]
+mod game;
 #[path = "hcr/report.rs"]
 mod report;

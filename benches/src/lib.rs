@@ -166,6 +166,61 @@ pub fn install(from: &Path, to: &Path) {
     std::fs::rename(&partial, to).unwrap();
 }
 
+/// The benchmark filter given on the command line
+/// (`cargo bench -p hcr-benches -- call_overhead`), as criterion reads it:
+/// the first argument that is neither an option nor an option's value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filter(pub Option<String>);
+
+impl Filter {
+    /// The filter among the benchmark's arguments (without the program).
+    pub fn from_args(args: impl IntoIterator<Item = String>) -> Filter {
+        // Criterion's options that take a value: the value is not a filter.
+        const WITH_VALUE: [&str; 18] = [
+            "-c",
+            "--color",
+            "-s",
+            "--save-baseline",
+            "-b",
+            "--baseline",
+            "--baseline-lenient",
+            "--load-baseline",
+            "--sample-size",
+            "--warm-up-time",
+            "--measurement-time",
+            "--nresamples",
+            "--noise-threshold",
+            "--confidence-level",
+            "--significance-level",
+            "--profile-time",
+            "--plotting-backend",
+            "--output-format",
+        ];
+        let mut previous: Option<String> = None;
+        for arg in args {
+            let is_value = previous.as_deref().is_some_and(|p| WITH_VALUE.contains(&p));
+            if !arg.starts_with('-') && !is_value {
+                return Filter(Some(arg));
+            }
+            previous = Some(arg);
+        }
+        Filter(None)
+    }
+
+    /// Whether benchmarks of `group` may run: no filter, or one whose first
+    /// part names the group or part of its name (`call_overhead`,
+    /// `reload/procs_1000`, `game`, `call`).
+    pub fn selects(&self, group: &str) -> bool {
+        match &self.0 {
+            None => true,
+            Some(f) => {
+                let first = f.split('/').next().unwrap_or("");
+                group.contains(first) || first.starts_with(group)
+            }
+        }
+    }
+}
+
 /// The median of some numbers.
 ///
 /// # Panics
@@ -316,4 +371,36 @@ fn build_id_last_byte(bytes: &[u8]) -> Option<usize> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Filter;
+
+    fn filter(args: &[&str]) -> Filter {
+        Filter::from_args(args.iter().map(|a| (*a).to_owned()))
+    }
+
+    #[test]
+    fn the_filter_is_the_first_argument_that_is_not_an_option_or_its_value() {
+        assert_eq!(filter(&["--bench"]), Filter(None));
+        assert_eq!(filter(&["call_overhead", "--bench"]), Filter(Some("call_overhead".into())));
+        assert_eq!(filter(&["--bench", "game/frame"]), Filter(Some("game/frame".into())));
+        assert_eq!(filter(&["--sample-size", "10", "--bench"]), Filter(None));
+        assert_eq!(filter(&["--save-baseline", "before", "reload"]), Filter(Some("reload".into())));
+    }
+
+    #[test]
+    fn a_filter_selects_the_groups_it_names() {
+        let all = filter(&["--bench"]);
+        assert!(all.selects("reload") && all.selects("call_overhead"));
+        let calls = filter(&["call_overhead"]);
+        assert!(calls.selects("call_overhead"));
+        assert!(!calls.selects("reload") && !calls.selects("game") && !calls.selects("call_threads"));
+        let one = filter(&["reload/procs_1000"]);
+        assert!(one.selects("reload") && !one.selects("call_overhead"));
+        let both = filter(&["call"]);
+        assert!(both.selects("call_overhead") && both.selects("call_threads") && !both.selects("game"));
+        assert!(filter(&["game/frame"]).selects("game"));
+    }
 }

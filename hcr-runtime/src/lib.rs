@@ -1,7 +1,7 @@
 //! hcr: hot code reloading for Rust, with a stable jump table.
 //!
 //! The runtime is linked into the host program and never reloaded. It
-//! reserves executable memory (near `0x1000_0000` by default) and hands out
+//! reserves executable memory (next to the libraries by default) and hands out
 //! one jump *stub* per registered function, plus runtime-owned storage for
 //! globals. Reloadable modules are dynamic libraries (`cdylib`s) that export
 //! an [`hcr_abi::ModuleDescriptor`]. When a new build of a module is loaded it

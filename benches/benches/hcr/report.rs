@@ -9,6 +9,21 @@ use plotters::prelude::*;
 use super::estimate;
 use hcr_benches::{machine, median, workspace_dir};
 
+/// The `call_overhead` cases, in the order of the table.
+pub const CALL_CASES: [&str; 11] = [
+    "direct",
+    "fn_pointer",
+    "hcr_binding",
+    "hcr_stub_pointer",
+    "hcr_stub_pointer_far",
+    "hcr_static",
+    "hot_lib_reloader",
+    "subsecond",
+    "fn_pointer_rust_abi",
+    "hcr_rust_abi",
+    "hcr_rust_abi_stub",
+];
+
 const START: &str = "<!-- results:start -->";
 const END: &str = "<!-- results:end -->";
 
@@ -44,16 +59,19 @@ pub fn write(
     let _ = writeln!(out, "Date: {}\n", date());
 
     // Call overhead.
-    let _ = writeln!(out, "### `call_overhead`: one call of `u64 -> u64`\n");
+    let _ = writeln!(
+        out,
+        "### `call_overhead`: one call of `u64 -> u64` (`*_rust_abi*`: of `add(&Counter, u64) -> u64`)\n"
+    );
     let _ = writeln!(out, "| case | median | 95% interval |\n|---|---|---|");
-    for id in ["direct", "fn_pointer", "hcr_stub", "hcr_static", "hot_lib_reloader", "subsecond"] {
+    for id in CALL_CASES {
         if let Some((m, lo, hi)) = estimate("call_overhead", id) {
             let _ = writeln!(out, "| `{id}` | {m:.2} ns | {lo:.2} .. {hi:.2} ns |");
         }
     }
     let _ = writeln!(out, "\n### `call_threads`: calls per second\n");
     let _ = writeln!(out, "| case | 1 thread | 2 threads | scaling |\n|---|---|---|---|");
-    for name in ["hcr_stub", "hot_lib_reloader"] {
+    for name in ["hcr_binding", "hot_lib_reloader"] {
         let one = throughput(&format!("{name}_1t"), 1.0);
         let two = throughput(&format!("{name}_2t"), 2.0);
         if let (Some(one), Some(two)) = (one, two) {
@@ -173,29 +191,43 @@ pub fn write(
     // Targets.
     let call = |id| ns("call_overhead", id);
     let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a / b);
-    let stub_vs_pointer = ratio(call("hcr_stub"), call("fn_pointer"));
-    let hlr_vs_stub = ratio(call("hot_lib_reloader"), call("hcr_stub"));
-    let scaling = ratio(throughput("hcr_stub_2t", 2.0), throughput("hcr_stub_1t", 1.0));
+    let binding_vs_pointer = ratio(call("hcr_binding"), call("fn_pointer"));
+    let rust_vs_pointer = ratio(call("hcr_rust_abi"), call("fn_pointer_rust_abi"));
+    let stub_vs_pointer = ratio(call("hcr_stub_pointer"), call("fn_pointer"));
+    let hlr_vs_stub = ratio(call("hot_lib_reloader"), call("hcr_binding"));
+    let scaling = ratio(throughput("hcr_binding_2t", 2.0), throughput("hcr_binding_1t", 1.0));
     let static_vs_direct = estimate("call_overhead", "hcr_static").zip(estimate("call_overhead", "direct"));
     let reload_ms = |n| ns("reload", &format!("procs_{n}")).map(|t| t / 1e6);
     let checks = vec![
         Check {
-            measure: "`hcr_stub`",
-            target: "≤ 1.15 × `fn_pointer`",
+            measure: "`hcr_binding`",
+            target: "≤ 1.05 × `fn_pointer`",
+            result: fmt_ratio(binding_vs_pointer),
+            ok: binding_vs_pointer.map(|r| r <= 1.05),
+        },
+        Check {
+            measure: "`hcr_stub_pointer`",
+            target: "≤ 1.35 × `fn_pointer`",
             result: fmt_ratio(stub_vs_pointer),
-            ok: stub_vs_pointer.map(|r| r <= 1.15),
+            ok: stub_vs_pointer.map(|r| r <= 1.35),
+        },
+        Check {
+            measure: "`hcr_rust_abi`",
+            target: "≤ 1.05 × `fn_pointer_rust_abi`",
+            result: fmt_ratio(rust_vs_pointer),
+            ok: rust_vs_pointer.map(|r| r <= 1.05),
         },
         Check {
             measure: "`hot_lib_reloader`",
-            target: "≥ 20 × `hcr_stub`",
+            target: "≥ 20 × `hcr_binding`",
             result: fmt_ratio(hlr_vs_stub),
             ok: hlr_vs_stub.map(|r| r >= 20.0),
         },
         Check {
-            measure: "`hcr_stub` vs `subsecond`",
+            measure: "`hcr_binding` vs `subsecond`",
             target: "faster",
-            result: fmt_ratio(ratio(call("subsecond"), call("hcr_stub"))).replace('×', "× faster"),
-            ok: call("hcr_stub").zip(call("subsecond")).map(|(h, s)| h < s),
+            result: fmt_ratio(ratio(call("subsecond"), call("hcr_binding"))).replace('×', "× faster"),
+            ok: call("hcr_binding").zip(call("subsecond")).map(|(h, s)| h < s),
         },
         Check {
             measure: "`hcr_static`",
@@ -207,8 +239,8 @@ pub fn write(
             }),
         },
         Check {
-            measure: "`hcr_stub_2t`",
-            target: "≥ 1.8 × `hcr_stub_1t` throughput",
+            measure: "`hcr_binding_2t`",
+            target: "≥ 1.8 × `hcr_binding_1t` throughput",
             result: fmt_ratio(scaling),
             ok: scaling.map(|r| r >= 1.8),
         },
@@ -276,6 +308,44 @@ pub fn write(
     };
     std::fs::write(&readme, updated).expect("write benches/README.md");
     eprintln!("results written to {}", readme.display());
+}
+
+/// Prints the `call_overhead` medians of this run, each against the plain
+/// pointer call it compares with, and the targets.
+pub fn print_calls() {
+    let call = |id| ns("call_overhead", id);
+    println!("\ncall_overhead (medians, 95% interval of the median):\n");
+    println!("| case | median | 95% interval | against |\n|---|---|---|---|");
+    for id in CALL_CASES {
+        if let Some((m, lo, hi)) = estimate("call_overhead", id) {
+            let base = if id.ends_with("rust_abi") || id.ends_with("rust_abi_stub") {
+                "fn_pointer_rust_abi"
+            } else {
+                "fn_pointer"
+            };
+            let against = call(base).map_or("-".into(), |p| format!("{:.2}× `{base}`", m / p));
+            println!("| `{id}` | {m:.2} ns | {lo:.2} .. {hi:.2} ns | {against} |");
+        }
+    }
+    let targets = [
+        ("hcr_binding", "fn_pointer", 1.05),
+        ("hcr_stub_pointer", "fn_pointer", 1.35),
+        ("hcr_rust_abi", "fn_pointer_rust_abi", 1.05),
+    ];
+    println!();
+    for (case, base, limit) in targets {
+        if let (Some(a), Some(b)) = (call(case), call(base)) {
+            let met = if a / b <= limit { "met" } else { "NOT met" };
+            println!("{case}: {:.3}× {base} (target ≤ {limit}×): {met}", a / b);
+        }
+    }
+}
+
+/// Prints the `game/frame` median of this run.
+pub fn print_game() {
+    if let Some((m, lo, hi)) = estimate("game", "frame") {
+        println!("\ngame/frame: median {:.2} µs ({:.2} .. {:.2} µs)", m / 1e3, lo / 1e3, hi / 1e3);
+    }
 }
 
 fn fmt_ratio(r: Option<f64>) -> String {
