@@ -202,7 +202,8 @@ struct Sample {
 /// was complete (the linker's last write; a rename puts it in place).
 fn edit(session: &mut Session, lib: &Path, library: &Path, from: char, to: char) -> Sample {
     let source = std::fs::read_to_string(lib).unwrap();
-    let edited = source.replace(&format!("        '{from}'\n"), &format!("        '{to}'\n"));
+    // `if y + 1 == height { '=' } else { ' ' }` in `ground`.
+    let edited = source.replace(&format!("{{ '{from}' }} else"), &format!("{{ '{to}' }} else"));
     assert_ne!(source, edited, "the floor glyph {from:?} is in the source");
     let mark = session.trace().len();
     let status_mark = session.status.len();

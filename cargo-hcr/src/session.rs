@@ -321,8 +321,10 @@ impl Session {
         output
             .artifacts
             .iter()
-            .find(|a| a.package_id == self.host.id && a.target == self.bin)
-            .and_then(|a| a.executable.clone())
+            // A package's library may have the binary's name: take the
+            // artifact that is an executable.
+            .filter(|a| a.package_id == self.host.id && a.target == self.bin)
+            .find_map(|a| a.executable.clone())
     }
 
     /// Until the host exits or a signal comes: rebuilds what changed and
