@@ -118,6 +118,16 @@ pub struct Output {
 }
 
 impl Output {
+    /// The executable built for target `bin` of package `package_id`. A
+    /// package's library may have the binary's name: only an artifact with
+    /// an executable counts.
+    pub fn executable(&self, package_id: &str, bin: &str) -> Option<PathBuf> {
+        self.artifacts
+            .iter()
+            .filter(|a| a.package_id == package_id && a.target == bin)
+            .find_map(|a| a.executable.clone())
+    }
+
     /// Reads cargo's standard output (JSON messages) and standard error.
     pub fn read(stdout: impl Read, stderr: &str) -> Output {
         let mut output = Output::default();
@@ -280,6 +290,18 @@ impl Build {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_executable_is_found_when_the_library_has_the_binarys_name() {
+        let stdout = [
+            r#"{"reason":"compiler-artifact","package_id":"path+file:///g#0.1.0","manifest_path":"/g/Cargo.toml","target":{"kind":["lib"],"crate_types":["lib"],"name":"g","src_path":"/g/src/lib.rs","edition":"2024","doctest":false,"test":false,"doc":false},"profile":{"opt_level":"0","debuginfo":2,"debug_assertions":true,"overflow_checks":true,"test":false},"features":[],"filenames":["/t/debug/libg.rlib"],"executable":null,"fresh":false}"#,
+            r#"{"reason":"compiler-artifact","package_id":"path+file:///g#0.1.0","manifest_path":"/g/Cargo.toml","target":{"kind":["bin"],"crate_types":["bin"],"name":"g","src_path":"/g/src/main.rs","edition":"2024","doctest":false,"test":false,"doc":false},"profile":{"opt_level":"0","debuginfo":2,"debug_assertions":true,"overflow_checks":true,"test":false},"features":[],"filenames":["/t/debug/g"],"executable":"/t/debug/g","fresh":false}"#,
+        ]
+        .join("\n");
+        let output = Output::read(stdout.as_bytes(), "");
+        assert_eq!(output.executable("path+file:///g#0.1.0", "g").as_deref(), Some(std::path::Path::new("/t/debug/g")));
+        assert_eq!(output.executable("path+file:///g#0.1.0", "other"), None);
+    }
 
     #[test]
     fn messages_give_diagnostics_and_artifacts() {

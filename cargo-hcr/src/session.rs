@@ -318,13 +318,7 @@ impl Session {
 
     /// The host's executable among the artifacts of a build.
     fn executable(&self, output: &cargo::Output) -> Option<PathBuf> {
-        output
-            .artifacts
-            .iter()
-            // A package's library may have the binary's name: take the
-            // artifact that is an executable.
-            .filter(|a| a.package_id == self.host.id && a.target == self.bin)
-            .find_map(|a| a.executable.clone())
+        output.executable(&self.host.id, &self.bin)
     }
 
     /// Until the host exits or a signal comes: rebuilds what changed and
