@@ -265,6 +265,17 @@ pub(crate) fn truncate(mut text: String, max: usize) -> String {
     text
 }
 
+/// The message of a panic's payload (`&str` or `String`), or a placeholder.
+pub(crate) fn payload_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic whose payload is not a string".to_owned()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,16 +331,5 @@ mod tests {
     fn truncation_keeps_characters_whole() {
         assert_eq!(truncate("héllo".into(), 2), "h…");
         assert_eq!(truncate("abc".into(), 3), "abc");
-    }
-}
-
-/// The message of a panic's payload (`&str` or `String`), or a placeholder.
-pub(crate) fn payload_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic whose payload is not a string".to_owned()
     }
 }
