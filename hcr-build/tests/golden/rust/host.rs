@@ -2123,7 +2123,11 @@ impl Hcr {
         let runtime = runtime.install()?;
         runtime.load_bindings(&__HCR_MODULES, paths)?;
         let revert_on_panic = ::std::env::var("HCR_REVERT_ON_PANIC")
-            .is_ok_and(|v| ::core::matches!(v.trim(), "1" | "true" | "on" | "yes"));
+            .is_ok_and(|v| {
+                ::core::matches!(
+                    v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "on"
+                )
+            });
         Ok(Hcr { runtime, revert_on_panic })
     }
     /// Reloads if a module changed: `None` when nothing changed,
