@@ -340,6 +340,12 @@ fn leak() {
         }
         panics += hcr.panics().len();
         if round % (rounds / 5).max(1) == 0 {
+            // Replaced libraries are freed by the runtime's collector thread,
+            // a moment after the reload: wait for that before counting.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while hcr.runtime().stats().retired_pending > 0 && std::time::Instant::now() < deadline {
+                hcr.runtime().collect_retired();
+            }
             println!(
                 "sample round={round} rss_kib={} modules={} live_bytes={} panics={panics}",
                 rss_kib(),
