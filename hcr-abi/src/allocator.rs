@@ -202,73 +202,88 @@ impl<F> HostAllocator<F> {
 unsafe impl<F: GlobalAlloc> GlobalAlloc for HostAllocator<F> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let services = self.services();
-        if services.is_null() {
-            let target = self.target();
-            if !target.is_null() {
-                // SAFETY: a set target is a `'static` allocator (see
-                // `set_target`); forwarded from the caller.
-                return unsafe { (*target).alloc(layout) };
-            }
-            self.note_fallback();
+        match self.route(true) {
+            // SAFETY: an installed table's entries implement the host's
+            // `GlobalAlloc` (checked by `install`); forwarded from the caller.
+            Route::Table(s) => unsafe { (s.alloc)(s.ctx, layout.size(), layout.align()) },
             // SAFETY: forwarded from the caller.
-            return unsafe { self.fallback.alloc(layout) };
+            Route::Target(target) => unsafe { target.alloc(layout) },
+            // SAFETY: forwarded from the caller.
+            Route::Fallback(fallback) => unsafe { fallback.alloc(layout) },
         }
-        // SAFETY: an installed table has the allocator entries (checked by
-        // `install`) and is valid (install's contract).
-        unsafe { ((*services).alloc)((*services).ctx, layout.size(), layout.align()) }
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let services = self.services();
-        if services.is_null() {
-            let target = self.target();
-            if !target.is_null() {
-                // SAFETY: a set target is a `'static` allocator (see
-                // `set_target`); forwarded from the caller.
-                return unsafe { (*target).alloc_zeroed(layout) };
-            }
-            self.note_fallback();
+        match self.route(true) {
+            // SAFETY: as in `alloc`.
+            Route::Table(s) => unsafe { (s.alloc_zeroed)(s.ctx, layout.size(), layout.align()) },
             // SAFETY: forwarded from the caller.
-            return unsafe { self.fallback.alloc_zeroed(layout) };
+            Route::Target(target) => unsafe { target.alloc_zeroed(layout) },
+            // SAFETY: forwarded from the caller.
+            Route::Fallback(fallback) => unsafe { fallback.alloc_zeroed(layout) },
         }
-        // SAFETY: as in `alloc`.
-        unsafe { ((*services).alloc_zeroed)((*services).ctx, layout.size(), layout.align()) }
     }
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        let services = self.services();
-        if services.is_null() {
-            let target = self.target();
-            if !target.is_null() {
-                // SAFETY: as in `alloc`; once a target is set, the fallback
-                // never allocated (checked by `set_target`), so the block
-                // came from the target.
-                return unsafe { (*target).dealloc(ptr, layout) };
-            }
+        match self.route(false) {
+            // SAFETY: as in `alloc`; the route never changes once anything
+            // was allocated, so the block came from the table's allocator.
+            Route::Table(s) => unsafe { (s.dealloc)(s.ctx, ptr, layout.size(), layout.align()) },
+            // SAFETY: forwarded from the caller; the block came from the target.
+            Route::Target(target) => unsafe { target.dealloc(ptr, layout) },
             // SAFETY: forwarded from the caller; the block came from `F`.
-            return unsafe { self.fallback.dealloc(ptr, layout) };
+            Route::Fallback(fallback) => unsafe { fallback.dealloc(ptr, layout) },
         }
-        // SAFETY: as in `alloc`; the block came from the table's allocator.
-        unsafe { ((*services).dealloc)((*services).ctx, ptr, layout.size(), layout.align()) }
     }
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let services = self.services();
-        if services.is_null() {
-            let target = self.target();
-            if !target.is_null() {
-                // SAFETY: as in `dealloc`.
-                return unsafe { (*target).realloc(ptr, layout, new_size) };
-            }
-            // SAFETY: forwarded from the caller; the block came from `F`.
-            return unsafe { self.fallback.realloc(ptr, layout, new_size) };
+        match self.route(false) {
+            // SAFETY: as in `dealloc`.
+            Route::Table(s) => unsafe { (s.realloc)(s.ctx, ptr, layout.size(), layout.align(), new_size) },
+            // SAFETY: as in `dealloc`.
+            Route::Target(target) => unsafe { target.realloc(ptr, layout, new_size) },
+            // SAFETY: as in `dealloc`.
+            Route::Fallback(fallback) => unsafe { fallback.realloc(ptr, layout, new_size) },
         }
-        // SAFETY: as in `dealloc`.
-        unsafe { ((*services).realloc)((*services).ctx, ptr, layout.size(), layout.align(), new_size) }
+    }
+}
+
+/// Where a [`HostAllocator`]'s blocks go: fixed for every block (see the
+/// `GlobalAlloc` impl).
+enum Route<'a, F> {
+    /// The installed table of a runtime.
+    Table(&'a Services),
+    /// The host's target.
+    Target(HostTarget),
+    /// The fallback `F`.
+    Fallback(&'a F),
+}
+
+impl<F> HostAllocator<F> {
+    /// The installed table, else the host's target, else the fallback
+    /// (noted as used when `allocating`, so that `install` and `set_target`
+    /// refuse from then on).
+    #[inline(always)]
+    fn route(&self, allocating: bool) -> Route<'_, F> {
+        let services = self.services();
+        if !services.is_null() {
+            // SAFETY: an installed table stays valid for as long as anything
+            // allocates through this allocator (`install`'s contract).
+            return Route::Table(unsafe { &*services });
+        }
+        let target = self.target();
+        if !target.is_null() {
+            // SAFETY: a set target points at a `'static` `HostTarget` (see
+            // `set_target`).
+            return Route::Target(unsafe { *target });
+        }
+        if allocating {
+            self.note_fallback();
+        }
+        Route::Fallback(&self.fallback)
     }
 }
 
