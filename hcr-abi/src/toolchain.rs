@@ -122,7 +122,19 @@ pub fn toolchain_text() -> String {
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let output = Command::new(rustc).arg("-vV").output().ok().filter(|o| o.status.success());
     let text = output.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
-    let (release, commit, host) = parse_version(&text);
+    toolchain_text_for(&text)
+}
+
+/// [`toolchain_text`] with the compiler's `rustc -vV` output given instead
+/// of asked for: for a build script that knows it already (`hcr-build`
+/// records it when it is compiled, by the same compiler).
+///
+/// # Panics
+///
+/// Never: a text without `release:` or `commit-hash:` gives
+/// `rustc unknown (unknown)`.
+pub fn toolchain_text_for(rustc_version: &str) -> String {
+    let (release, commit, host) = parse_version(rustc_version);
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let mut features: Vec<String> = env("CARGO_CFG_TARGET_FEATURE")
         .map(|f| f.split(',').map(str::to_owned).filter(|f| !f.is_empty()).collect())

@@ -217,7 +217,11 @@ pub(crate) fn module_file(
         }
     });
     let rust = this.has_rust_abi();
-    let build_id = format!("{}-{:016x}", this.info.package, this.scanned.content_hash);
+    // The package and its version, as rustc sees them: the same text for
+    // every build of it, so that the generated file stays the same when
+    // only function bodies change (and a development loop can compile while
+    // this build script runs). The linker's build id tells builds apart.
+    let build_id = format!("{} ", this.info.package);
     let import_names: Vec<&str> = imports.iter().map(ModuleSource::name).collect();
     let import_count = count(import_names.len());
     let descriptor = format_ident!("{}", this.descriptor_symbol());
@@ -399,7 +403,7 @@ pub(crate) fn module_file(
             /// How the hcr runtime finds and initialises this module.
             #[unsafe(no_mangle)]
             pub static #descriptor: abi::ModuleDescriptor =
-                abi::ModuleDescriptor::new(NAME, #build_id, &IMPORTS, init)
+                abi::ModuleDescriptor::new(NAME, concat!(#build_id, env!("CARGO_PKG_VERSION")), &IMPORTS, init)
                     .with_toolchain(abi::__private::module_flags(#rust), #toolchain);
 
             /// The functions that catch panics, for the module's panic hook.

@@ -89,6 +89,7 @@
 //! that use types the callers cannot name. A static build whose caller lacks
 //! the module crate stops with a `compile_error!` naming the dependency.
 
+mod cache;
 mod cfg;
 mod error;
 mod generate;
@@ -103,6 +104,7 @@ use std::path::{Path, PathBuf};
 pub use cfg::Cfg;
 pub use error::{Error, Location};
 
+use cache::TypesCache;
 use generate::{Caller, ModuleSource};
 use types::{CrateTypes, Universe};
 
@@ -130,7 +132,13 @@ fn env_path(name: &'static str) -> Result<PathBuf, Error> {
 /// Reads and scans a module crate, with the given features on top of the
 /// target's configuration, and the local crates it depends on (for their
 /// types) with `dependency_cfg` and the features the dependencies ask for.
-fn load_module(dir: &Path, cfg: &Cfg, use_default_features: bool, dependency_cfg: &Cfg) -> Result<ModuleSource, Error> {
+fn load_module(
+    dir: &Path,
+    cfg: &Cfg,
+    use_default_features: bool,
+    dependency_cfg: &Cfg,
+    cache: Option<&TypesCache>,
+) -> Result<ModuleSource, Error> {
     let info = manifest::read(dir)?;
     let mut cfg = cfg.clone();
     if use_default_features {
@@ -145,6 +153,7 @@ fn load_module(dir: &Path, cfg: &Cfg, use_default_features: bool, dependency_cfg
         seen: HashMap::new(),
         files: Vec::new(),
         enabled: enabled_dependency_features(&info, &cfg),
+        cache,
     };
     if let Ok(dir) = info.dir.canonicalize() {
         loader.seen.insert(dir, 0);
@@ -192,6 +201,8 @@ struct DependencyLoader<'a> {
     /// Features of the module's direct dependencies that its own enabled
     /// features turn on.
     enabled: HashMap<String, Vec<String>>,
+    /// What earlier runs of the build script scanned.
+    cache: Option<&'a TypesCache>,
 }
 
 impl DependencyLoader<'_> {
@@ -202,8 +213,12 @@ impl DependencyLoader<'_> {
                 universe.link(index, &dep.name, known);
                 continue;
             }
-            // A dependency that cannot be read is cargo's to report.
+            // A dependency that cannot be read is cargo's to report. A
+            // procedural-macro crate has no types a module can use.
             let Ok(dep_info) = manifest::read(&dep.dir) else { continue };
+            if dep_info.proc_macro {
+                continue;
+            }
             let mut cfg = self.cfg.clone();
             if dep.default_features {
                 for feature in &dep_info.default_features {
@@ -218,7 +233,17 @@ impl DependencyLoader<'_> {
                     cfg = cfg.with_feature(feature);
                 }
             }
-            let scanned = scan::scan_types(&dep_info.dir, &dep_info.root, &cfg)?;
+            let cached = self.cache.and_then(|c| c.get(&dep_info.dir, &dep_info.root, &cfg));
+            let scanned = match cached {
+                Some(scanned) => scanned,
+                None => {
+                    let scanned = scan::scan_types(&dep_info.dir, &dep_info.root, &cfg)?;
+                    if let Some(cache) = self.cache {
+                        cache.put(&dep_info.dir, &dep_info.root, &cfg, &scanned);
+                    }
+                    scanned
+                }
+            };
             self.files.push(dep_info.manifest.clone());
             self.files.extend(scanned.files.iter().cloned());
             let added = universe.push(CrateTypes::of(&dep_info.lib_name, &scanned));
@@ -228,6 +253,12 @@ impl DependencyLoader<'_> {
         }
         Ok(())
     }
+}
+
+/// Where a build script keeps what it scanned of its dependencies: in its
+/// output directory, which it writes to anyway.
+fn types_cache(out: &Path) -> TypesCache {
+    TypesCache::new(out.join("hcr-types-cache"))
 }
 
 /// `cfg` without its features: what a dependency sees before its own.
@@ -265,12 +296,23 @@ fn inputs(sources: &[&ModuleSource]) -> Vec<PathBuf> {
 }
 
 /// Writes `source` to `path` unless it already holds exactly that, so that
-/// an unchanged result does not trigger a rebuild.
+/// an unchanged result does not trigger a rebuild, and otherwise replaces
+/// the file with one rename: a compiler reading it at the same time (a
+/// development loop may start rustc while the build script still runs)
+/// reads the old file or the new one, never half of one.
 fn write_if_changed(path: &Path, source: &str) -> Result<(), Error> {
     if std::fs::read_to_string(path).is_ok_and(|old| old == source) {
         return Ok(());
     }
-    std::fs::write(path, source).map_err(|source| Error::Io { path: path.to_owned(), source })
+    let io = |source| Error::Io { path: path.to_owned(), source };
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(format!(".{}.partial", std::process::id()));
+    let partial = PathBuf::from(partial);
+    std::fs::write(&partial, source).map_err(io)?;
+    std::fs::rename(&partial, path).map_err(|e| {
+        let _ = std::fs::remove_file(&partial);
+        io(e)
+    })
 }
 
 /// Reports `error` to cargo. A source that does not parse is left to rustc,
@@ -307,11 +349,21 @@ fn fail(error: &Error) -> ! {
 /// runs computes it: `rustc <release> (<commit-hash>); <target triple>;
 /// panic=<strategy>; target-features=<list>[; <layout flags>]`. The generated
 /// registration stores it in the descriptor, followed by `; hcr-abi
-/// <version>` (see `hcr_abi::Fingerprint`). The same function as
+/// <version>` (see `hcr_abi::Fingerprint`). The same text as
 /// `hcr_abi::toolchain::toolchain_text`, which `hcr-runtime`'s build script
-/// uses for the runtime's own.
+/// uses for the runtime's own, except that the compiler's version is the
+/// one recorded when hcr-build was compiled (by the compiler that builds
+/// the module too) instead of a run of `rustc -vV` on every build.
 pub fn toolchain_fingerprint() -> String {
-    hcr_abi::toolchain::toolchain_text()
+    // What `rustc -vV` said when this crate was compiled: cargo compiles a
+    // build script and its crate with the same compiler, and this crate
+    // again when the compiler changes (see build.rs).
+    let recorded = include_str!(concat!(env!("OUT_DIR"), "/rustc-version.txt"));
+    if recorded.contains("commit-hash:") {
+        hcr_abi::toolchain::toolchain_text_for(recorded)
+    } else {
+        hcr_abi::toolchain::toolchain_text()
+    }
 }
 
 /// Code generation for a module crate (from its `build.rs`).
@@ -402,19 +454,24 @@ impl Module {
     ///
     /// Every problem found, with file and line; see [`Error`].
     pub fn render(&self) -> Result<Generated, Error> {
+        self.render_with(None)
+    }
+
+    /// [`Module::render`], with what earlier runs scanned of dependencies.
+    fn render_with(&self, cache: Option<TypesCache>) -> Result<Generated, Error> {
         let dir = match &self.crate_dir {
             Some(dir) => dir.clone(),
             None => env_path("CARGO_MANIFEST_DIR")?,
         };
         let cfg = self.cfg.clone().unwrap_or_else(Cfg::from_env);
         let import_cfg = if self.cfg.is_some() { strip_features(&cfg) } else { target_cfg() };
-        let this = load_module(&dir, &cfg, false, &import_cfg)?;
+        let this = load_module(&dir, &cfg, false, &import_cfg, cache.as_ref())?;
         let imports = self
             .imports
             .iter()
             .map(|(d, features)| {
                 let cfg = features.iter().fold(import_cfg.clone(), |cfg, f| cfg.with_feature(f));
-                load_module(&dir.join(d), &cfg, true, &import_cfg)
+                load_module(&dir.join(d), &cfg, true, &import_cfg, cache.as_ref())
             })
             .collect::<Result<Vec<_>, _>>()?;
         let static_feature = self.static_feature.as_deref().filter(|f| this.info.features.contains(*f));
@@ -443,11 +500,11 @@ impl Module {
     /// As for [`Module::render`], and [`Error::Io`] if the file cannot be
     /// written.
     pub fn generate(&self) -> Result<PathBuf, Error> {
-        let generated = self.render()?;
         let out = match &self.out_dir {
             Some(dir) => dir.clone(),
             None => env_path("OUT_DIR")?,
         };
+        let generated = self.render_with(Some(types_cache(&out)))?;
         let path = out.join(MODULE_FILE);
         write_if_changed(&path, &generated.source)?;
         for warning in &generated.warnings {
@@ -551,6 +608,11 @@ impl Host {
     ///
     /// Every problem found, with file and line; see [`Error`].
     pub fn render(&self) -> Result<Generated, Error> {
+        self.render_with(None)
+    }
+
+    /// [`Host::render`], with what earlier runs scanned of dependencies.
+    fn render_with(&self, cache: Option<TypesCache>) -> Result<Generated, Error> {
         let dir = match &self.crate_dir {
             Some(dir) => dir.clone(),
             None => env_path("CARGO_MANIFEST_DIR")?,
@@ -567,7 +629,7 @@ impl Host {
         let modules = self
             .modules
             .iter()
-            .map(|d| load_module(&dir.join(d), &cfg, defaults, &dependency_cfg))
+            .map(|d| load_module(&dir.join(d), &cfg, defaults, &dependency_cfg, cache.as_ref()))
             .collect::<Result<Vec<_>, _>>()?;
         // OUT_DIR is <profile>/build/<package>-<hash>/out.
         let profile = out.ancestors().nth(3).unwrap_or(&out);
@@ -594,7 +656,11 @@ impl Host {
     /// As for [`Host::render`], and [`Error::Io`] if the file cannot be
     /// written.
     pub fn generate(&self) -> Result<PathBuf, Error> {
-        let generated = self.render()?;
+        let out = match &self.out_dir {
+            Some(dir) => dir.clone(),
+            None => env_path("OUT_DIR")?,
+        };
+        let generated = self.render_with(Some(types_cache(&out)))?;
         let dir = match &self.crate_dir {
             Some(dir) => dir.clone(),
             None => env_path("CARGO_MANIFEST_DIR")?,
@@ -616,10 +682,6 @@ impl Host {
                 }
             }
         }
-        let out = match &self.out_dir {
-            Some(dir) => dir.clone(),
-            None => env_path("OUT_DIR")?,
-        };
         let path = out.join(&self.file_name);
         write_if_changed(&path, &generated.source)?;
         for input in &generated.inputs {
@@ -660,5 +722,13 @@ mod tests {
         // What a module stores: the text and this hcr-abi's version.
         let stored = hcr_abi::Fingerprint::new(&text);
         assert_eq!(stored.as_str(), format!("{text}; hcr-abi {}", hcr_abi::VERSION));
+    }
+
+    #[test]
+    fn the_recorded_compiler_is_the_one_rustc_names() {
+        // Compiled and tested by the same toolchain: the recorded version
+        // and a run of `rustc -vV` now agree.
+        assert!(include_str!(concat!(env!("OUT_DIR"), "/rustc-version.txt")).contains("commit-hash:"));
+        assert_eq!(super::toolchain_fingerprint(), hcr_abi::toolchain::toolchain_text());
     }
 }

@@ -16,6 +16,9 @@ pub(crate) struct CrateInfo {
     /// The library's root source file.
     pub(crate) root: PathBuf,
     pub(crate) crate_types: Vec<String>,
+    /// A procedural-macro crate (`[lib] proc-macro = true`): it runs in the
+    /// compiler, so none of its types can reach a module's signatures.
+    pub(crate) proc_macro: bool,
     /// Names under which it depends on other packages (keys and package
     /// names, as written and with `-` as `_`).
     pub(crate) dependencies: BTreeSet<String>,
@@ -158,6 +161,10 @@ pub(crate) fn read(dir: &Path) -> Result<CrateInfo, Error> {
         .and_then(|t| t.as_array())
         .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
         .unwrap_or_default();
+    let proc_macro = lib
+        .and_then(|l| l.get("proc-macro").or_else(|| l.get("proc_macro")))
+        .and_then(|p| p.as_bool())
+        .unwrap_or(false);
     let names = |section: &str, only_optional: bool| {
         let mut names = BTreeSet::new();
         let mut add = |deps: Option<&toml::Value>| {
@@ -224,6 +231,7 @@ pub(crate) fn read(dir: &Path) -> Result<CrateInfo, Error> {
         lib_name,
         root,
         crate_types,
+        proc_macro,
         dependencies,
         optional_dependencies,
         build_dependencies,

@@ -16,7 +16,6 @@ use syn::{Attribute, Ident, Item, Signature, Type, UseTree, Visibility};
 
 use crate::cfg::Cfg;
 use crate::error::{Error, Location};
-use crate::hash::Fnv;
 
 /// How a proc is called.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,7 +126,6 @@ pub(crate) struct UseEntry {
 #[derive(Debug, Default)]
 pub(crate) struct Scanned {
     pub(crate) files: Vec<PathBuf>,
-    pub(crate) content_hash: u64,
     pub(crate) procs: Vec<Proc>,
     pub(crate) hooks: Vec<HookDef>,
     pub(crate) globals: Vec<GlobalDef>,
@@ -217,7 +215,6 @@ fn scan_as(crate_dir: &Path, root: &Path, cfg: &Cfg, types_only: bool) -> Result
         proc_names: HashMap::new(),
         global_names: HashMap::new(),
         pending_reexports: Vec::new(),
-        hash: Fnv::new(),
     };
     let child_dir = root.parent().unwrap_or(crate_dir).to_path_buf();
     walker.file(root, &[], &child_dir, Reach { crate_root: true, public: true }, None);
@@ -229,7 +226,6 @@ fn scan_as(crate_dir: &Path, root: &Path, cfg: &Cfg, types_only: bool) -> Result
     if let Some(error) = Error::collect(walker.errors) {
         return Err(error);
     }
-    walker.out.content_hash = walker.hash.finish();
     Ok(walker.out)
 }
 
@@ -254,7 +250,6 @@ struct Walker<'a> {
     /// `pub use` of a local path in a public module: (original name, the
     /// path under which it is re-exported).
     pending_reexports: Vec<(String, Vec<String>)>,
-    hash: Fnv,
 }
 
 impl Walker<'_> {
@@ -288,9 +283,6 @@ impl Walker<'_> {
                 return;
             }
         };
-        let shown = self.display_path(path);
-        self.hash.write(shown.to_string_lossy().as_bytes());
-        self.hash.write(source.as_bytes());
         self.out.files.push(path.to_owned());
         if let Ok(tokens) = source.parse::<TokenStream>() {
             collect_path_pairs(tokens, &mut self.out.path_pairs);

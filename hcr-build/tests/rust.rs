@@ -80,6 +80,65 @@ fn registration_and_bindings_match_their_golden_files() {
     check(&golden("host.rs"), &host.source);
 }
 
+/// Copies the fixture crates (not their build output) to `to`, every file
+/// dated an hour back, as files are that a build script last saw long ago.
+fn copy_fixtures(to: &Path) {
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    let mut work = vec![PathBuf::new()];
+    while let Some(rel) = work.pop() {
+        for entry in std::fs::read_dir(fixtures().join(&rel)).unwrap().flatten() {
+            let name = rel.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                if entry.file_name() != "target" {
+                    std::fs::create_dir_all(to.join(&name)).unwrap();
+                    work.push(name);
+                }
+            } else {
+                std::fs::copy(entry.path(), to.join(&name)).unwrap();
+                std::fs::File::options().write(true).open(to.join(&name)).unwrap().set_modified(old).unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn what_build_scripts_keep_of_shared_types_is_used_until_the_types_change() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_fixtures(dir.path());
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let generate = || {
+        let module = Module::new().crate_dir(dir.path().join("game")).out_dir(&out).cfg(cfg()).toolchain(TOOLCHAIN);
+        let path = module.import("../physics").generate().unwrap();
+        std::fs::read_to_string(path).unwrap()
+    };
+    let first = generate();
+    assert_eq!(first, std::fs::read_to_string(golden("game.module.rs")).unwrap(), "the same as without a cache");
+    // The shared types crate was kept. Changing what was kept (a field's
+    // type, same length) shows that the next run reads it instead of the
+    // sources.
+    let entries: Vec<PathBuf> =
+        std::fs::read_dir(out.join("hcr-types-cache")).unwrap().map(|e| e.unwrap().path()).collect();
+    let kept = entries
+        .iter()
+        .find(|e| std::fs::read_to_string(e).unwrap().contains("tick: u64"))
+        .expect("the types crate's entry");
+    let text = std::fs::read_to_string(kept).unwrap();
+    std::fs::write(kept, text.replace("tick: u64", "tick: u32")).unwrap();
+    let poisoned = generate();
+    assert_ne!(poisoned, first, "the kept types were used");
+    // A change to the types crate's sources is seen, whatever was kept.
+    let world = dir.path().join("types/src/world.rs");
+    let source = std::fs::read_to_string(&world).unwrap();
+    std::fs::write(&world, source.replace("pub tick: u64,", "pub tick: u64,\n    pub frame: u32,")).unwrap();
+    let changed = generate();
+    assert_ne!(changed, first, "a new field changes the hashes");
+    assert_ne!(changed, poisoned);
+    // Put back as it was: the first output again.
+    std::fs::write(&world, source).unwrap();
+    assert_eq!(generate(), first);
+}
+
 fn cargo(args: &[&str]) -> Output {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     // The target directory comes first: what follows `--` is the program's.

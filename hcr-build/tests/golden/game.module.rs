@@ -13,7 +13,7 @@ pub mod __hcr_module {
     #[unsafe(no_mangle)]
     pub static HCR_MODULE_DESCRIPTOR_game: abi::ModuleDescriptor = abi::ModuleDescriptor::new(
             NAME,
-            "game-59847d9d1d94baf9",
+            concat!("game ", env!("CARGO_PKG_VERSION")),
             &IMPORTS,
             init,
         )

@@ -19,7 +19,7 @@ pub mod __hcr_module {
     #[unsafe(no_mangle)]
     pub static HCR_MODULE_DESCRIPTOR_physics: abi::ModuleDescriptor = abi::ModuleDescriptor::new(
             NAME,
-            "physics-1684c405996d7cf5",
+            concat!("physics ", env!("CARGO_PKG_VERSION")),
             &IMPORTS,
             init,
         )

@@ -22,7 +22,7 @@ pub mod __hcr_module {
     #[unsafe(no_mangle)]
     pub static HCR_MODULE_DESCRIPTOR_game: abi::ModuleDescriptor = abi::ModuleDescriptor::new(
             NAME,
-            "game-efe0f203990e2b31",
+            concat!("game ", env!("CARGO_PKG_VERSION")),
             &IMPORTS,
             init,
         )
