@@ -1,11 +1,14 @@
 //! Rebuilding a module without cargo: its build script (when its inputs
-//! changed) and then its `rustc` command, exactly as cargo last ran them,
-//! the library written to a staging directory and moved into place with one
-//! `rename` (so that the host never sees half a library), and said to be
-//! unchanged when it came out the same.
+//! changed) and its `rustc` command, as cargo last ran them, the two at the
+//! same time when the script's output lets rustc's guess stand (see
+//! [`rebuild`]); rustc builds the `cdylib` only. The library is written to
+//! a staging directory and moved into place with one `rename` (or by a
+//! linker that replaces its output with a rename), so that the host never
+//! sees half a library, and said to be unchanged when it came out the same.
 //!
 //! Cargo is not told: its fingerprint of the module is stale afterwards, and
-//! the next `cargo build` compiles the module once more, which is correct.
+//! the next `cargo build` compiles the module once more (its `rlib` too),
+//! which is correct.
 
 use std::ffi::OsStr;
 use std::io::Read;
@@ -25,6 +28,10 @@ use crate::record::{self, ScriptOutput};
 
 /// How long a direct build that is asked to stop gets before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// How often a rebuild looks for the library the linker wrote, while rustc
+/// finishes.
+const LIBRARY_POLL: Duration = Duration::from_millis(1);
 
 /// How cargo last built a module, enough to do it again.
 #[derive(Debug, Clone)]
@@ -100,11 +107,6 @@ impl ModuleRecord {
         self.output_name(std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX)
     }
 
-    /// The file name of the rlib.
-    pub fn rlib_name(&self) -> String {
-        self.output_name("lib", ".rlib")
-    }
-
     /// Whether this module links the library that `other` builds (as a
     /// dependency): rebuilding `other` alone would leave it stale.
     pub fn links(&self, other: &ModuleRecord) -> bool {
@@ -143,6 +145,8 @@ pub enum Outcome {
         script_time: Option<Duration>,
         /// How long `rustc` took.
         rustc_time: Duration,
+        /// Whether rustc ran while the build script ran.
+        parallel: bool,
     },
     /// The build failed; what to show.
     Failed(String),
@@ -162,6 +166,9 @@ struct StopState {
     stopped: bool,
     /// The process running, not reaped yet.
     running: Option<u32>,
+    /// Stoppers of work running alongside (a speculative rustc), stopped
+    /// with this one.
+    children: Vec<Stopper>,
 }
 
 impl Stopper {
@@ -217,12 +224,29 @@ impl Stopper {
         )))
     }
 
-    /// Stops the rebuild: `SIGTERM` to the process it runs, `SIGKILL` if it
-    /// is still there after a grace period.
+    /// A stopper for work that runs alongside this one's (on another
+    /// thread): stopped when this one is, and on its own.
+    fn child(&self) -> Stopper {
+        let child = Stopper::default();
+        let mut state = self.lock();
+        child.lock().stopped = state.stopped;
+        state.children.push(child.clone());
+        child
+    }
+
+    /// Stops the rebuild: `SIGTERM` to the processes it runs, `SIGKILL` if
+    /// they are still there after a grace period.
     pub fn stop(&self) {
-        let group = {
+        let children = {
             let mut state = self.lock();
             state.stopped = true;
+            std::mem::take(&mut state.children)
+        };
+        for child in children {
+            child.stop();
+        }
+        let group = {
+            let state = self.lock();
             let Some(group) = state.running else { return };
             // Not reaped (the lock is held), so the id is still its own.
             let _ = process::signal_group(group, libc::SIGTERM);
@@ -256,29 +280,83 @@ pub struct Options {
 }
 
 /// Rebuilds the module of `record` after `changed` files changed.
+///
+/// When its build script must run again, rustc starts at the same time, on
+/// what the script wrote last time (the files in `OUT_DIR`), into the
+/// staging directory. That guess is kept only if the script then prints
+/// the same directives for rustc and leaves every file in `OUT_DIR` as it
+/// was (same size, modification time and inode: `hcr-build` does not touch
+/// a file whose contents stay the same, and replaces one that changes with
+/// a rename); otherwise the guess is stopped and rustc runs again after
+/// the script. On a save that changes only function bodies, the script's
+/// time is hidden behind rustc's.
 pub fn rebuild(record: &ModuleRecord, changed: &[PathBuf], options: Options, stopper: &Stopper) -> Outcome {
-    let color = options.color;
+    let Some(out_dir) = record.out_dir() else {
+        return Outcome::NeedsCargo("the recorded rustc command has no --out-dir".into());
+    };
+    let staging = out_dir.parent().unwrap_or(&out_dir).join(".hcr-staging").join(&record.package);
+    let script_runs = record.script_output.as_ref().is_some_and(|baseline| baseline.reruns_for(changed));
+    if script_runs && record.script.is_none() {
+        return Outcome::NeedsCargo("its build script must run and was not recorded".into());
+    }
+    // What rustc can read from the build script's last run: only a guess
+    // if there is a directory to compare before and after.
+    let generated = record.script.as_ref().and_then(|s| s.var("OUT_DIR")).map(PathBuf::from);
+    let before = if script_runs { generated.as_deref().and_then(snapshot) } else { None };
+    // In place only when what rustc compiles is known to be final.
+    let in_place = (options.atomic_linker && before.is_none()).then(|| out_dir.join(record.dylib_name()));
+    if let Err(e) = fresh_dir(&staging) {
+        return Outcome::Failed(format!("error: cannot prepare {}: {e}", staging.display()));
+    }
+    let previous = staging.join(".previous");
+    let kept = in_place.as_ref().is_some_and(|library| std::fs::hard_link(library, &previous).is_ok());
+    let rustc = rustc_command(record, options.color, in_place.is_none().then_some(staging.as_path()));
+
     let mut warnings = String::new();
     let mut script_output = None;
     let mut script_time = None;
-    if let Some(baseline) = &record.script_output
-        && baseline.reruns_for(changed)
-    {
-        let Some(script) = &record.script else {
+    let mut guess = None;
+    if script_runs {
+        let (Some(script), Some(baseline)) = (&record.script, &record.script_output) else {
             return Outcome::NeedsCargo("its build script must run and was not recorded".into());
         };
+        if before.is_some() {
+            let child = stopper.child();
+            let mut command = command(&rustc);
+            command.current_dir(&record.rustc_cwd);
+            let worker = child.clone();
+            let thread = std::thread::spawn(move || {
+                let started = Instant::now();
+                (worker.run(&mut command), started.elapsed())
+            });
+            guess = Some((child, thread));
+        }
         let started = Instant::now();
         let mut command = command(script);
         command.current_dir(script.var("CARGO_MANIFEST_DIR").map_or(record.dir.as_path(), Path::new));
-        let (stdout, stderr, success) = match stopper.run(&mut command) {
-            Ok(Some(result)) => result,
-            Ok(None) => return Outcome::Stopped,
-            Err(e) => return Outcome::NeedsCargo(format!("its build script could not run: {e}")),
-        };
+        let ran = stopper.run(&mut command);
         script_time = Some(started.elapsed());
+        let stop_guess = |guess: Option<(Stopper, std::thread::JoinHandle<_>)>| {
+            if let Some((child, thread)) = guess {
+                child.stop();
+                let _ = thread.join();
+            }
+        };
+        let (stdout, stderr, success) = match ran {
+            Ok(Some(result)) => result,
+            Ok(None) => {
+                stop_guess(guess);
+                return Outcome::Stopped;
+            }
+            Err(e) => {
+                stop_guess(guess);
+                return Outcome::NeedsCargo(format!("its build script could not run: {e}"));
+            }
+        };
         let output = ScriptOutput::parse(&stdout, &record.dir);
         let version = record.rustc.var("CARGO_PKG_VERSION").unwrap_or_default();
         if !success || !output.errors.is_empty() {
+            stop_guess(guess);
             let mut text = String::new();
             for error in &output.errors {
                 text.push_str(&format!("error: {error}\n"));
@@ -293,41 +371,48 @@ pub fn rebuild(record: &ModuleRecord, changed: &[PathBuf], options: Options, sto
             warnings.push_str(&format!("warning: {}@{version}: {warning}\n", record.package));
         }
         if output.compile != baseline.compile {
+            stop_guess(guess);
             return Outcome::NeedsCargo("its build script's output changed".into());
+        }
+        if before.is_none() || generated.as_deref().and_then(snapshot) != before {
+            // rustc may have read what the script was writing.
+            stop_guess(guess.take());
         }
         script_output = Some(output);
     }
 
-    let Some(out_dir) = record.out_dir() else {
-        return Outcome::NeedsCargo("the recorded rustc command has no --out-dir".into());
+    // Moved into place as soon as the linker renamed it into the staging
+    // directory (the build is known to be right by then), not once rustc
+    // exits: that is what rustc does in place, with such a linker.
+    let mut early: Option<std::io::Result<bool>> = None;
+    let (ran, rustc_time, parallel) = match guess {
+        Some((_, thread)) => {
+            let library = staging.join(record.dylib_name());
+            while options.atomic_linker && early.is_none() && !thread.is_finished() {
+                if library.exists() {
+                    early = Some(install_library(&staging, &out_dir, &record.dylib_name()));
+                } else {
+                    std::thread::sleep(LIBRARY_POLL);
+                }
+            }
+            match thread.join() {
+                Ok((ran, elapsed)) => (ran, elapsed, true),
+                Err(_) => return Outcome::Failed("error: the thread running rustc panicked".into()),
+            }
+        }
+        None => {
+            let mut command = command(&rustc);
+            command.current_dir(&record.rustc_cwd);
+            let started = Instant::now();
+            let ran = stopper.run(&mut command);
+            (ran, started.elapsed(), false)
+        }
     };
-    let staging = out_dir.parent().unwrap_or(&out_dir).join(".hcr-staging").join(&record.package);
-    if let Err(e) = fresh_dir(&staging) {
-        return Outcome::Failed(format!("error: cannot prepare {}: {e}", staging.display()));
-    }
-    // In place: the library it replaces, kept to compare with.
-    let in_place = options.atomic_linker.then(|| out_dir.join(record.dylib_name()));
-    let previous = staging.join(".previous");
-    let kept = in_place.as_ref().is_some_and(|library| std::fs::hard_link(library, &previous).is_ok());
-    let mut rustc = if in_place.is_some() {
-        record.rustc.clone()
-    } else {
-        record.rustc.with_option("--out-dir", &staging.to_string_lossy())
-    };
-    if !color && let Some(json) = rustc.option("--json") {
-        // Cargo always asks for colours and takes them out itself.
-        let plain: Vec<&str> = json.split(',').filter(|k| *k != "diagnostic-rendered-ansi").collect();
-        rustc = rustc.with_option("--json", &plain.join(","));
-    }
-    let mut command = command(&rustc);
-    command.current_dir(&record.rustc_cwd);
-    let started = Instant::now();
-    let (_, stderr, success) = match stopper.run(&mut command) {
+    let (_, stderr, success) = match ran {
         Ok(Some(result)) => result,
         Ok(None) => return Outcome::Stopped,
         Err(e) => return Outcome::NeedsCargo(format!("rustc could not run: {e}")),
     };
-    let rustc_time = started.elapsed();
     let (diagnostics, other) = read_rustc_output(&stderr);
     let kind = "lib";
     if !success {
@@ -355,14 +440,14 @@ pub fn rebuild(record: &ModuleRecord, changed: &[PathBuf], options: Options, sto
             if count == 1 { "" } else { "s" }
         ));
     }
-    let installed = match &in_place {
-        Some(library) => refresh_uplifted(&out_dir, &record.rlib_name()).and_then(|()| {
-            refresh_uplifted(&out_dir, &record.dylib_name())?;
+    let installed = match (&in_place, early) {
+        (Some(library), _) => refresh_uplifted(&out_dir, &record.dylib_name()).and_then(|()| {
             let changed = !kept || !same_contents(&previous, library)?;
             std::fs::remove_dir_all(&staging)?;
             Ok(changed)
         }),
-        None => install(&staging, &out_dir),
+        (None, Some(early)) => early.and_then(|changed| install(&staging, &out_dir).map(|_| changed)),
+        (None, None) => install(&staging, &out_dir),
     };
     let changed = match installed {
         Ok(changed) => changed,
@@ -370,7 +455,56 @@ pub fn rebuild(record: &ModuleRecord, changed: &[PathBuf], options: Options, sto
             return Outcome::Failed(format!("error: cannot move the new library into {}: {e}", out_dir.display()));
         }
     };
-    Outcome::Built { changed, warnings: warnings.trim_end().to_owned(), script_output, script_time, rustc_time }
+    Outcome::Built {
+        changed,
+        warnings: warnings.trim_end().to_owned(),
+        script_output,
+        script_time,
+        rustc_time,
+        parallel,
+    }
+}
+
+/// The recorded `rustc` command as a rebuild runs it: the `cdylib` alone
+/// (no module links another's library while they are rebuilt directly,
+/// and the `rlib` a static build links is left to cargo, whose fingerprint
+/// of the module is stale from now on), into `staging` if given, without
+/// colours if they are off.
+fn rustc_command(record: &ModuleRecord, color: bool, staging: Option<&Path>) -> record::Command {
+    let mut rustc = record.rustc.cdylib_only();
+    if let Some(staging) = staging {
+        rustc = rustc.with_option("--out-dir", &staging.to_string_lossy());
+    }
+    if !color && let Some(json) = rustc.option("--json") {
+        // Cargo always asks for colours and takes them out itself.
+        let plain: Vec<&str> = json.split(',').filter(|k| *k != "diagnostic-rendered-ansi").collect();
+        rustc = rustc.with_option("--json", &plain.join(","));
+    }
+    rustc
+}
+
+/// A file as [`snapshot`] sees it: path, size, modification time (seconds
+/// and nanoseconds), inode.
+type FileState = (PathBuf, u64, i64, i64, u64);
+
+/// Every file under `dir` with its size, modification time and inode, or
+/// `None` if it cannot be read: what a build script's run may change.
+fn snapshot(dir: &Path) -> Option<Vec<FileState>> {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut files = Vec::new();
+    let mut work = vec![dir.to_owned()];
+    while let Some(dir) = work.pop() {
+        for entry in std::fs::read_dir(&dir).ok()? {
+            let entry = entry.ok()?;
+            let meta = entry.path().symlink_metadata().ok()?;
+            if meta.is_dir() {
+                work.push(entry.path());
+            }
+            files.push((entry.path(), meta.len(), meta.mtime(), meta.mtime_nsec(), meta.ino()));
+        }
+    }
+    files.sort();
+    Some(files)
 }
 
 /// The recorded command, ready to run: its environment on top of
@@ -433,6 +567,7 @@ fn is_summary(message: &str) -> bool {
 /// replaced; one that does not is harmless to the host, whose runtime
 /// compares contents before it reloads.
 fn install(staging: &Path, out_dir: &Path) -> std::io::Result<bool> {
+    // (The library may be in place already: see `install_library`.)
     let mut files: Vec<PathBuf> = std::fs::read_dir(staging)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
     let is_dylib = |f: &Path| f.extension() == Some(OsStr::new(std::env::consts::DLL_EXTENSION));
     // The dynamic library first.
@@ -462,6 +597,22 @@ fn install(staging: &Path, out_dir: &Path) -> std::io::Result<bool> {
         }
     }
     let _ = std::fs::remove_dir(staging);
+    Ok(changed)
+}
+
+/// Moves the dynamic library `name` from `staging` into `out_dir` with one
+/// rename, while rustc may still run: whether it differs from the one it
+/// replaced.
+fn install_library(staging: &Path, out_dir: &Path, name: &str) -> std::io::Result<bool> {
+    let target = out_dir.join(name);
+    let previous = staging.join(".previous");
+    let kept = std::fs::hard_link(&target, &previous).is_ok();
+    std::fs::rename(staging.join(name), &target)?;
+    let changed = !kept || !same_contents(&previous, &target)?;
+    if kept {
+        std::fs::remove_file(&previous)?;
+    }
+    refresh_uplifted(out_dir, name)?;
     Ok(changed)
 }
 
@@ -526,9 +677,11 @@ mod tests {
             plain.dylib_name(),
             format!("{}game_logic{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX)
         );
-        assert_eq!(plain.rlib_name(), "libgame_logic.rlib");
         let hashed = record(&["--crate-name", "game_logic", "-C", "extra-filename=-0123abcd"]);
-        assert_eq!(hashed.rlib_name(), "libgame_logic-0123abcd.rlib");
+        assert_eq!(
+            hashed.dylib_name(),
+            format!("{}game_logic-0123abcd{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX)
+        );
     }
 
     #[test]

@@ -41,9 +41,19 @@ impl Command {
         None
     }
 
-    /// Every value of option `flag`.
+    /// Every value of option `flag` (each given as `flag value` or
+    /// `flag=value`).
     pub fn options<'a>(&'a self, flag: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.args.windows(2).filter(move |pair| pair[0] == flag).map(|pair| pair[1].as_str())
+        let mut values = Vec::new();
+        let mut args = self.args.iter();
+        while let Some(arg) = args.next() {
+            if arg == flag {
+                values.extend(args.next().map(String::as_str));
+            } else if let Some(value) = arg.strip_prefix(flag).and_then(|rest| rest.strip_prefix('=')) {
+                values.push(value);
+            }
+        }
+        values.into_iter()
     }
 
     /// This command with the value of option `flag` replaced by `value`.
@@ -59,6 +69,45 @@ impl Command {
             } else if arg.strip_prefix(flag).is_some_and(|rest| rest.starts_with('=')) {
                 *arg = format!("{flag}={value}");
             }
+        }
+        command
+    }
+
+    /// This command without the option `flag value` (or `flag=value`).
+    pub fn without(&self, flag: &str, value: &str) -> Command {
+        let mut command = self.clone();
+        let mut args = Vec::with_capacity(self.args.len());
+        let mut iter = std::mem::take(&mut command.args).into_iter().peekable();
+        while let Some(arg) = iter.next() {
+            if arg == flag && iter.peek().is_some_and(|next| next == value) {
+                iter.next();
+                continue;
+            }
+            if arg.strip_prefix(flag).and_then(|rest| rest.strip_prefix('=')) == Some(value) {
+                continue;
+            }
+            args.push(arg);
+        }
+        command.args = args;
+        command
+    }
+
+    /// `rustc` building only the `cdylib` of a command that builds it with
+    /// other crate types (the `rlib` of a module that static builds link),
+    /// and not the metadata only those need; the command as it is when it
+    /// builds nothing else.
+    pub fn cdylib_only(&self) -> Command {
+        let mut command = self.clone();
+        let others: Vec<String> = self.options("--crate-type").filter(|t| *t != "cdylib").map(str::to_owned).collect();
+        if others.is_empty() || !self.options("--crate-type").any(|t| t == "cdylib") {
+            return command;
+        }
+        for other in &others {
+            command = command.without("--crate-type", other);
+        }
+        if let Some(emit) = command.option("--emit") {
+            let kept: Vec<&str> = emit.split(',').filter(|kind| *kind != "metadata").collect();
+            command = command.with_option("--emit", &kept.join(","));
         }
         command
     }
@@ -284,6 +333,25 @@ mod tests {
         assert_eq!(moved.option("--out-dir"), Some("/stage"));
         assert_eq!(moved.option("--edition"), Some("2021"));
         assert_eq!(moved.args.len(), rustc.args.len());
+    }
+
+    #[test]
+    fn a_cdylib_is_built_alone() {
+        let (commands, _) = split_verbose(VERBOSE);
+        let rustc = commands[1].cdylib_only();
+        assert_eq!(rustc.options("--crate-type").collect::<Vec<_>>(), ["cdylib"]);
+        assert_eq!(rustc.option("--crate-name"), Some("probe"));
+        assert_eq!(rustc.args.len(), commands[1].args.len() - 2, "only `--crate-type rlib` left out");
+        let pipelined = Command {
+            env: Vec::new(),
+            program: "rustc".into(),
+            args: ["--crate-type=cdylib", "--crate-type=rlib", "--emit=dep-info,metadata,link", "lib.rs"]
+                .map(str::to_owned)
+                .to_vec(),
+        };
+        assert_eq!(pipelined.cdylib_only().args, ["--crate-type=cdylib", "--emit=dep-info,link", "lib.rs"]);
+        let rlib = Command { args: ["--crate-type", "rlib", "lib.rs"].map(str::to_owned).to_vec(), ..pipelined };
+        assert_eq!(rlib.cdylib_only(), rlib, "no cdylib: unchanged");
     }
 
     #[test]

@@ -571,7 +571,7 @@ impl Session {
         for (index, outcome) in outcomes {
             let name = self.modules[index].name.clone();
             match outcome {
-                Outcome::Built { changed, warnings, script_output, script_time, rustc_time } => {
+                Outcome::Built { changed, warnings, script_output, script_time, rustc_time, parallel } => {
                     if !warnings.is_empty() {
                         let _ = writeln!(std::io::stderr(), "{warnings}");
                     }
@@ -581,8 +581,10 @@ impl Session {
                     }
                     if changed {
                         self.trace.event("installed", &name);
-                        let script =
-                            script_time.map(|t| format!("build script {} ms, ", t.as_millis())).unwrap_or_default();
+                        let alongside = if parallel { " alongside" } else { "," };
+                        let script = script_time
+                            .map(|t| format!("build script {} ms{alongside} ", t.as_millis()))
+                            .unwrap_or_default();
                         status!(
                             "built {name} in {} ms ({script}rustc {} ms)",
                             elapsed.as_millis(),
