@@ -193,6 +193,9 @@ struct Sample {
     /// The library complete to the new frame: it put in place, the host
     /// noticing it, its reload and the frame drawn.
     load: f64,
+    /// The library complete to cargo-hcr moving it into place (while rustc
+    /// still runs; 0 when the linker wrote it in place itself).
+    install: f64,
     /// The reload, as the host's runtime timed it.
     reload: f64,
 }
@@ -244,6 +247,7 @@ fn edit(session: &mut Session, lib: &Path, library: &Path, from: char, to: char)
         debounce: ms(change, start),
         build: ms(start, end),
         load: ms(end, frame),
+        install: at("linked").map_or(0.0, |linked| ms(end, linked).max(0.0)),
         reload,
     }
 }
@@ -261,13 +265,14 @@ fn load_average() -> String {
 fn row(name: &str, samples: &[Sample]) -> String {
     let m = |f: fn(&Sample) -> f64| median(samples.iter().map(f).collect());
     format!(
-        "| {name} | {} | **{:.0}** | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} |",
+        "| {name} | {} | **{:.0}** | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {:.1} |",
         samples.len(),
         m(|s| s.total),
         m(|s| s.notice),
         m(|s| s.debounce),
         m(|s| s.build),
-        m(|s| s.load - s.reload),
+        m(|s| s.install),
+        m(|s| s.load - s.install - s.reload),
         m(|s| s.reload),
     )
 }
@@ -332,8 +337,9 @@ fn main() {
     let load_after = load_average();
 
     let table = [
-        "| session | saves | save to new frame (ms) | notice | debounce | build | detect + draw | reload |".to_owned(),
-        "|---|---|---|---|---|---|---|---|".to_owned(),
+        "| session | saves | save to new frame (ms) | notice | debounce | build | install | detect + draw | reload |"
+            .to_owned(),
+        "|---|---|---|---|---|---|---|---|---|".to_owned(),
         row("first save, cold session", &[first]),
         row("first save, warm restart (cargo)", &[warm_first]),
         row("later saves (rustc directly)", &direct),

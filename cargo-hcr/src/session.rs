@@ -15,6 +15,7 @@ use std::io::{IsTerminal, Write as _};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -124,7 +125,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         writing: BTreeSet::new(),
         atomic: false,
         direct: std::env::var_os(DIRECT_VAR).is_none_or(|v| v != "0"),
-        trace: Trace::from_env(),
+        trace: Arc::new(Trace::from_env()),
     };
     let code = session.start()?;
     drop(session);
@@ -253,7 +254,7 @@ struct Session {
     /// Whether modules are rebuilt without cargo when they can be
     /// (`CARGO_HCR_DIRECT=0` turns it off).
     direct: bool,
-    trace: Trace,
+    trace: Arc<Trace>,
 }
 
 /// How the initial build ended.
@@ -462,10 +463,14 @@ impl Session {
                 let worker = stopper.clone();
                 let tx = self.tx.clone();
                 let options = rebuild::Options { color: self.options.color, atomic_linker: self.atomic };
+                let trace = Arc::clone(&self.trace);
                 thread::spawn(move || {
                     let outcomes = plan
                         .iter()
-                        .map(|(i, record, files)| (*i, rebuild::rebuild(record, files, options, &worker)))
+                        .map(|(i, record, files)| {
+                            let linked = || trace.event("linked", &record.package);
+                            (*i, rebuild::rebuild(record, files, options, &worker, &linked))
+                        })
                         .collect();
                     // The receiver is gone only when cargo-hcr is stopping.
                     let _ = tx.send(Event::Direct(outcomes));

@@ -9,7 +9,9 @@
 //! Events: `change` (a watched file's contents changed), `unchanged` (a
 //! file whose events had left its contents as they were built), `build-start`,
 //! `build-end` (with `rustc` or `cargo` and the build's microseconds),
-//! `installed` (a new library was moved into place), `reloaded` (the host's
+//! `linked` (the library the linker finished was moved into place while
+//! rustc was still running), `installed` (a new library is in place, said
+//! once the build is over), `reloaded` (the host's
 //! runtime reported a reload). Wall-clock times, so that other processes
 //! (the host, a benchmark) can be put on the same axis.
 

@@ -946,7 +946,8 @@ pub struct ModuleDescriptor {
     pub size: u32,
     /// The module's name: what other modules import it by.
     pub name: Str,
-    /// An identifier of this build, for diagnostics.
+    /// A label of this build, for diagnostics (`hcr-build` writes the
+    /// package's name and version).
     pub build_id: Str,
     /// Names of the modules this module imports.
     pub imports: *const Str,

@@ -256,7 +256,9 @@ impl DependencyLoader<'_> {
 }
 
 /// Where a build script keeps what it scanned of its dependencies: in its
-/// output directory, which it writes to anyway.
+/// output directory, which it writes to anyway. (cargo-hcr knows the name:
+/// rustc never reads it, so a change there does not make rustc's build,
+/// started alongside the build script, wrong.)
 fn types_cache(out: &Path) -> TypesCache {
     TypesCache::new(out.join("hcr-types-cache"))
 }

@@ -358,7 +358,8 @@ typedef struct HcrModuleDescriptor {
   uint32_t size;
   // The module's name: what other modules import it by.
   struct HcrStr name;
-  // An identifier of this build, for diagnostics.
+  // A label of this build, for diagnostics (`hcr-build` writes the
+  // package's name and version).
   struct HcrStr build_id;
   // Names of the modules this module imports.
   const struct HcrStr *imports;

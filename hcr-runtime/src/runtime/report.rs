@@ -22,7 +22,9 @@ pub struct ModuleInfo {
     pub name: String,
     /// The file it is loaded from (and watched at).
     pub path: PathBuf,
-    /// The build id from its descriptor.
+    /// The build id from its descriptor: a label for diagnostics, which
+    /// the module chose (`hcr-build` writes the package's name and version;
+    /// C modules pass it to `HCR_MODULE`).
     pub build_id: String,
     /// The ABI minor version it was built against.
     pub abi_minor: u16,
