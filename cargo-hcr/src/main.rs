@@ -24,6 +24,7 @@ mod cli;
 mod error;
 #[cfg(unix)]
 mod host;
+mod link;
 mod metadata;
 mod new;
 #[cfg(unix)]

@@ -15,7 +15,6 @@ use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -23,6 +22,7 @@ use cargo_metadata::diagnostic::Diagnostic;
 use serde_json::Value;
 
 use crate::cargo::Diagnostics;
+use crate::link;
 use crate::metadata::Package;
 use crate::process;
 use crate::record::{self, ScriptOutput};
@@ -318,8 +318,9 @@ pub fn rebuild(
     let previous = staging.join(".previous");
     let kept = in_place.as_ref().is_some_and(|library| std::fs::hard_link(library, &previous).is_ok());
     let out = in_place.is_none().then_some(staging.as_path());
-    let fast_link = fast_link_applies(&record.rustc);
-    let rustc = rustc_command(record, options.color, out, fast_link);
+    let staging_root = staging.parent().unwrap_or(&staging);
+    let link_args = link::args(&record.rustc, staging_root);
+    let rustc = rustc_command(record, options.color, out, &link_args);
 
     let mut warnings = String::new();
     let mut script_output = None;
@@ -422,11 +423,10 @@ pub fn rebuild(
         Ok(None) => return Outcome::Stopped,
         Err(e) => return Outcome::NeedsCargo(format!("rustc could not run: {e}")),
     };
-    if !success && fast_link && stderr.contains("linking with") {
-        // A linker that does not take `-O0`: without it, now and for the
-        // rest of the session. (Relaxed: a hint, read again at each build.)
-        FAST_LINK.store(false, Ordering::Relaxed);
-        let mut command = command(&rustc_command(record, options.color, out, false));
+    if !success && link::refused(&stderr, &link_args) {
+        // A linker that does not take them: without, now and for the rest
+        // of the session.
+        let mut command = command(&rustc_command(record, options.color, out, &[]));
         command.current_dir(&record.rustc_cwd);
         (_, stderr, success) = match stopper.run(&mut command) {
             Ok(Some(result)) => result,
@@ -486,36 +486,14 @@ pub fn rebuild(
     }
 }
 
-/// What rebuilds ask of the linker: its least work on the output's size
-/// (no tail merging of strings, most of them in the debug information of
-/// the standard library each module carries). The game example's module
-/// comes out at 5.2 MB instead of 5.0 MB and the same otherwise, linked by
-/// LLD in 50 ms instead of 60. Every linker of ELF files takes it (GNU ld,
-/// gold, LLD, mold); one that does not is retried without it.
-const FAST_LINK_ARG: &str = "link-arg=-Wl,-O0";
-
-/// Whether rebuilds pass [`FAST_LINK_ARG`]: until a link with it failed.
-static FAST_LINK: AtomicBool = AtomicBool::new(true);
-
-/// Whether [`FAST_LINK_ARG`] is for the linker of `rustc`'s target: a Linux
-/// one (where the linker is called through `cc`), and not turned off.
-fn fast_link_applies(rustc: &record::Command) -> bool {
-    // Relaxed: a hint; the worst a stale value costs is one more retry.
-    cfg!(target_os = "linux")
-        && rustc.option("--target").is_none_or(|target| target.contains("-linux-"))
-        && FAST_LINK.load(Ordering::Relaxed)
-}
-
 /// The recorded `rustc` command as a rebuild runs it: the `cdylib` alone
 /// (no module links another's library while they are rebuilt directly,
 /// and the `rlib` a static build links is left to cargo, whose fingerprint
-/// of the module is stale from now on), with [`FAST_LINK_ARG`] if
-/// `fast_link`, into `staging` if given, without colours if they are off.
-fn rustc_command(record: &ModuleRecord, color: bool, staging: Option<&Path>, fast_link: bool) -> record::Command {
+/// of the module is stale from now on), with `link_args` (see [`link`]),
+/// into `staging` if given, without colours if they are off.
+fn rustc_command(record: &ModuleRecord, color: bool, staging: Option<&Path>, link_args: &[String]) -> record::Command {
     let mut rustc = record.rustc.cdylib_only();
-    if fast_link {
-        rustc.args.extend(["-C".to_owned(), FAST_LINK_ARG.to_owned()]);
-    }
+    rustc.args.extend(link_args.iter().cloned());
     if let Some(staging) = staging {
         rustc = rustc.with_option("--out-dir", &staging.to_string_lossy());
     }
@@ -841,8 +819,7 @@ printf linked > "$2/libfake.so""#
         let outcome = rebuild(&record, &[dir.path().join("src/body.txt")], options, &Stopper::default(), &|| ());
         assert!(matches!(outcome, Outcome::Built { .. }), "{outcome:?}");
         assert_eq!(std::fs::read_to_string(dir.path().join("deps/libfake.so")).unwrap(), "linked");
-        assert!(!fast_link_applies(&record.rustc), "not asked again in this session");
-        FAST_LINK.store(true, Ordering::Relaxed);
+        assert!(link::args(&record.rustc, dir.path()).is_empty(), "not asked again in this session");
     }
 
     #[test]

@@ -343,6 +343,26 @@ fn processes_with(parts: &[&str]) -> Vec<u32> {
 }
 
 /// Sends `signal` to the running `cargo-hcr`.
+/// A library's debug information: its strings (as text) and the size of
+/// all its `.debug_*` sections.
+fn debug_info(library: &Path) -> (String, u64) {
+    use object::{Object as _, ObjectSection as _};
+    let bytes = std::fs::read(library).unwrap();
+    let file = object::File::parse(bytes.as_slice()).unwrap();
+    let mut text = String::new();
+    let mut size = 0;
+    for section in file.sections() {
+        let name = section.name().unwrap_or_default();
+        if name.starts_with(".debug_") {
+            size += section.size();
+        }
+        if name == ".debug_str" || name == ".debug_line_str" {
+            text.push_str(&String::from_utf8_lossy(section.data().unwrap_or_default()));
+        }
+    }
+    (text, size)
+}
+
 fn signal(hcr: &Running, signal: libc::c_int) {
     // SAFETY: `kill` has no memory-safety preconditions; the child is not
     // reaped, so its id is still its own.
@@ -381,6 +401,8 @@ fn edit_reload_break_and_stop() {
 
     // The first edit: the module alone is compiled, by rustc directly (its
     // build script first), and the host runs the new code.
+    let library = target_dir().join("debug/deps/libprobe.so");
+    let cargo_built = debug_info(&library);
     let edit = hcr.seen.len();
     scratch.set_behaviour("2");
     let built = hcr.wait_for(edit, err, REBUILD, |l| l.starts_with("[hcr] built probe in "));
@@ -390,6 +412,13 @@ fn edit_reload_break_and_stop() {
     hcr.wait_for(edit, out, REBUILD, |l| l == "behaviour 2");
     let statuses = hcr.status_since(edit);
     assert!(!statuses.iter().any(|l| l.contains("cargo")), "no cargo, nothing else compiled: {statuses:?}");
+    if cfg!(target_arch = "x86_64") {
+        // The module's own debug information is there; that of the
+        // toolchain's libraries, most of what cargo's build carried, is not.
+        let (own, size) = debug_info(&library);
+        assert!(own.contains("probe/src/lib.rs"), "the module's own lines");
+        assert!(size * 2 < cargo_built.1, "debug information: {size} bytes, {} from cargo", cargo_built.1);
+    }
 
     // An edit that does not compile: the errors, and the old code goes on.
     let broken = hcr.seen.len();
