@@ -50,6 +50,26 @@ pub struct ModuleRecord {
     /// What its build script printed when the recorded `rustc` command was
     /// made (`None` without a build script).
     pub script_output: Option<ScriptOutput>,
+    /// How many rebuilds in a row started rustc alongside the build script
+    /// for nothing (the script changed what rustc reads); from
+    /// [`MAX_WASTED_GUESSES`] on, rustc waits for the script.
+    pub wasted_guesses: u32,
+}
+
+/// After this many rebuilds in a row whose build script changed what rustc
+/// reads (a script that rewrites its output every time), rustc is no longer
+/// started alongside it: it would only compete with it for the processors.
+pub const MAX_WASTED_GUESSES: u32 = 3;
+
+/// What became of the build rustc started alongside the build script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guess {
+    /// None was started: no script ran, or rustc waited for it.
+    None,
+    /// It was kept: the script left what rustc reads as it was.
+    Kept,
+    /// It was stopped, and rustc ran again after the script.
+    Dropped,
 }
 
 impl ModuleRecord {
@@ -87,6 +107,7 @@ impl ModuleRecord {
             rustc_cwd,
             script,
             script_output,
+            wasted_guesses: previous.map_or(0, |p| p.wasted_guesses),
         })
     }
 
@@ -146,8 +167,8 @@ pub enum Outcome {
         script_time: Option<Duration>,
         /// How long `rustc` took.
         rustc_time: Duration,
-        /// Whether rustc ran while the build script ran.
-        parallel: bool,
+        /// What became of rustc's build alongside the build script.
+        guess: Guess,
     },
     /// The build failed; what to show.
     Failed(String),
@@ -309,7 +330,8 @@ pub fn rebuild(
     // What rustc can read from the build script's last run: only a guess
     // if there is a directory to compare before and after.
     let generated = record.script.as_ref().and_then(|s| s.var("OUT_DIR")).map(PathBuf::from);
-    let before = if script_runs { generated.as_deref().and_then(snapshot) } else { None };
+    let guessing = script_runs && record.wasted_guesses < MAX_WASTED_GUESSES;
+    let before = if guessing { generated.as_deref().and_then(snapshot) } else { None };
     // In place only when what rustc compiles is known to be final.
     let in_place = (options.atomic_linker && before.is_none()).then(|| out_dir.join(record.dylib_name()));
     if let Err(e) = fresh_dir(&staging) {
@@ -326,6 +348,7 @@ pub fn rebuild(
     let mut script_output = None;
     let mut script_time = None;
     let mut guess = None;
+    let mut dropped = false;
     if script_runs {
         let (Some(script), Some(baseline)) = (&record.script, &record.script_output) else {
             return Outcome::NeedsCargo("its build script must run and was not recorded".into());
@@ -386,6 +409,7 @@ pub fn rebuild(
         }
         if before.is_none() || generated.as_deref().and_then(snapshot) != before {
             // rustc may have read what the script was writing.
+            dropped = guess.is_some();
             stop_guess(guess.take());
         }
         script_output = Some(output);
@@ -395,7 +419,7 @@ pub fn rebuild(
     // directory (the build is known to be right by then), not once rustc
     // exits: that is what rustc does in place, with such a linker.
     let mut early: Option<std::io::Result<bool>> = None;
-    let (ran, rustc_time, parallel) = match guess {
+    let (ran, rustc_time, guess_kept) = match guess {
         Some((_, thread)) => {
             let library = staging.join(record.dylib_name());
             while options.atomic_linker && early.is_none() && !thread.is_finished() {
@@ -482,7 +506,13 @@ pub fn rebuild(
         script_output,
         script_time,
         rustc_time,
-        parallel,
+        guess: if guess_kept {
+            Guess::Kept
+        } else if dropped {
+            Guess::Dropped
+        } else {
+            Guess::None
+        },
     }
 }
 
@@ -717,6 +747,7 @@ mod tests {
             rustc_cwd: "/ws".into(),
             script: None,
             script_output: None,
+            wasted_guesses: 0,
         };
         let plain = record(&["--crate-name", "game_logic", "-C", "opt-level=0"]);
         assert_eq!(
@@ -767,12 +798,13 @@ printf '%s|%s' "$gen" "$body" > "$2/libfake.so""#;
             rustc_cwd: dir.to_owned(),
             script: Some(sh(script, &[])),
             script_output: Some(ScriptOutput::parse("cargo:rerun-if-changed=src", dir)),
+            wasted_guesses: 0,
         }
     }
 
     fn built(outcome: Outcome) -> bool {
         match outcome {
-            Outcome::Built { parallel, .. } => parallel,
+            Outcome::Built { guess, .. } => guess == Guess::Kept,
             other => panic!("not built: {other:?}"),
         }
     }
@@ -795,6 +827,26 @@ printf '%s|%s' "$gen" "$body" > "$2/libfake.so""#;
         std::fs::write(dir.path().join("src/delay"), "0.3").unwrap();
         assert!(!built(again()), "rustc ran again after the script");
         assert_eq!(std::fs::read_to_string(&library).unwrap(), "fn b()|2", "built from what the script wrote");
+        // A script that rewrites its output every time: once rustc has been
+        // started alongside it for nothing MAX_WASTED_GUESSES times in a row
+        // (the session counts them), rustc waits for it.
+        let mut rewriting = record.clone();
+        rewriting.script = Some(record::Command {
+            args: ["-c", "cp src/sig.txt \"$OUT_DIR/gen.new\" && mv \"$OUT_DIR/gen.new\" \"$OUT_DIR/gen.rs\"", "sh"]
+                .map(str::to_owned)
+                .to_vec(),
+            ..record.script.clone().unwrap()
+        });
+        std::fs::write(dir.path().join("src/delay"), "0").unwrap();
+        let guess = |record: &ModuleRecord| match rebuild(record, &changed, options, &Stopper::default(), &|| ()) {
+            Outcome::Built { guess, .. } => guess,
+            other => panic!("not built: {other:?}"),
+        };
+        assert_eq!(guess(&rewriting), Guess::Dropped);
+        rewriting.wasted_guesses = MAX_WASTED_GUESSES;
+        assert_eq!(guess(&rewriting), Guess::None, "rustc waited for the script");
+        assert_eq!(std::fs::read_to_string(&library).unwrap(), "fn b()|2");
+
         // A directive for rustc changed: cargo's to handle.
         let mut other = record.clone();
         other.script_output = Some(ScriptOutput::parse("cargo:rerun-if-changed=src\ncargo:rustc-cfg=x", dir.path()));

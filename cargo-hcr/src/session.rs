@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::host::{self, Host};
 use crate::metadata::{self, Listed, Metadata, Package};
 use crate::process;
-use crate::rebuild::{self, ModuleRecord, Outcome, Stopper};
+use crate::rebuild::{self, Guess, ModuleRecord, Outcome, Stopper};
 use crate::report::{Follower, Report};
 use crate::trace::Trace;
 use crate::watch::{Contents, Watcher};
@@ -576,14 +576,22 @@ impl Session {
         for (index, outcome) in outcomes {
             let name = self.modules[index].name.clone();
             match outcome {
-                Outcome::Built { changed, warnings, script_output, script_time, rustc_time, parallel } => {
+                Outcome::Built { changed, warnings, script_output, script_time, rustc_time, guess } => {
                     if !warnings.is_empty() {
                         let _ = writeln!(std::io::stderr(), "{warnings}");
                     }
-                    if let (Some(output), Some(record)) = (script_output, self.records[index].as_mut()) {
-                        // The same directives; perhaps more inputs.
-                        record.script_output = Some(output);
+                    if let Some(record) = self.records[index].as_mut() {
+                        if let Some(output) = script_output {
+                            // The same directives; perhaps more inputs.
+                            record.script_output = Some(output);
+                        }
+                        match guess {
+                            Guess::Kept => record.wasted_guesses = 0,
+                            Guess::Dropped => record.wasted_guesses += 1,
+                            Guess::None => {}
+                        }
                     }
+                    let parallel = guess == Guess::Kept;
                     if changed {
                         self.trace.event("installed", &name);
                         let alongside = if parallel { " alongside" } else { "," };
