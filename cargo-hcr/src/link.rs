@@ -58,7 +58,7 @@ pub fn args(rustc: &record::Command, staging_root: &Path) -> Vec<String> {
             return None;
         }
         let text = script(&sysroot(rustc)?)?;
-        let path = staging_root.join(SCRIPT_NAME);
+        let path = script_path(staging_root)?;
         write_atomically(&path, &text).ok()?;
         Some(path)
     });
@@ -108,6 +108,13 @@ fn script(sysroot: &Path) -> Option<String> {
     ))
 }
 
+/// Where the linker script goes, if the linker can be given that path:
+/// `-Wl,` splits its argument at commas.
+fn script_path(staging_root: &Path) -> Option<PathBuf> {
+    let path = staging_root.join(SCRIPT_NAME);
+    path.to_str().is_some_and(|p| !p.contains(',')).then_some(path)
+}
+
 /// Writes `text` to `path` with one rename (another session may read it).
 fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
@@ -135,6 +142,15 @@ mod tests {
         for odd in ["relative/sysroot", "/with space", "/star*", "/brace}", "/quote\""] {
             assert_eq!(script(Path::new(odd)), None, "{odd}");
         }
+    }
+
+    #[test]
+    fn a_script_path_with_a_comma_is_not_given_to_the_linker() {
+        assert_eq!(
+            script_path(Path::new("/w/target/debug/.hcr-staging")),
+            Some("/w/target/debug/.hcr-staging/hcr-link.ld".into())
+        );
+        assert_eq!(script_path(Path::new("/w/a,b/target/debug/.hcr-staging")), None);
     }
 
     #[test]
