@@ -6,13 +6,14 @@
 //! that the host lists as an ordinary dependency.
 #![cfg(target_os = "linux")]
 
-use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
+
+mod support;
+use support::{Running, Stream};
 
 /// The first build of a scratch workspace, when the hcr crates are not
 /// built yet in the tests' target directory (the dependencies of
@@ -162,31 +163,8 @@ fn cargo_hcr_traced(dir: &Path, args: &[&str], trace: Option<&Path>) -> Running 
         Some(trace) => command.env("CARGO_HCR_TRACE", trace),
         None => command.env_remove("CARGO_HCR_TRACE"),
     };
-    let mut child = command
-        .args(args)
-        .current_dir(dir)
-        .env("CARGO_TARGET_DIR", target_dir())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, lines) = mpsc::channel();
-    for (stream, pipe) in [
-        (Stream::Out, Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>),
-        (Stream::Err, Box::new(child.stderr.take().unwrap())),
-    ] {
-        let tx = tx.clone();
-        thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                if tx.send((stream, line)).is_err() {
-                    break;
-                }
-            }
-        });
-    }
-    Running { child, lines, seen: Vec::new() }
+    command.args(args).current_dir(dir).env("CARGO_TARGET_DIR", target_dir());
+    Running::spawn(command)
 }
 
 fn module_source(body: &str) -> String {
@@ -221,90 +199,6 @@ fn host_source(module: &str, version: u32) -> String {
          \x20   }}\n\
          }}\n"
     )
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stream {
-    Out,
-    Err,
-}
-
-/// A running `cargo-hcr` and every line it (and the host) printed.
-struct Running {
-    child: Child,
-    lines: Receiver<(Stream, String)>,
-    seen: Vec<(Stream, String)>,
-}
-
-impl Running {
-    /// The index of the first line at or after `from` on `stream` that
-    /// satisfies `wanted`, waiting up to `timeout` for it.
-    fn wait_for(&mut self, from: usize, stream: Stream, timeout: Duration, wanted: impl Fn(&str) -> bool) -> usize {
-        let deadline = Instant::now() + timeout;
-        let mut next = from;
-        loop {
-            if let Some(found) = self.seen[next..].iter().position(|(s, line)| *s == stream && wanted(line)) {
-                return next + found;
-            }
-            next = self.seen.len();
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => self.seen.push(line),
-                Err(_) => panic!("not seen in {timeout:?} on {stream:?}; everything:\n{}", self.transcript()),
-            }
-        }
-    }
-
-    /// Every line so far, marked by stream.
-    fn transcript(&self) -> String {
-        self.seen
-            .iter()
-            .map(|(s, line)| format!("{}| {line}\n", if *s == Stream::Out { "out" } else { "err" }))
-            .collect()
-    }
-
-    /// The lines so far on `stream` from `from` on.
-    fn lines_since(&self, from: usize, stream: Stream) -> Vec<&str> {
-        self.seen[from..].iter().filter(|(s, _)| *s == stream).map(|(_, line)| line.as_str()).collect()
-    }
-
-    /// The status lines (`[hcr] ...`) from `from` on.
-    fn status_since(&self, from: usize) -> Vec<&str> {
-        self.lines_since(from, Stream::Err).into_iter().filter(|l| l.starts_with("[hcr] ")).collect()
-    }
-
-    /// Waits for `cargo-hcr` to exit, reading the rest of its output.
-    fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                // The pipes close once the host is gone too.
-                while let Ok(line) = self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                    self.seen.push(line);
-                }
-                return status;
-            }
-            assert!(Instant::now() < deadline, "cargo-hcr did not exit; everything:\n{}", self.transcript());
-            while let Ok(line) = self.lines.try_recv() {
-                self.seen.push(line);
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// The host's pid, from its first line.
-    fn host_pid(&mut self, from: usize, timeout: Duration) -> u32 {
-        let line = self.wait_for(from, Stream::Out, timeout, |l| l.starts_with("host pid "));
-        self.seen[line].1["host pid ".len()..].parse().unwrap()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        // After a failure: the host dies with cargo-hcr.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Whether process `pid` exists and has not exited (a zombie has exited).
@@ -361,12 +255,6 @@ fn debug_info(library: &Path) -> (String, u64) {
         }
     }
     (text, size)
-}
-
-fn signal(hcr: &Running, signal: libc::c_int) {
-    // SAFETY: `kill` has no memory-safety preconditions; the child is not
-    // reaped, so its id is still its own.
-    assert_eq!(unsafe { libc::kill(hcr.child.id() as libc::pid_t, signal) }, 0);
 }
 
 /// A build script that generates the registration, then takes its time.
@@ -484,7 +372,7 @@ fn edit_reload_break_and_stop() {
         assert!(Instant::now() < deadline, "the build script never ran:\n{}", hcr.transcript());
         thread::sleep(Duration::from_millis(50));
     };
-    signal(&hcr, libc::SIGINT);
+    hcr.signal(libc::SIGINT);
     let status = hcr.wait_exit(REBUILD);
     assert_eq!(status.code(), Some(130), "{}", hcr.transcript());
     assert_eq!(hcr.lines_since(0, err).last().copied(), Some("[hcr] stopped"), "{}", hcr.transcript());
@@ -512,7 +400,7 @@ fn the_hosts_own_edits_restart_it_unless_told_not_to() {
     hcr.wait_for(edit, Stream::Out, REBUILD, |l| l == "host 2");
     assert_ne!(first, second);
     assert!(gone_within(first, REBUILD), "the old host was stopped");
-    signal(&hcr, libc::SIGINT);
+    hcr.signal(libc::SIGINT);
     assert_eq!(hcr.wait_exit(REBUILD).code(), Some(130), "{}", hcr.transcript());
 
     // With --no-restart, the host keeps running, and says why.
@@ -528,7 +416,7 @@ fn the_hosts_own_edits_restart_it_unless_told_not_to() {
     hcr.wait_for(edit, Stream::Out, REBUILD, |l| l == "behaviour 5");
     assert!(alive(pid));
     assert!(!hcr.lines_since(edit, Stream::Out).contains(&"host 3"), "{}", hcr.transcript());
-    signal(&hcr, libc::SIGINT);
+    hcr.signal(libc::SIGINT);
     assert_eq!(hcr.wait_exit(REBUILD).code(), Some(130), "{}", hcr.transcript());
 }
 
@@ -541,7 +429,7 @@ fn a_host_without_a_workspace_root() {
     let edit = hcr.seen.len();
     scratch.set_behaviour("7");
     hcr.wait_for(edit, Stream::Out, REBUILD, |l| l == "behaviour 7");
-    signal(&hcr, libc::SIGINT);
+    hcr.signal(libc::SIGINT);
     assert_eq!(hcr.wait_exit(REBUILD).code(), Some(130), "{}", hcr.transcript());
 }
 
@@ -552,7 +440,7 @@ fn a_killed_cargo_hcr_takes_the_host_with_it() {
     let host_pid = hcr.host_pid(0, FIRST_BUILD);
     assert!(alive(host_pid));
     // No chance to clean up: the kernel stops the host (PR_SET_PDEATHSIG).
-    signal(&hcr, libc::SIGKILL);
+    hcr.signal(libc::SIGKILL);
     let status = hcr.wait_exit(REBUILD);
     assert_eq!(status.signal(), Some(libc::SIGKILL));
     assert!(gone_within(host_pid, Duration::from_secs(5)), "the host outlived cargo-hcr");
@@ -652,7 +540,7 @@ fn new_then_run_then_edit() {
     let fixed = hcr.seen.len();
     std::fs::write(&lib, times(7000)).unwrap();
     hcr.wait_for(fixed, Stream::Out, REBUILD, multiple(7000));
-    signal(&hcr, libc::SIGINT);
+    hcr.signal(libc::SIGINT);
     assert_eq!(hcr.wait_exit(REBUILD).code(), Some(130), "{}", hcr.transcript());
 
     // The static build of the same workspace links the module in.

@@ -6,12 +6,12 @@
 //! the change that reloads, the change that panics, and its fix.
 #![cfg(target_os = "linux")]
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::thread;
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+mod support;
+use support::{Running, Stream};
 
 /// The first build: the hcr crates are usually built already in the target
 /// directory this test shares with `dev_loop.rs`; when they are not, 170 to
@@ -107,92 +107,37 @@ impl Drop for TempDir {
     }
 }
 
-/// A running `cargo hcr run` and every line it (and the host) printed.
-struct Running {
-    child: Child,
-    lines: Receiver<(bool, String)>,
-    seen: Vec<(bool, String)>,
+/// Starts `cargo hcr run` in `dir`.
+fn start(dir: &Path) -> Running {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cargo-hcr"));
+    command
+        .args(["hcr", "run"])
+        .current_dir(dir)
+        // The target directory of dev_loop.rs: the hcr crates are built
+        // there with a project's settings, as this one needs them.
+        .env("CARGO_TARGET_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("cargo-hcr/target"))
+        .env_remove("CARGO_HCR_TRACE");
+    Running::spawn(command)
 }
 
-impl Running {
-    fn start(dir: &Path) -> Running {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cargo-hcr"))
-            .args(["hcr", "run"])
-            .current_dir(dir)
-            // The target directory of dev_loop.rs: the hcr crates are built
-            // there with a project's settings, as this one needs them.
-            .env("CARGO_TARGET_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("cargo-hcr/target"))
-            .env_remove("CARGO_HCR_TRACE")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, lines) = mpsc::channel();
-        for (out, pipe) in [
-            (true, Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>),
-            (false, Box::new(child.stderr.take().unwrap())),
-        ] {
-            let tx = tx.clone();
-            thread::spawn(move || {
-                for line in BufReader::new(pipe).lines() {
-                    let Ok(line) = line else { break };
-                    if tx.send((out, line)).is_err() {
-                        break;
-                    }
-                }
-            });
+/// Waits for two frames in a row, at or after `from`, whose scores differ
+/// by `step`; the second one's tick.
+fn wait_for_step(hcr: &mut Running, from: usize, step: u64) -> u64 {
+    let deadline = Instant::now() + REBUILD;
+    let mut at = from;
+    let mut last: Option<(u64, u64)> = None;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = hcr.wait_for(at, Stream::Out, left, |l| l.starts_with("tick "));
+        at = line + 1;
+        let frame = parse_frame(&hcr.seen[line].1);
+        if let (Some((tick, score)), Some((t, s))) = (last, frame)
+            && t == tick + 1
+            && s == score + step
+        {
+            return t;
         }
-        Running { child, lines, seen: Vec::new() }
-    }
-
-    /// Waits up to `timeout` for a line at or after `from` on stdout (`out`)
-    /// or stderr that satisfies `wanted`; its index.
-    fn wait_for(&mut self, from: usize, out: bool, timeout: Duration, wanted: impl Fn(&str) -> bool) -> usize {
-        let deadline = Instant::now() + timeout;
-        let mut next = from;
-        loop {
-            if let Some(found) = self.seen[next..].iter().position(|(o, line)| *o == out && wanted(line)) {
-                return next + found;
-            }
-            next = self.seen.len();
-            match self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) => self.seen.push(line),
-                Err(_) => panic!("not seen in {timeout:?}; everything:\n{}", self.transcript()),
-            }
-        }
-    }
-
-    /// Waits for two frames in a row, at or after `from`, whose scores
-    /// differ by `step`; the second one's tick.
-    fn wait_for_step(&mut self, from: usize, step: u64) -> u64 {
-        let deadline = Instant::now() + REBUILD;
-        let mut at = from;
-        let mut last: Option<(u64, u64)> = None;
-        loop {
-            let line =
-                self.wait_for(at, true, deadline.saturating_duration_since(Instant::now()), |l| l.starts_with("tick "));
-            at = line + 1;
-            let frame = parse_frame(&self.seen[line].1);
-            if let (Some((tick, score)), Some((t, s))) = (last, frame)
-                && t == tick + 1
-                && s == score + step
-            {
-                return t;
-            }
-            last = frame;
-        }
-    }
-
-    fn transcript(&self) -> String {
-        self.seen.iter().map(|(out, line)| format!("{}| {line}\n", if *out { "out" } else { "err" })).collect()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        last = frame;
     }
 }
 
@@ -224,8 +169,8 @@ fn following_the_guide_builds_runs_and_reloads() {
     std::fs::copy(repository().join("Cargo.lock"), dir.0.join("Cargo.lock")).unwrap();
 
     // "cargo hcr run": the host prints a frame every half second.
-    let mut hcr = Running::start(&dir.0);
-    hcr.wait_for(0, true, FIRST_BUILD, |l| l == "tick 2: score 2");
+    let mut hcr = start(&dir.0);
+    hcr.wait_for(0, Stream::Out, FIRST_BUILD, |l| l == "tick 2: score 2");
 
     // The edit that reloads: the state carries on, the score grows by ten.
     let edits = edits(&guide);
@@ -237,10 +182,10 @@ fn following_the_guide_builds_runs_and_reloads() {
     };
     let reload = hcr.seen.len();
     edit(&edits[0].0, &edits[0].1);
-    hcr.wait_for(reload, false, REBUILD, |l| l.starts_with("[hcr] reloaded 1 module(s) in "));
+    hcr.wait_for(reload, Stream::Err, REBUILD, |l| l.starts_with("[hcr] reloaded 1 module(s) in "));
     // The host's own report comes before the frames of the new code.
-    let reloaded = hcr.wait_for(reload, true, REBUILD, |l| l.starts_with("reloaded: generation 1: "));
-    let tick = hcr.wait_for_step(reloaded, 10);
+    let reloaded = hcr.wait_for(reload, Stream::Out, REBUILD, |l| l.starts_with("reloaded: generation 1: "));
+    let tick = wait_for_step(&mut hcr, reloaded, 10);
     assert!(tick > 2, "the tick carried on from where it was");
 
     // The edit that panics: cargo-hcr prints the line the guide shows, the
@@ -248,17 +193,17 @@ fn following_the_guide_builds_runs_and_reloads() {
     let panic = hcr.seen.len();
     edit(&edits[1].0, &edits[1].1);
     let shown = shown_line(&guide, "[hcr] panic in ");
-    hcr.wait_for(panic, false, REBUILD, |l| l == shown);
+    hcr.wait_for(panic, Stream::Err, REBUILD, |l| l == shown);
     let own = shown.strip_prefix("[hcr] ").unwrap();
-    let line = hcr.wait_for(panic, false, REBUILD, |l| l == own);
-    hcr.wait_for(line, true, REBUILD, |l| l.starts_with("tick "));
+    let line = hcr.wait_for(panic, Stream::Err, REBUILD, |l| l == own);
+    hcr.wait_for(line, Stream::Out, REBUILD, |l| l.starts_with("tick "));
 
     // The fix: loaded as usual.
     let fixed = hcr.seen.len();
     edit(&edits[1].1, &edits[1].0);
-    hcr.wait_for(fixed, false, REBUILD, |l| l.starts_with("[hcr] reloaded 1 module(s) in "));
-    let reloaded = hcr.wait_for(fixed, true, REBUILD, |l| l.starts_with("reloaded: generation 3: "));
-    let after = hcr.wait_for_step(reloaded, 10);
+    hcr.wait_for(fixed, Stream::Err, REBUILD, |l| l.starts_with("[hcr] reloaded 1 module(s) in "));
+    let reloaded = hcr.wait_for(fixed, Stream::Out, REBUILD, |l| l.starts_with("reloaded: generation 3: "));
+    let after = wait_for_step(&mut hcr, reloaded, 10);
     assert!(after > tick);
 
     // A change of the shared types: the host is rebuilt and restarted, as
@@ -270,25 +215,17 @@ fn following_the_guide_builds_runs_and_reloads() {
     std::fs::write(&shared, types.replace("    pub score: u64,\n", "    pub score: u64,\n    pub best: u64,\n"))
         .unwrap();
     assert!(guide.contains("`[hcr] host's own code changed: restarting"), "the guide says what is printed");
-    hcr.wait_for(restart, false, REBUILD, |l| {
+    hcr.wait_for(restart, Stream::Err, REBUILD, |l| {
         l.starts_with("[hcr] host's own code changed: restarting it, its state is not kept")
     });
-    hcr.wait_for(restart, true, REBUILD, |l| l == "tick 1: score 10");
+    hcr.wait_for(restart, Stream::Out, REBUILD, |l| l == "tick 1: score 10");
     // The old host saw the rebuilt module before it was stopped, and refused
     // it (its types changed): that is not shown, the new host loads it.
-    let refused = hcr.seen[restart..].iter().filter(|(out, l)| !out && l.starts_with("[hcr] reload refused"));
+    let refused =
+        hcr.seen[restart..].iter().filter(|(s, l)| *s == Stream::Err && l.starts_with("[hcr] reload refused"));
     assert_eq!(refused.count(), 0, "{}", hcr.transcript());
 
-    // SAFETY: `kill` has no memory-safety preconditions; the child is not
-    // reaped, so its id is still its own.
-    assert_eq!(unsafe { libc::kill(hcr.child.id() as libc::pid_t, libc::SIGINT) }, 0);
-    let deadline = Instant::now() + REBUILD;
-    let status = loop {
-        if let Some(status) = hcr.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "cargo hcr run did not stop:\n{}", hcr.transcript());
-        thread::sleep(Duration::from_millis(20));
-    };
+    hcr.signal(libc::SIGINT);
+    let status = hcr.wait_exit(REBUILD);
     assert_eq!(status.code(), Some(130), "{}", hcr.transcript());
 }

@@ -6,7 +6,7 @@ mod support;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use hcr_runtime::{Config, Error, Runtime};
-use support::{Scratch, fixture, fn0, fn1, runtime};
+use support::{Scratch, fixture, fn0, fn1, mapped_copies, runtime};
 
 fn first(err: &Error) -> &Error {
     err.failures()[0]
@@ -240,21 +240,6 @@ fn a_reload_from_code_of_a_module_it_would_unload_is_refused() {
     assert_eq!(call_back(reload_from_inside_the_module), 2);
 }
 
-/// Paths of the private copies the process has mapped.
-fn mapped_copies(rt: &Runtime) -> Vec<String> {
-    let dir = rt.private_dir().to_string_lossy().into_owned();
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-    let mut paths: Vec<String> = maps
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(5))
-        .filter(|p| p.starts_with(&dir))
-        .map(str::to_owned)
-        .collect();
-    paths.sort();
-    paths.dedup();
-    paths
-}
-
 #[test]
 fn a_replaced_library_stays_until_every_registered_thread_is_quiescent() {
     let s = Scratch::new("deferred");
@@ -273,7 +258,7 @@ fn a_replaced_library_stays_until_every_registered_thread_is_quiescent() {
     rt.perform_reload().unwrap();
     assert_eq!(answer(1), 3);
     assert_eq!(rt.stats().retired_pending, 1, "v1 waits for the registered threads");
-    assert_eq!(mapped_copies(&rt).len(), 2, "v1 is still mapped");
+    assert_eq!(mapped_copies(&rt.private_dir()), 2, "v1 is still mapped");
 
     worker_guard.quiescent();
     assert_eq!(rt.stats().retired_pending, 1, "one thread has not passed a quiescent point");
@@ -282,7 +267,7 @@ fn a_replaced_library_stays_until_every_registered_thread_is_quiescent() {
         assert_eq!(rt.stats().retired_pending, 0);
     });
     assert_eq!(rt.stats().unloads, 1);
-    assert_eq!(mapped_copies(&rt).len(), 1, "v1 is unmapped");
+    assert_eq!(mapped_copies(&rt.private_dir()), 1, "v1 is unmapped");
 
     // A thread that goes away is not waited for either.
     s.install(&fixture("counter", &[]), "counter");
@@ -316,7 +301,7 @@ fn with_the_default_policy_other_threads_are_observed_before_a_library_is_unload
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
     assert_eq!(rt.stats().unloads, 1);
-    assert_eq!(mapped_copies(&rt).len(), 1, "v1 is unmapped");
+    assert_eq!(mapped_copies(&rt.private_dir()), 1, "v1 is unmapped");
 }
 
 #[test]

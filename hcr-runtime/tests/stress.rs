@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hcr_runtime::{Config, Runtime};
-use support::{Scratch, emulated, fixture, fn0, fn1};
+use support::{Scratch, emulated, fixture, fn0, fn1, mapped_copies};
 
 const WORKERS: usize = 4;
 
@@ -34,17 +34,6 @@ fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-/// Private copies the process has mapped.
-fn mapped_copies(dir: &std::path::Path) -> usize {
-    let dir = dir.to_string_lossy().into_owned();
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-    let mut paths: Vec<&str> =
-        maps.lines().filter_map(|l| l.split_whitespace().nth(5)).filter(|p| p.starts_with(&dir)).collect();
-    paths.sort_unstable();
-    paths.dedup();
-    paths.len()
 }
 
 struct Outcome {

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hcr_runtime::{Config, ReloadTimings, Runtime};
-use support::{Scratch, fixture, fn1};
+use support::{Scratch, fixture, fn1, mapped_copies};
 
 const WORKERS: usize = 4;
 
@@ -40,17 +40,6 @@ enum Work {
     Tiny,
     /// `spin(20)`: 20 µs inside the module per call.
     Spin20,
-}
-
-/// Paths of the private copies the process has mapped.
-fn mapped_copies(dir: &std::path::Path) -> usize {
-    let dir = dir.to_string_lossy().into_owned();
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-    let mut paths: Vec<&str> =
-        maps.lines().filter_map(|l| l.split_whitespace().nth(5)).filter(|p| p.starts_with(&dir)).collect();
-    paths.sort_unstable();
-    paths.dedup();
-    paths.len()
 }
 
 /// Lowers the calling thread's scheduling priority a little (nice + 5):

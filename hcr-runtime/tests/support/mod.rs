@@ -284,6 +284,18 @@ pub fn file_count(dir: &Path) -> usize {
         .map_or(0, |d| d.flatten().filter(|e| !e.file_name().to_string_lossy().starts_with('.')).count())
 }
 
+/// How many private copies under `dir` (a runtime's private directory) the
+/// process has mapped: libraries loaded and not unmapped yet.
+pub fn mapped_copies(dir: &Path) -> usize {
+    let dir = dir.to_string_lossy().into_owned();
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let mut paths: Vec<&str> =
+        maps.lines().filter_map(|l| l.split_whitespace().nth(5)).filter(|p| p.starts_with(&dir)).collect();
+    paths.sort_unstable();
+    paths.dedup();
+    paths.len()
+}
+
 /// A program header of a 64-bit ELF file of this machine's byte order, and
 /// where it is in the file (for tests that patch them).
 #[derive(Clone, Copy, Debug)]
