@@ -178,6 +178,11 @@ pub enum Outcome {
     Stopped,
 }
 
+/// How a process run by a [`Stopper`] ended: its standard output and
+/// error and whether it succeeded, `None` once stopped, or why it could not
+/// start.
+type RunResult = std::io::Result<Option<(String, String, bool)>>;
+
 /// Stops a direct rebuild from another thread: the process it runs (in a
 /// process group of its own) is signalled, and it starts no other.
 #[derive(Debug, Clone, Default)]
@@ -201,7 +206,7 @@ impl Stopper {
     /// Runs `command` in a process group of its own and waits for it: its
     /// standard output and error, and whether it succeeded; `None` once
     /// stopped.
-    fn run(&self, command: &mut Command) -> std::io::Result<Option<(String, String, bool)>> {
+    fn run(&self, command: &mut Command) -> RunResult {
         command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
         process::die_with_parent(command);
         let mut child: Child = {
@@ -323,14 +328,18 @@ pub fn rebuild(
         return Outcome::NeedsCargo("the recorded rustc command has no --out-dir".into());
     };
     let staging = out_dir.parent().unwrap_or(&out_dir).join(".hcr-staging").join(&record.package);
-    let script_runs = record.script_output.as_ref().is_some_and(|baseline| baseline.reruns_for(changed));
-    if script_runs && record.script.is_none() {
-        return Outcome::NeedsCargo("its build script must run and was not recorded".into());
-    }
+    // The build script and what it printed last, if it must run again.
+    let script = match (&record.script, &record.script_output) {
+        (script, Some(baseline)) if baseline.reruns_for(changed) => match script {
+            Some(script) => Some((script, baseline)),
+            None => return Outcome::NeedsCargo("its build script must run and was not recorded".into()),
+        },
+        _ => None,
+    };
     // What rustc can read from the build script's last run: only a guess
     // if there is a directory to compare before and after.
     let generated = record.script.as_ref().and_then(|s| s.var("OUT_DIR")).map(PathBuf::from);
-    let guessing = script_runs && record.wasted_guesses < MAX_WASTED_GUESSES;
+    let guessing = script.is_some() && record.wasted_guesses < MAX_WASTED_GUESSES;
     let before = if guessing { generated.as_deref().and_then(snapshot) } else { None };
     // In place only when what rustc compiles is known to be final.
     let in_place = (options.atomic_linker && before.is_none()).then(|| out_dir.join(record.dylib_name()));
@@ -348,48 +357,25 @@ pub fn rebuild(
     let mut script_output = None;
     let mut script_time = None;
     let mut guess = None;
-    let mut dropped = false;
-    if script_runs {
-        let (Some(script), Some(baseline)) = (&record.script, &record.script_output) else {
-            return Outcome::NeedsCargo("its build script must run and was not recorded".into());
-        };
+    let mut guessed = Guess::None;
+    if let Some((script, baseline)) = script {
         if before.is_some() {
-            let child = stopper.child();
-            let mut command = command(&rustc);
-            command.current_dir(&record.rustc_cwd);
-            let worker = child.clone();
-            let thread = std::thread::spawn(move || {
-                let started = Instant::now();
-                (worker.run(&mut command), started.elapsed())
-            });
-            guess = Some((child, thread));
+            guess = Some(Alongside::start(stopper, rustc_process(record, &rustc)));
         }
         let started = Instant::now();
         let mut command = command(script);
         command.current_dir(script.var("CARGO_MANIFEST_DIR").map_or(record.dir.as_path(), Path::new));
         let ran = stopper.run(&mut command);
         script_time = Some(started.elapsed());
-        let stop_guess = |guess: Option<(Stopper, std::thread::JoinHandle<_>)>| {
-            if let Some((child, thread)) = guess {
-                child.stop();
-                let _ = thread.join();
-            }
-        };
+        // (Returning drops `guess`, which stops that rustc.)
         let (stdout, stderr, success) = match ran {
             Ok(Some(result)) => result,
-            Ok(None) => {
-                stop_guess(guess);
-                return Outcome::Stopped;
-            }
-            Err(e) => {
-                stop_guess(guess);
-                return Outcome::NeedsCargo(format!("its build script could not run: {e}"));
-            }
+            Ok(None) => return Outcome::Stopped,
+            Err(e) => return Outcome::NeedsCargo(format!("its build script could not run: {e}")),
         };
         let output = ScriptOutput::parse(&stdout, &record.dir);
         let version = record.rustc.var("CARGO_PKG_VERSION").unwrap_or_default();
         if !success || !output.errors.is_empty() {
-            stop_guess(guess);
             let mut text = String::new();
             for error in &output.errors {
                 text.push_str(&format!("error: {error}\n"));
@@ -404,13 +390,12 @@ pub fn rebuild(
             warnings.push_str(&format!("warning: {}@{version}: {warning}\n", record.package));
         }
         if output.compile != baseline.compile {
-            stop_guess(guess);
             return Outcome::NeedsCargo("its build script's output changed".into());
         }
-        if before.is_none() || generated.as_deref().and_then(snapshot) != before {
+        if guess.is_some() && generated.as_deref().and_then(snapshot) != before {
             // rustc may have read what the script was writing.
-            dropped = guess.is_some();
-            stop_guess(guess.take());
+            guessed = Guess::Dropped;
+            drop(guess.take());
         }
         script_output = Some(output);
     }
@@ -419,28 +404,23 @@ pub fn rebuild(
     // directory (the build is known to be right by then), not once rustc
     // exits: that is what rustc does in place, with such a linker.
     let mut early: Option<std::io::Result<bool>> = None;
-    let (ran, rustc_time, guess_kept) = match guess {
-        Some((_, thread)) => {
+    let (ran, rustc_time) = match guess {
+        Some(alongside) => {
             let library = staging.join(record.dylib_name());
-            while options.atomic_linker && early.is_none() && !thread.is_finished() {
+            while options.atomic_linker && early.is_none() && !alongside.is_finished() {
                 if library.exists() {
                     early = Some(install_library(&staging, &out_dir, &record.dylib_name(), linked));
                 } else {
                     std::thread::sleep(LIBRARY_POLL);
                 }
             }
-            match thread.join() {
-                Ok((ran, elapsed)) => (ran, elapsed, true),
-                Err(_) => return Outcome::Failed("error: the thread running rustc panicked".into()),
+            guessed = Guess::Kept;
+            match alongside.join() {
+                Some(result) => result,
+                None => return Outcome::Failed("error: the thread running rustc panicked".into()),
             }
         }
-        None => {
-            let mut command = command(&rustc);
-            command.current_dir(&record.rustc_cwd);
-            let started = Instant::now();
-            let ran = stopper.run(&mut command);
-            (ran, started.elapsed(), false)
-        }
+        None => run_timed(stopper, rustc_process(record, &rustc)),
     };
     let (_, mut stderr, mut success) = match ran {
         Ok(Some(result)) => result,
@@ -450,8 +430,7 @@ pub fn rebuild(
     if !success && link::refused(&stderr, &link_args) {
         // A linker that does not take them: without, now and for the rest
         // of the session.
-        let mut command = command(&rustc_command(record, options.color, out, &[]));
-        command.current_dir(&record.rustc_cwd);
+        let mut command = rustc_process(record, &rustc_command(record, options.color, out, &[]));
         (_, stderr, success) = match stopper.run(&mut command) {
             Ok(Some(result)) => result,
             Ok(None) => return Outcome::Stopped,
@@ -506,14 +485,57 @@ pub fn rebuild(
         script_output,
         script_time,
         rustc_time,
-        guess: if guess_kept {
-            Guess::Kept
-        } else if dropped {
-            Guess::Dropped
-        } else {
-            Guess::None
-        },
+        guess: guessed,
     }
+}
+
+/// A process run on a thread of its own, alongside the rebuild (rustc
+/// while the build script runs): stopped if dropped before it was joined.
+struct Alongside {
+    stopper: Stopper,
+    thread: Option<std::thread::JoinHandle<(RunResult, Duration)>>,
+}
+
+impl Alongside {
+    /// Starts `command`, stopped along with `parent` too.
+    fn start(parent: &Stopper, command: Command) -> Alongside {
+        let stopper = parent.child();
+        let worker = stopper.clone();
+        Alongside { stopper, thread: Some(std::thread::spawn(move || run_timed(&worker, command))) }
+    }
+
+    fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(std::thread::JoinHandle::is_finished)
+    }
+
+    /// Waits for it: how it ended and how long it took (`None` if its
+    /// thread panicked).
+    fn join(mut self) -> Option<(RunResult, Duration)> {
+        self.thread.take()?.join().ok()
+    }
+}
+
+impl Drop for Alongside {
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            self.stopper.stop();
+            let _ = thread.join();
+        }
+    }
+}
+
+/// `rustc` (as [`rustc_command`] made it) as a process, in the directory
+/// cargo ran it in.
+fn rustc_process(record: &ModuleRecord, rustc: &record::Command) -> Command {
+    let mut command = command(rustc);
+    command.current_dir(&record.rustc_cwd);
+    command
+}
+
+/// Runs `command` with `stopper`, and how long that took.
+fn run_timed(stopper: &Stopper, mut command: Command) -> (RunResult, Duration) {
+    let started = Instant::now();
+    (stopper.run(&mut command), started.elapsed())
 }
 
 /// The recorded `rustc` command as a rebuild runs it: the `cdylib` alone
@@ -683,28 +705,23 @@ fn install(staging: &Path, out_dir: &Path) -> std::io::Result<bool> {
     let is_dylib = |f: &Path| f.extension() == Some(OsStr::new(std::env::consts::DLL_EXTENSION));
     // The dynamic library first.
     files.sort_by_key(|f| !is_dylib(f));
-    let previous = staging.join(".previous");
     let mut changed = true;
     for file in &files {
-        let name = file.file_name().unwrap_or_default();
-        let target = out_dir.join(name);
-        if file.extension() == Some(OsStr::new("d")) {
+        let name = file.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        if is_dylib(file) {
+            changed = install_library(staging, out_dir, &name, &|| ())?;
+            continue;
+        }
+        let dep_info = file.extension() == Some(OsStr::new("d"));
+        if dep_info {
             // The dependency file names its outputs: in their real place.
             let text = std::fs::read_to_string(file)?;
             let text = text.replace(&*staging.to_string_lossy(), &out_dir.to_string_lossy());
             std::fs::write(file, text)?;
         }
-        let dylib = is_dylib(file);
-        // The library it replaces, kept to compare with once the new one is
-        // in place.
-        let kept = dylib && std::fs::hard_link(&target, &previous).is_ok();
-        std::fs::rename(file, &target)?;
-        if kept {
-            changed = !same_contents(&previous, &target)?;
-            std::fs::remove_file(&previous)?;
-        }
-        if file.extension() != Some(OsStr::new("d")) {
-            refresh_uplifted(out_dir, &name.to_string_lossy())?;
+        std::fs::rename(file, out_dir.join(&name))?;
+        if !dep_info {
+            refresh_uplifted(out_dir, &name)?;
         }
     }
     let _ = std::fs::remove_dir(staging);
@@ -712,8 +729,9 @@ fn install(staging: &Path, out_dir: &Path) -> std::io::Result<bool> {
 }
 
 /// Moves the dynamic library `name` from `staging` into `out_dir` with one
-/// rename, while rustc may still run, and calls `moved`: whether it
-/// differs from the one it replaced.
+/// rename (while rustc may still run), and calls `moved`: whether it
+/// differs from the one it replaced, which is kept (hard-linked) to compare
+/// with until then.
 fn install_library(staging: &Path, out_dir: &Path, name: &str, moved: &dyn Fn()) -> std::io::Result<bool> {
     let target = out_dir.join(name);
     let previous = staging.join(".previous");

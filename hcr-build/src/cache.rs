@@ -178,14 +178,7 @@ impl TypesCache {
         for module in &scanned.modules {
             put_string(&mut out, module);
         }
-        if std::fs::create_dir_all(&self.dir).is_err() {
-            return;
-        }
-        // Whole or not at all: written aside, then renamed.
-        let partial = file.with_extension(format!("{}.partial", std::process::id()));
-        if std::fs::write(&partial, out).is_ok() && std::fs::rename(&partial, &file).is_err() {
-            let _ = std::fs::remove_file(&partial);
-        }
+        let _ = std::fs::create_dir_all(&self.dir).and_then(|()| crate::replace_file(&file, &out));
     }
 }
 
@@ -229,16 +222,22 @@ mod tests {
         s
     }
 
+    /// A directory with a crate root and a cache next to it.
+    fn crate_with_cache() -> (tempfile::TempDir, TypesCache, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = TypesCache::new(dir.path().join("cache"));
+        let lib = dir.path().join("lib.rs");
+        std::fs::write(&lib, "pub struct World;").unwrap();
+        (dir, cache, lib)
+    }
+
     fn uses(s: &Scanned) -> Vec<(Option<String>, Vec<String>)> {
         s.uses.iter().map(|u| (u.name.clone(), u.path.clone())).collect()
     }
 
     #[test]
     fn an_entry_is_used_until_one_of_its_files_changes() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = TypesCache::new(dir.path().join("cache"));
-        let lib = dir.path().join("lib.rs");
-        std::fs::write(&lib, "pub struct World;").unwrap();
+        let (dir, cache, lib) = crate_with_cache();
         let cfg = Cfg::empty().with_feature("serde");
         let s = scanned(vec![lib.clone()]);
         // As if the file had been written a while before the scan.
@@ -258,10 +257,7 @@ mod tests {
 
     #[test]
     fn files_changed_just_now_are_not_relied_on() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = TypesCache::new(dir.path().join("cache"));
-        let lib = dir.path().join("lib.rs");
-        std::fs::write(&lib, "pub struct World;").unwrap();
+        let (dir, cache, lib) = crate_with_cache();
         let cfg = Cfg::empty();
         cache.put(dir.path(), &lib, &cfg, &scanned(vec![lib.clone()]));
         assert!(cache.get(dir.path(), &lib, &cfg).is_none(), "written within the file system's clock tick");
@@ -269,10 +265,7 @@ mod tests {
 
     #[test]
     fn a_damaged_entry_is_a_miss() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = TypesCache::new(dir.path().join("cache"));
-        let lib = dir.path().join("lib.rs");
-        std::fs::write(&lib, "pub struct World;").unwrap();
+        let (dir, cache, lib) = crate_with_cache();
         let cfg = Cfg::empty();
         cache.put_at(dir.path(), &lib, &cfg, &scanned(vec![lib.clone()]), SystemTime::now() + Duration::from_secs(10));
         let (entry, _) = cache.entry(dir.path(), &lib, &cfg);

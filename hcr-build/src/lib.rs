@@ -306,15 +306,20 @@ fn write_if_changed(path: &Path, source: &str) -> Result<(), Error> {
     if std::fs::read_to_string(path).is_ok_and(|old| old == source) {
         return Ok(());
     }
-    let io = |source| Error::Io { path: path.to_owned(), source };
+    replace_file(path, source).map_err(|source| Error::Io { path: path.to_owned(), source })
+}
+
+/// Replaces `path` with a file holding `contents`, whole or not at all: it
+/// is written aside (named after this process), then renamed over `path`.
+pub(crate) fn replace_file(path: &Path, contents: &str) -> std::io::Result<()> {
     let mut partial = path.as_os_str().to_owned();
     partial.push(format!(".{}.partial", std::process::id()));
     let partial = PathBuf::from(partial);
-    std::fs::write(&partial, source).map_err(io)?;
-    std::fs::rename(&partial, path).map_err(|e| {
+    let written = std::fs::write(&partial, contents).and_then(|()| std::fs::rename(&partial, path));
+    if written.is_err() {
         let _ = std::fs::remove_file(&partial);
-        io(e)
-    })
+    }
+    written
 }
 
 /// Reports `error` to cargo. A source that does not parse is left to rustc,
