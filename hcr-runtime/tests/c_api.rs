@@ -136,7 +136,7 @@ fn c_compiler() -> Command {
 }
 
 fn compile(cmd: &mut Command, what: &str) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run the C compiler for {what}: {e}"));
+    let out = support::output(cmd).unwrap_or_else(|e| panic!("cannot run the C compiler for {what}: {e}"));
     assert!(
         out.status.success(),
         "compiling {what} failed: {cmd:?}\n{}{}",
@@ -207,14 +207,14 @@ fn a_c_host_loads_and_reloads_a_rust_module() {
     // The runpath finds this build's runtime; cargo's LD_LIBRARY_PATH, which
     // comes first, also lists `target/<profile>`, where an older build may
     // have left another copy of the library.
-    let child = target_command(&host)
+    let mut command = target_command(&host);
+    command
         .arg(&module)
         .env("HCR_TEST_V2", &v2)
         .env("LD_LIBRARY_PATH", &lib_dir)
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::piped());
+    let child = support::spawn(&mut command).unwrap();
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -64,14 +64,14 @@ fn newest_source() -> SystemTime {
 fn cargo(args: &[&str], target_dir: &Path) {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let started = Instant::now();
-    let out = Command::new(cargo)
+    let mut command = Command::new(cargo);
+    command
         .current_dir(workspace())
         .args(args)
         .args(["--quiet", "--target", TARGET, "--target-dir"])
         .arg(target_dir)
-        .env_remove("CARGO_TARGET_DIR")
-        .output()
-        .expect("run cargo");
+        .env_remove("CARGO_TARGET_DIR");
+    let out = support::output(&mut command).expect("run cargo");
     assert!(out.status.success(), "cargo {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
     eprintln!("cargo {} took {:.1} s", args.join(" "), started.elapsed().as_secs_f64());
 }

@@ -49,7 +49,7 @@ pub fn fixture(package: &str, features: &[&str]) -> PathBuf {
         if !features.is_empty() {
             cmd.arg("--features").arg(features.join(","));
         }
-        let out = cmd.output().expect("run cargo to build a fixture");
+        let out = output(&mut cmd).expect("run cargo to build a fixture");
         assert!(out.status.success(), "building fixture {key} failed:\n{}", String::from_utf8_lossy(&out.stderr));
         let built_lib = target_dir.join(TARGET).join("debug").join(&file);
         std::fs::create_dir_all(artifact.parent().unwrap()).unwrap();
@@ -173,6 +173,52 @@ pub fn emulated() -> bool {
     std::env::var(var).is_ok_and(|r| r.contains("qemu"))
 }
 
+/// Starts `cmd`. Under the emulator a child now and then never gets from
+/// `fork` to `exec` (qemu-user copies a multithreaded process while another
+/// thread holds a lock the child then waits for, forever); such a child is
+/// seen by its command line, still this program's, is killed after 30 s
+/// and started again (at most five times, each said on stderr).
+pub fn spawn(cmd: &mut Command) -> std::io::Result<std::process::Child> {
+    if !emulated() {
+        return cmd.spawn();
+    }
+    // The emulator shows this process its own arguments; a child that has
+    // not called exec yet shows the host `qemu-aarch64 <them>`.
+    let mut own: Vec<u8> = Vec::new();
+    for arg in std::env::args_os() {
+        own.extend_from_slice(arg.as_encoded_bytes());
+        own.push(0);
+    }
+    for attempt in 1..=5 {
+        let mut child = cmd.spawn()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            // Gone, a zombie (no command line) or another program: started.
+            match std::fs::read(format!("/proc/{}/cmdline", child.id())) {
+                Ok(line) if !line.is_empty() && line.ends_with(&own) => {}
+                _ => return Ok(child),
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        eprintln!(
+            "(a child process never started its program under the emulator, attempt {attempt}: starting it again)"
+        );
+    }
+    panic!("a child process never started its program under the emulator: {cmd:?}")
+}
+
+/// [`spawn`], then its output, as `Command::output` gives it.
+pub fn output(cmd: &mut Command) -> std::io::Result<Output> {
+    use std::process::Stdio;
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    spawn(cmd)?.wait_with_output()
+}
+
 /// Waits until everything reloads replaced was freed (deferred reclamation
 /// runs on the runtime's collector thread, after the reload returned), with
 /// a deadline: every thread of this process, other tests included, must be
@@ -238,12 +284,10 @@ pub fn output_within(mut cmd: Command, dir: &Path, limit: Duration) -> Output {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let (out_path, err_path) = (dir.join(format!("stdout-{n}")), dir.join(format!("stderr-{n}")));
-    let mut child = cmd
-        .stdin(Stdio::null())
+    cmd.stdin(Stdio::null())
         .stdout(std::fs::File::create(&out_path).unwrap())
-        .stderr(std::fs::File::create(&err_path).unwrap())
-        .spawn()
-        .expect("spawn the program");
+        .stderr(std::fs::File::create(&err_path).unwrap());
+    let mut child = spawn(&mut cmd).expect("spawn the program");
     let deadline = Instant::now() + limit;
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -274,7 +318,7 @@ pub fn run_child(name: &str, envs: &[(&str, &str)]) -> Output {
     for (k, v) in envs {
         cmd.env(k, v);
     }
-    cmd.output().expect("spawn the test binary")
+    output(&mut cmd).expect("spawn the test binary")
 }
 
 /// Files in a directory, not counting hidden ones (such as the private
@@ -410,7 +454,7 @@ pub fn spawn_child(name: &str, envs: &[(&str, &str)]) -> std::process::Child {
     for (k, v) in envs {
         cmd.env(k, v);
     }
-    cmd.spawn().expect("spawn the test binary")
+    spawn(&mut cmd).expect("spawn the test binary")
 }
 
 /// The one failure of a refused load: asserts the load was reported as
