@@ -67,7 +67,10 @@ fn special_files_and_links_to_them_are_refused_at_load() {
     mkfifo(&fifo);
     let zero_link = s.module_path("zero");
     std::os::unix::fs::symlink("/dev/zero", &zero_link).unwrap();
-    let socket_path = s.module_path("socket");
+    // A socket's path must fit in `sockaddr_un` (108 bytes): in a short
+    // directory of its own, not under the (possibly deep) target directory.
+    let socket_dir = tempfile::Builder::new().prefix("hcr-").tempdir_in("/tmp").unwrap();
+    let socket_path = socket_dir.path().join("socket");
     let _listener = std::os::unix::net::UnixListener::bind(&socket_path).unwrap();
     let fifo_link = s.module_path("fifolink");
     std::os::unix::fs::symlink(&fifo, &fifo_link).unwrap();
